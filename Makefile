@@ -1,0 +1,27 @@
+# The README's two commands: `make drill` and `make test`. Both set up what they need first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup test drill up bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade uv
+	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: setup
+	$(PY) -m pytest
+
+drill: setup
+	$(VENV)/bin/waguard drill --all
+
+up: setup
+	$(VENV)/bin/waguard up
+
+clean:
+	rm -rf $(VENV) .waguard .pytest_cache

@@ -1,0 +1,175 @@
+"""Running servers on loopback: ASGI apps in a background thread, and child processes.
+
+Both the local stack (`waguard up`) and the tests use these, so the simulators the tests talk to are
+real HTTP servers on real ports, exactly as in drills.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from waguard.errors import WaguardError
+
+
+class PortInUse(WaguardError):
+    """A port the stack needs is taken by another process."""
+
+    def __init__(self, service: str, host: str, port: int) -> None:
+        super().__init__(
+            f"port {port} on {host} is already in use, so {service} cannot start there; "
+            f"stop whatever holds it (e.g. `ss -ltnp 'sport = :{port}'`) or choose another port "
+            f"(WAGUARD_STACK__*_PORT)"
+        )
+        self.service, self.host, self.port = service, host, port
+
+
+class ServiceDidNotStart(WaguardError):
+    """A service did not answer its health check in time."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (for tests; the stack uses fixed ports)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_port_free(service: str, host: str, port: int) -> None:
+    """Raise PortInUse, naming the port and the service, if something already listens there."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise PortInUse(service, host, port) from None
+
+
+def wait_until_ok(url: str, timeout_s: float = 30.0, *, service: str = "service",
+                  alive: "subprocess.Popen[bytes] | None" = None) -> None:
+    """Poll `url` until it answers 2xx, or raise ServiceDidNotStart."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if alive is not None and alive.poll() is not None:
+            raise ServiceDidNotStart(f"{service} exited with status {alive.returncode} before it was ready")
+        try:
+            r = httpx.get(url, timeout=2.0)
+            if r.is_success:
+                return
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as e:
+            last = type(e).__name__
+        time.sleep(0.1)
+    raise ServiceDidNotStart(f"{service} did not become ready at {url} within {timeout_s:.0f}s ({last})")
+
+
+@dataclass
+class ServedApp:
+    """An ASGI app served by uvicorn in a daemon thread. Use as a context manager."""
+
+    app: object
+    host: str = "127.0.0.1"
+    port: int = 0
+    name: str = "app"
+    health_path: str | None = None
+    _server: uvicorn.Server | None = field(default=None, init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> ServedApp:
+        if self.port == 0:
+            self.port = free_port(self.host)
+        else:
+            ensure_port_free(self.name, self.host, self.port)
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning",
+                                access_log=False, lifespan="auto")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"uvicorn-{self.name}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ServiceDidNotStart(f"{self.name} did not start on {self.url}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> ServedApp:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class ChildProcess:
+    """A child process with a health URL; its output goes to a log file, never to our console."""
+
+    name: str
+    argv: Sequence[str]
+    health_url: str
+    log_path: Path
+    env: Mapping[str, str] | None = None
+    ready_timeout_s: float = 60.0
+    proc: "subprocess.Popen[bytes] | None" = None
+
+    def start(self) -> ChildProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process is stopped
+        env = {**os.environ, **(self.env or {})}
+        self.proc = subprocess.Popen(list(self.argv), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_until_ok(self.health_url, self.ready_timeout_s, service=self.name, alive=self.proc)
+        except ServiceDidNotStart:
+            self.stop()
+            raise ServiceDidNotStart(
+                f"{self.name} did not become ready at {self.health_url}; see {self.log_path}"
+            ) from None
+        return self
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def running(*services: ServedApp | ChildProcess) -> Iterator[None]:
+    """Start services in order and stop them in reverse order, whatever happens."""
+    started: list[ServedApp | ChildProcess] = []
+    try:
+        for s in services:
+            s.start()
+            started.append(s)
+        yield
+    finally:
+        for s in reversed(started):
+            s.stop()

@@ -1,0 +1,191 @@
+"""waguard's one settings model.
+
+Read once at an entry point (`load_settings()`), then passed down; nothing deeper reads the
+environment. Environment variables use the `WAGUARD_` prefix and `__` for nesting, e.g.
+`WAGUARD_META__GRAPH_VERSION=v23.0`. A `.env` file in the working directory is read too.
+
+Secrets are not settings: the Meta token, the app secret and the Slack credentials live in Vault and
+the settings only name their paths. The one exception is the credential that opens Vault itself
+(a token file, or an AppRole secret-id file), which has to come from somewhere outside Vault.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from waguard.errors import ConfigError
+
+LOOPBACK = "127.0.0.1"
+GRAPH_VERSION_PATTERN = r"^v[0-9]+\.[0-9]+$"
+
+
+class MetaSettings(BaseModel):
+    """Where the Graph API is and which business, app and WABA waguard protects."""
+
+    model_config = {"extra": "forbid"}
+
+    graph_url: str = Field(
+        f"http://{LOOPBACK}:8710",
+        description="Base URL of the Graph API without the version: https://graph.facebook.com in "
+        "production, the Meta simulator on the local stack.",
+    )
+    graph_version: str = Field(
+        "v23.0", pattern=GRAPH_VERSION_PATTERN, description="Graph API version, e.g. v23.0."
+    )
+    app_id: str = Field("1000000001", pattern=r"^[0-9]+$", description="Meta app id.")
+    business_id: str = Field(
+        "2000000001", pattern=r"^[0-9]+$", description="Business Manager (business portfolio) id."
+    )
+    waba_id: str = Field("3000000001", pattern=r"^[0-9]+$", description="Default WhatsApp Business Account id.")
+    token_path: str = Field(
+        "meta/system-user-token",
+        description="Vault KV path of the system-user access token the playbooks act with.",
+    )
+    app_secret_path: str = Field(
+        "meta/app-secret",
+        description="Vault KV path of the app secret (keys appsecret_proof and webhook signatures).",
+    )
+    appsecret_proof: bool = Field(
+        True, description="Send appsecret_proof on every Graph call (needed when 'Require App Secret' is on)."
+    )
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one Graph HTTP request, seconds.")
+    max_retries: int = Field(
+        4, ge=0, le=10, description="Retries of a throttled or transient Graph call before giving up."
+    )
+    backoff_cap_s: float = Field(
+        60.0, gt=0, le=3600, description="Longest single back-off sleep between Graph retries, seconds."
+    )
+    ledger_path: Path = Field(
+        Path(".waguard/registration-ledger.sqlite3"),
+        description="SQLite file of the register/deregister budget ledger (10 calls per number per 72 h).",
+    )
+
+
+class VaultSettings(BaseModel):
+    """How to reach and log in to Vault (or OpenBao)."""
+
+    model_config = {"extra": "forbid"}
+
+    addr: str = Field(f"http://{LOOPBACK}:8200", description="Vault address.")
+    auth_method: Literal["token", "approle"] = Field("token", description="How waguard logs in to Vault.")
+    token_file: Path | None = Field(
+        Path(".waguard/vault-token"),
+        description="File holding a Vault token (auth_method=token). `waguard up` writes the dev token here.",
+    )
+    token: SecretStr | None = Field(
+        None, description="A Vault token given directly (auth_method=token); token_file is preferred."
+    )
+    approle_mount: str = Field("approle", description="Mount path of the AppRole auth method.")
+    role_id: str | None = Field(None, description="AppRole role id (auth_method=approle).")
+    secret_id_file: Path | None = Field(
+        None, description="File holding the AppRole secret id (auth_method=approle)."
+    )
+    kv_mount: str = Field("secret", description="Mount path of the KV version 2 engine.")
+    transit_mount: str = Field("transit", description="Mount path of the transit engine.")
+    evidence_key: str = Field("waguard-evidence", description="Transit key (ed25519) that signs evidence.")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one Vault request, seconds.")
+
+    @model_validator(mode="after")
+    def _credentials_present(self) -> VaultSettings:
+        if self.auth_method == "approle" and not (self.role_id and self.secret_id_file):
+            raise ValueError("auth_method=approle needs vault.role_id and vault.secret_id_file")
+        if self.auth_method == "token" and not (self.token or self.token_file):
+            raise ValueError("auth_method=token needs vault.token_file or vault.token")
+        return self
+
+
+class SlackSettings(BaseModel):
+    """Where incident threads go."""
+
+    model_config = {"extra": "forbid"}
+
+    api_url: str = Field(
+        f"http://{LOOPBACK}:8720/api/",
+        description="Slack Web API base URL: https://slack.com/api/ in production, the Slack simulator locally.",
+    )
+    bot_token_path: str = Field("slack/bot-token", description="Vault KV path of the bot token (xoxb-...).")
+    signing_secret_path: str = Field(
+        "slack/signing-secret", description="Vault KV path of the Slack request-signing secret."
+    )
+    channel: str = Field("C0INCIDENT", description="Channel id where incident threads open.")
+    escalation_channel: str = Field(
+        "C0ESCALATE", description="Second channel an unanswered approval escalates to."
+    )
+    max_rate_limit_retries: int = Field(3, ge=0, le=10, description="Retries after a Slack 429.")
+
+
+class PrefectSettings(BaseModel):
+    """The Prefect server waguard's flows report to."""
+
+    model_config = {"extra": "forbid"}
+
+    api_url: str = Field(f"http://{LOOPBACK}:4200/api", description="Prefect API URL.")
+    ui_url: str = Field(f"http://{LOOPBACK}:4200", description="Prefect UI URL (for links in Slack).")
+
+
+class StackSettings(BaseModel):
+    """The local stack that `waguard up` starts on loopback."""
+
+    model_config = {"extra": "forbid"}
+
+    home: Path = Field(Path(".waguard"), description="Project-local directory for state, logs and the dev token.")
+    host: str = Field(LOOPBACK, description="Address every local service binds to.")
+    prefect_port: int = Field(4200, ge=1024, le=65535, description="Prefect server port.")
+    vault_port: int = Field(8200, ge=1024, le=65535, description="OpenBao dev server port.")
+    meta_port: int = Field(8710, ge=1024, le=65535, description="Meta Graph simulator port.")
+    slack_port: int = Field(8720, ge=1024, le=65535, description="Slack simulator port.")
+    intake_port: int = Field(8730, ge=1024, le=65535, description="Intake service port.")
+
+
+class Settings(BaseSettings):
+    """Everything waguard reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WAGUARD_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="forbid",
+    )
+
+    mode: Literal["drill", "live"] = Field(
+        "drill", description="drill: the local simulators; live: real Meta and Slack."
+    )
+    meta: MetaSettings = Field(default_factory=MetaSettings, description="Meta Graph API.")
+    vault: VaultSettings = Field(default_factory=VaultSettings, description="Vault / OpenBao.")
+    slack: SlackSettings = Field(default_factory=SlackSettings, description="Slack.")
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings, description="Prefect.")
+    stack: StackSettings = Field(default_factory=StackSettings, description="Local stack.")
+
+    @model_validator(mode="after")
+    def _live_needs_real_endpoints(self) -> Settings:
+        if self.mode == "live":
+            for name, url in (("meta.graph_url", self.meta.graph_url), ("slack.api_url", self.slack.api_url)):
+                if "127.0.0.1" in url or "localhost" in url:
+                    raise ValueError(f"mode=live but {name} points at a local simulator ({url})")
+        return self
+
+
+def describe_error(err: ValidationError) -> str:
+    """One line per bad setting, each naming the environment variable to fix."""
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"] if not str(p).startswith("function-")]
+        env = "WAGUARD_" + "__".join(p.upper() for p in loc) if loc else "WAGUARD_*"
+        lines.append(f"{env} ({'.'.join(loc) or 'settings'}): {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once, at an entry point.
+
+    Raises:
+        ConfigError: naming every setting that is missing or invalid.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise ConfigError("invalid waguard settings:\n" + describe_error(err)) from None
