@@ -1,0 +1,93 @@
+"""The `waguard` command: `waguard up | drill | config | version`.
+
+Settings are read once here and passed down. Every failure a responder can fix (a bad setting, a
+port in use, a service that would not start) ends with one clear line and exit status 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from waguard import __version__
+from waguard.errors import WaguardError
+from waguard.settings import Settings, load_settings
+
+
+def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from waguard.stack import LocalStack
+
+    stack = LocalStack(settings)
+    stopping = threading.Event()
+    # SIGTERM stops the stack as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        urls = stack.start()
+        print("\nwaguard local stack is up:")
+        for label, url in urls.lines():
+            print(f"  {label:<22} {url}")
+        print(f"  {'Vault token file':<22} {settings.vault.token_file}")
+        print("\nexport PREFECT_API_URL=" + urls.prefect_api)
+        print("Press Ctrl-C to stop.", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nstopping the local stack...", flush=True)
+        stack.stop()
+        print("stopped.")
+    return 0
+
+
+def _cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
+    print("waguard drill: game-day drills are not built yet (see the drills issue). "
+          "`waguard up` starts the local stack they will run on.")
+    return 0
+
+
+def _cmd_config(settings: Settings, args: argparse.Namespace) -> int:
+    # Secrets are SecretStr, so a dump shows '**********' for any that are set.
+    print(settings.model_dump_json(indent=2))
+    return 0
+
+
+def _cmd_version(settings: Settings, args: argparse.Namespace) -> int:
+    print(f"waguard {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="waguard", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the local stack on loopback and wait for Ctrl-C").set_defaults(func=_cmd_up)
+    drill = sub.add_parser("drill", help="run game-day drills on the local stack")
+    drill.add_argument("scenarios", nargs="*")
+    drill.add_argument("--all", action="store_true")
+    drill.set_defaults(func=_cmd_drill)
+    sub.add_parser("config", help="print the effective settings (secrets masked)").set_defaults(func=_cmd_config)
+    sub.add_parser("version", help="print the version").set_defaults(func=_cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request URL at INFO; Graph URLs carry appsecret_proof and debug_token input tokens.
+    for noisy in ("httpx", "httpcore", "hvac", "urllib3", "slack_sdk"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = load_settings()
+        return int(args.func(settings, args))
+    except WaguardError as err:
+        print(f"waguard: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

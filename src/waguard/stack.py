@@ -1,0 +1,193 @@
+"""The local stack: everything waguard needs, on loopback, with no account anywhere.
+
+`waguard up` and the drills start the same stack: a Prefect server on SQLite with its UI, an OpenBao
+dev server seeded with the paths the playbooks read, and the Meta and Slack simulators seeded with a
+demo business. The stack generates every credential itself at start (nothing secret is committed),
+writes them into Vault, and seeds the simulators with the same values; nothing else is told them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from waguard.errors import WaguardError
+from waguard.servers import ChildProcess, ServedApp, ensure_port_free
+from waguard.settings import Settings
+
+
+@dataclass(frozen=True)
+class StackUrls:
+    prefect_ui: str
+    prefect_api: str
+    vault: str
+    meta: str
+    slack: str
+
+    def lines(self) -> list[tuple[str, str]]:
+        return [
+            ("Prefect UI", self.prefect_ui),
+            ("Prefect API", self.prefect_api),
+            ("OpenBao (Vault)", self.vault),
+            ("Meta Graph simulator", self.meta),
+            ("Slack simulator", self.slack + "/api/"),
+        ]
+
+
+def prefect_env(settings: Settings) -> dict[str, str]:
+    """Environment for every process that talks to the stack's Prefect server."""
+    home = settings.stack.home.resolve()
+    return {
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_API_URL": settings.prefect.api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+
+
+def _exe(name: str) -> str:
+    """A console script installed next to this interpreter (the project venv), else on PATH."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+@dataclass
+class LocalStack:
+    """Start and stop the local stack. Used by `waguard up`, the drills and the end-to-end tests."""
+
+    settings: Settings
+    say: Callable[[str], None] = print
+    _children: list[ChildProcess] = field(default_factory=list)
+    _apps: list[ServedApp] = field(default_factory=list)
+
+    @property
+    def urls(self) -> StackUrls:
+        s = self.settings.stack
+        return StackUrls(
+            prefect_ui=f"http://{s.host}:{s.prefect_port}",
+            prefect_api=f"http://{s.host}:{s.prefect_port}/api",
+            vault=f"http://{s.host}:{s.vault_port}",
+            meta=f"http://{s.host}:{s.meta_port}",
+            slack=f"http://{s.host}:{s.slack_port}",
+        )
+
+    def check_ports(self) -> None:
+        """Fail before starting anything, naming the first port that is taken."""
+        s = self.settings.stack
+        for service, port in (("the Prefect server", s.prefect_port), ("OpenBao", s.vault_port),
+                              ("the Meta simulator", s.meta_port), ("the Slack simulator", s.slack_port)):
+            ensure_port_free(service, s.host, port)
+
+    def start(self) -> StackUrls:
+        """Start every service; on any failure stop what was started and re-raise."""
+        self.check_ports()
+        home = self.settings.stack.home
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_prefect(home)
+            credentials = self._start_vault(home)
+            self._start_simulators(credentials)
+        except BaseException:
+            self.stop()
+            raise
+        return self.urls
+
+    def _start_prefect(self, home: Path) -> None:
+        s = self.settings.stack
+        self.say(f"starting Prefect server on {self.urls.prefect_ui} (first start migrates its database)")
+        child = ChildProcess(
+            name="Prefect server",
+            argv=[_exe("prefect"), "server", "start", "--host", s.host, "--port", str(s.prefect_port)],
+            health_url=f"{self.urls.prefect_api}/health",
+            log_path=home / "logs" / "prefect-server.log",
+            env=prefect_env(self.settings),
+            ready_timeout_s=120,
+        )
+        self._children.append(child.start())
+
+    def _start_vault(self, home: Path) -> dict[str, SecretStr]:
+        from waguard.vault import devserver
+
+        s = self.settings.stack
+        root_token = secrets.token_urlsafe(24)
+        self.say(f"starting OpenBao dev server on {self.urls.vault}")
+        child = devserver.dev_server(host=s.host, port=s.vault_port, root_token=root_token,
+                                     log_path=home / "logs" / "openbao.log")
+        self._children.append(child.start())
+        token_file = self.settings.vault.token_file or home / "vault-token"
+        _write_private(token_file, root_token)
+        credentials = generate_credentials()
+        asyncio.run(seed_vault(self.settings, credentials))
+        return credentials
+
+    def _start_simulators(self, credentials: dict[str, SecretStr]) -> None:
+        from waguard.meta.simulator import create_app as meta_app
+        from waguard.meta.simulator import demo_seed
+        from waguard.slack.simulator import create_app as slack_app
+
+        s = self.settings.stack
+        seed = demo_seed(app_secret=credentials["app_secret"].get_secret_value(),
+                         system_user_token=credentials["meta_token"].get_secret_value())
+        self._apps.append(ServedApp(meta_app(seed), host=s.host, port=s.meta_port, name="Meta simulator").start())
+        bot_token = credentials["slack_bot_token"].get_secret_value()
+        self._apps.append(
+            ServedApp(slack_app(bot_tokens={bot_token}), host=s.host, port=s.slack_port,
+                      name="Slack simulator").start()
+        )
+
+    def stop(self) -> None:
+        for app in reversed(self._apps):
+            app.stop()
+        for child in reversed(self._children):
+            child.stop()
+        self._apps.clear()
+        self._children.clear()
+
+
+def generate_credentials() -> dict[str, SecretStr]:
+    """Fresh credentials for a local stack: random every start, known only to Vault and the simulators."""
+    return {
+        "app_secret": SecretStr(secrets.token_hex(16)),
+        "meta_token": SecretStr("EAAG" + secrets.token_urlsafe(48)),
+        "slack_bot_token": SecretStr("xoxb-" + secrets.token_hex(20)),
+        "slack_signing_secret": SecretStr(secrets.token_hex(16)),
+    }
+
+
+async def seed_vault(settings: Settings, credentials: dict[str, SecretStr]) -> None:
+    """Write the stack's credentials at the Vault paths the settings name, and ready transit."""
+    from waguard.vault import devserver
+    from waguard.vault.client import VaultClient
+
+    vault = VaultClient.from_settings(settings.vault)
+    await vault.check()
+    await asyncio.to_thread(devserver.bootstrap, vault, transit_key=settings.vault.evidence_key)
+    paths = {
+        "app_secret": settings.meta.app_secret_path,
+        "meta_token": settings.meta.token_path,
+        "slack_bot_token": settings.slack.bot_token_path,
+        "slack_signing_secret": settings.slack.signing_secret_path,
+    }
+    for name, path in paths.items():
+        await vault.write_secret(path, credentials[name])
+
+
+def _write_private(path: Path, value: str) -> None:
+    """Write a credential file readable by this user only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+
+
+class StackError(WaguardError):
+    """The local stack could not start."""
