@@ -1,0 +1,396 @@
+"""`GraphClient`: the Graph API calls waguard's playbooks make, over httpx.
+
+Policy lives here (auth, appsecret_proof, retries, paging, the registration budget); the protocol
+lives in `wire.py`; bytes move through an `httpx.AsyncBaseTransport` the caller may pass in (tests
+pass `httpx.MockTransport`, drills talk to the Meta simulator over real HTTP).
+
+Logging: this module logs methods and paths only (ids, never query strings or bodies) and adds no
+handlers. httpx itself logs every URL at INFO, query included, which would carry `appsecret_proof`
+and the `input_token` of debug_token: entry points call `quiet_http_loggers()` once at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from waguard.errors import ConfigError, Retryable
+from waguard.meta import wire
+from waguard.meta.errors import MetaUnavailable, MetaUnexpectedResponse
+from waguard.meta.ledger import Action, RegistrationLedger
+from waguard.meta.models import (
+    AssignedUser,
+    BusinessUser,
+    PhoneNumber,
+    SubscribedApp,
+    SystemUser,
+    Template,
+    TokenInfo,
+)
+from waguard.settings import GRAPH_VERSION_PATTERN, MetaSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PHONE_FIELDS = wire.DEFAULT_PHONE_FIELDS
+MAX_PAGES = 1000  # a guard against a server that never ends a list, not a real limit
+M = TypeVar("M", bound=BaseModel)
+Sleep = Callable[[float], Awaitable[None]]
+
+# Failures where Graph never answered: worth another try. Other httpx errors (bad URL, unsupported
+# scheme) are configuration mistakes and surface as they are.
+_NO_ANSWER = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
+
+
+def quiet_http_loggers() -> None:
+    """Raise the `httpx` and `httpcore` loggers to WARNING so request URLs are never logged.
+
+    Call once from every entry point (CLI, flow module, intake service). Graph URLs carry
+    `appsecret_proof` and, for debug_token, the token under inspection.
+    """
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class GraphClient:
+    """Async Graph API client for the calls the playbooks make. Use as `async with`, or `aclose()`.
+
+    Retries only `Retryable` failures (throttling, transient errors, no answer), at most
+    `max_retries` times, sleeping `wire.backoff_seconds` through the injected `sleep`. When Meta asks
+    for a longer wait than `backoff_cap_s`, the throttle error is raised at once with its
+    `retry_after`, so the task's own retry policy can wait instead of this call blocking.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        version: str,
+        token: SecretStr,
+        app_secret: SecretStr | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 10,
+        max_retries: int = 4,
+        backoff_cap_s: float = 60,
+        sleep: Sleep = asyncio.sleep,
+        ledger: RegistrationLedger | None = None,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        if not re.match(GRAPH_VERSION_PATTERN, version):
+            raise ValueError("version must look like v23.0")
+        if not isinstance(token, SecretStr) or not token.get_secret_value():
+            raise ValueError("token must be a non-empty SecretStr")
+        if app_secret is not None and (not isinstance(app_secret, SecretStr) or not app_secret.get_secret_value()):
+            raise ValueError("app_secret must be a non-empty SecretStr or None")
+        if max_retries < 0 or backoff_cap_s <= 0:
+            raise ValueError("max_retries must be >= 0 and backoff_cap_s > 0")
+        self._root = f"{base_url.rstrip('/')}/{version}"
+        self._token = token
+        self._proof = SecretStr(wire.appsecret_proof(token, app_secret)) if app_secret is not None else None
+        self._secrets = tuple(s.get_secret_value() for s in (token, app_secret, self._proof) if s is not None)
+        self._max_retries = max_retries
+        self._backoff_cap_s = backoff_cap_s
+        self._sleep = sleep
+        self._ledger = ledger
+        self._clock = clock
+        self._jitter = jitter
+        self._http = httpx.AsyncClient(transport=transport, timeout=timeout_s, follow_redirects=False)
+
+    @classmethod
+    def from_settings(
+        cls,
+        meta: MetaSettings,
+        *,
+        token: SecretStr,
+        app_secret: SecretStr | None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        ledger: RegistrationLedger | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> GraphClient:
+        """A client for `meta`; the ledger defaults to the one at `meta.ledger_path`.
+
+        `app_secret` is ignored when `meta.appsecret_proof` is off.
+        """
+        return cls(
+            base_url=meta.graph_url,
+            version=meta.graph_version,
+            token=token,
+            app_secret=app_secret if meta.appsecret_proof else None,
+            transport=transport,
+            timeout_s=meta.timeout_s,
+            max_retries=meta.max_retries,
+            backoff_cap_s=meta.backoff_cap_s,
+            sleep=sleep,
+            ledger=ledger if ledger is not None else RegistrationLedger.from_settings(meta),
+        )
+
+    def __repr__(self) -> str:
+        return f"GraphClient({self._root!r}, appsecret_proof={self._proof is not None})"
+
+    async def __aenter__(self) -> GraphClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    # ---- the one path every call takes -------------------------------------------------------------
+
+    async def _call(self, req: wire.GraphRequest, budget: Action | None = None, number: str = "") -> Any:
+        """Send `req` with retries; return the decoded JSON of a 2xx answer."""
+        attempt = 0
+        while True:
+            if budget is not None:
+                await self._reserve(number, budget)
+            try:
+                return await self._send(req)
+            except Retryable as err:
+                retry_after = err.retry_after
+                if attempt >= self._max_retries or (retry_after is not None and retry_after > self._backoff_cap_s):
+                    raise
+                delay = wire.backoff_seconds(err, attempt, self._backoff_cap_s, jitter=self._jitter())
+                attempt += 1
+                log.info(
+                    "Graph %s %s: %s; retry %d of %d in %.1f s",
+                    req.method, req.path, type(err).__name__, attempt, self._max_retries, delay,
+                )  # fmt: skip
+                await self._sleep(delay)
+
+    async def _reserve(self, number: str, action: Action) -> None:
+        if self._ledger is None:
+            raise ConfigError(f"{action} needs a RegistrationLedger: Meta locks a number after 10 in 72 h")
+        ledger = self._ledger
+        # SQLite may wait on another process's lock: keep that off the event loop.
+        left = await asyncio.to_thread(ledger.reserve, number, action, self._clock())
+        log.info("registration budget of %s: %s recorded, %d left in 72 h", number, action, left)
+
+    async def _send(self, req: wire.GraphRequest) -> Any:
+        params = dict(wire.unwrap_secrets(req.params))
+        if self._proof is not None:
+            params["appsecret_proof"] = self._proof.get_secret_value()
+        headers = {"Authorization": f"Bearer {self._token.get_secret_value()}", "User-Agent": wire.user_agent()}
+        secrets = self._secrets + _secret_values(req)
+        try:
+            response = await self._http.request(
+                req.method,
+                self._root + req.path,
+                params=params,
+                json=wire.unwrap_secrets(req.json) if req.json is not None else None,
+                data=wire.unwrap_secrets(req.form) if req.form is not None else None,
+                headers=headers,
+            )
+        except _NO_ANSWER as exc:
+            # `from None`: the httpx exception holds the request, whose URL carries the proof.
+            raise MetaUnavailable(f"no answer from Graph ({type(exc).__name__})", path=req.path) from None
+        peak = wire.usage_peak(response.headers)
+        if peak >= wire.SLOW_DOWN_PERCENT:
+            log.warning("Graph usage at %d%% of the hourly budget after %s %s", peak, req.method, req.path)
+        if not response.is_success:
+            raise wire.decode_error(
+                response.status_code, response.headers, response.content, path=req.path, secrets=secrets
+            )
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            raise MetaUnexpectedResponse(
+                "answer is not JSON", http_status=response.status_code, path=req.path
+            ) from None
+
+    async def _mutate(self, req: wire.GraphRequest, budget: Action | None = None, number: str = "") -> None:
+        wire.expect_success(await self._call(req, budget, number), req.path)
+
+    async def _node(self, req: wire.GraphRequest, model: type[M]) -> M:
+        return _parse(model, wire.expect_object(await self._call(req), req.path), req.path)
+
+    async def _collect(self, build: Callable[[str | None], wire.GraphRequest], model: type[M]) -> list[M]:
+        """Every item of a list edge, following `paging.cursors.after` page by page."""
+        items: list[M] = []
+        after: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            req = build(after)
+            rows, after = wire.page(await self._call(req), req.path)
+            items.extend(_parse(model, row, req.path) for row in rows)
+            if after is None:
+                return items
+            if after in seen:
+                raise MetaUnexpectedResponse("paging cursor repeated", path=req.path)
+            seen.add(after)
+        raise MetaUnexpectedResponse(f"list did not end within {MAX_PAGES} pages", path=req.path)
+
+    # ---- phone numbers -----------------------------------------------------------------------------
+
+    async def get_phone_number(
+        self, phone_number_id: str, fields: Sequence[str] = DEFAULT_PHONE_FIELDS
+    ) -> PhoneNumber:
+        """Status, quality and registration state of one number."""
+        return await self._node(wire.get_phone_number(phone_number_id, fields), PhoneNumber)
+
+    async def list_phone_numbers(self, waba_id: str, fields: Sequence[str] = DEFAULT_PHONE_FIELDS) -> list[PhoneNumber]:
+        """Every number on a WABA."""
+        return await self._collect(lambda after: wire.list_phone_numbers(waba_id, fields, after), PhoneNumber)
+
+    async def deregister_phone_number(self, phone_number_id: str) -> None:
+        """Take a number off the Cloud API. Spends one unit of the 72 h budget per attempt sent.
+
+        Raises:
+            RegistrationBudgetExhausted: the ledger refused; no request was sent.
+            MetaRegistrationLocked: Meta refused with 133016 (never retried).
+        """
+        req = wire.deregister_phone_number(phone_number_id)
+        await self._mutate(req, "deregister", phone_number_id)
+
+    async def register_phone_number(
+        self, phone_number_id: str, pin: SecretStr, data_localization_region: str | None = None
+    ) -> None:
+        """Register a number with its two-step PIN. Spends one unit of the 72 h budget per attempt sent."""
+        req = wire.register_phone_number(phone_number_id, pin, data_localization_region)
+        await self._mutate(req, "register", phone_number_id)
+
+    async def set_two_step_pin(self, phone_number_id: str, pin: SecretStr) -> None:
+        """Set a new six-digit two-step PIN (ValueError before sending if it is not six digits)."""
+        await self._mutate(wire.set_two_step_pin(phone_number_id, pin))
+
+    # ---- templates ---------------------------------------------------------------------------------
+
+    async def list_templates(
+        self,
+        waba_id: str,
+        *,
+        name: str | None = None,
+        status: Sequence[str] | None = None,
+        category: str | None = None,
+        language: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        fields: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Template]:
+        """Templates of a WABA, filtered server-side; `limit` is the page size, all pages are read."""
+        filters = dict(name=name, status=status, category=category, language=language, since=since, until=until)
+        return await self._collect(
+            lambda after: wire.list_templates(waba_id, fields=fields, limit=limit, after=after, **filters),  # type: ignore[arg-type]
+            Template,
+        )
+
+    async def get_template(self, template_id: str, fields: Sequence[str] | None = None) -> Template:
+        """One template by id."""
+        return await self._node(wire.get_template(template_id, fields), Template)
+
+    async def delete_template_by_name(self, waba_id: str, name: str) -> None:
+        """Delete every language variant of a template name. DISABLED templates cannot be deleted."""
+        await self._mutate(wire.delete_template_by_name(waba_id, name))
+
+    async def delete_template(self, waba_id: str, hsm_id: str, name: str) -> None:
+        """Delete exactly one template, by its id and name."""
+        await self._mutate(wire.delete_template(waba_id, hsm_id, name))
+
+    # ---- webhook subscriptions ---------------------------------------------------------------------
+
+    async def list_subscribed_apps(self, waba_id: str) -> list[SubscribedApp]:
+        """Apps subscribed to a WABA, with any WABA-level callback override."""
+        return await self._collect(lambda _after: wire.list_subscribed_apps(waba_id), SubscribedApp)
+
+    async def subscribe_app(
+        self, waba_id: str, override_callback_uri: str | None = None, verify_token: SecretStr | None = None
+    ) -> None:
+        """Subscribe this app to a WABA, optionally with a callback override (needs its verify token)."""
+        await self._mutate(wire.subscribe_app(waba_id, override_callback_uri, verify_token))
+
+    async def unsubscribe_app(self, waba_id: str) -> None:
+        """Unsubscribe this app from a WABA, which drops its WABA-level override."""
+        await self._mutate(wire.unsubscribe_app(waba_id))
+
+    # ---- tokens ------------------------------------------------------------------------------------
+
+    async def debug_token(self, input_token: SecretStr) -> TokenInfo:
+        """What Meta knows about a token; `is_valid=False` proves a revoked token is dead."""
+        req = wire.debug_token(input_token)
+        body = wire.expect_object(await self._call(req), req.path)
+        return _parse(TokenInfo, wire.expect_object(body.get("data"), req.path), req.path)
+
+    async def generate_system_user_token(
+        self, system_user_id: str, *, app_id: str, scopes: Sequence[str], expires_in_60_days: bool = True
+    ) -> SecretStr:
+        """Issue a new token for a system user; returned only as `SecretStr` (write it to Vault).
+
+        Raises:
+            ConfigError: the client has no app secret; Meta requires appsecret_proof here.
+        """
+        if self._proof is None:
+            raise ConfigError("generate_system_user_token needs the app secret: Meta requires appsecret_proof")
+        req = wire.generate_system_user_token(
+            system_user_id, app_id=app_id, scopes=scopes, expires_in_60_days=expires_in_60_days
+        )
+        body = wire.expect_object(await self._call(req), req.path)
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise MetaUnexpectedResponse("answer has no access_token", path=req.path)
+        return SecretStr(token)
+
+    async def revoke_system_user_tokens(self, system_user_id: str) -> None:
+        """DELETE /{system-user-id}/access_tokens.
+
+        Meta does not document what this does for system users. A flow MUST confirm the outcome
+        with `debug_token` (is_valid=false) and fall back to the Business Settings UI when it is not.
+        """
+        await self._mutate(wire.revoke_system_user_tokens(system_user_id))
+
+    # ---- Business Manager users and WABA access ----------------------------------------------------
+
+    async def list_business_users(self, business_id: str) -> list[BusinessUser]:
+        """People in the Business Manager, with role and tasks."""
+        return await self._collect(lambda after: wire.list_business_users(business_id, after), BusinessUser)
+
+    async def list_system_users(self, business_id: str) -> list[SystemUser]:
+        """System users of the Business Manager."""
+        return await self._collect(lambda after: wire.list_system_users(business_id, after), SystemUser)
+
+    async def remove_business_user(self, business_user_id: str) -> None:
+        """Remove a person from the Business Manager."""
+        await self._mutate(wire.remove_business_user(business_user_id))
+
+    async def list_assigned_users(self, waba_id: str, business_id: str) -> list[AssignedUser]:
+        """Users with access to a WABA, and their tasks."""
+        return await self._collect(lambda after: wire.list_assigned_users(waba_id, business_id, after), AssignedUser)
+
+    async def remove_assigned_user(self, waba_id: str, user_id: str) -> None:
+        """Take a user's access to a WABA away."""
+        await self._mutate(wire.remove_assigned_user(waba_id, user_id))
+
+
+def _secret_values(req: wire.GraphRequest) -> tuple[str, ...]:
+    """The plain values of the SecretStr fields of a request (PIN, verify token, input token)."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+
+    for part in (dict(req.params), dict(req.json or {}), dict(req.form or {})):
+        walk(part)
+    return tuple(found)
+
+
+def _parse(model: type[M], data: Any, path: str) -> M:
+    """Validate an answer; the error names fields and problems, never the values Meta sent."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['type']}" for e in err.errors())
+        raise MetaUnexpectedResponse(f"answer does not fit {model.__name__} ({problems})", path=path) from None
