@@ -135,10 +135,10 @@ class ChildProcess:
 
     def start(self) -> ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process is stopped
         env = {**os.environ, **(self.env or {})}
-        self.proc = subprocess.Popen(list(self.argv), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(list(self.argv), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             wait_until_ok(self.health_url, self.ready_timeout_s, service=self.name, alive=self.proc)
         except ServiceDidNotStart:

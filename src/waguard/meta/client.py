@@ -36,6 +36,7 @@ from waguard.meta.models import (
     Template,
     TokenInfo,
 )
+from waguard.meta.usage import SLOW_DOWN_PERCENT
 from waguard.settings import GRAPH_VERSION_PATTERN, MetaSettings
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ class GraphClient:
             raise ValueError("version must look like v23.0")
         if not isinstance(token, SecretStr) or not token.get_secret_value():
             raise ValueError("token must be a non-empty SecretStr")
-        if app_secret is not None and (not isinstance(app_secret, SecretStr) or not app_secret.get_secret_value()):
+        bad_secret = not (isinstance(app_secret, SecretStr) and app_secret.get_secret_value())
+        if app_secret is not None and bad_secret:
             raise ValueError("app_secret must be a non-empty SecretStr or None")
         if max_retries < 0 or backoff_cap_s <= 0:
             raise ValueError("max_retries must be >= 0 and backoff_cap_s > 0")
@@ -119,7 +121,12 @@ class GraphClient:
         """A client for `meta`; the ledger defaults to the one at `meta.ledger_path`.
 
         `app_secret` is ignored when `meta.appsecret_proof` is off.
+
+        Raises:
+            ConfigError: `meta.appsecret_proof` is on but no app secret was given.
         """
+        if meta.appsecret_proof and app_secret is None:
+            raise ConfigError("meta.appsecret_proof is on, so the Graph client needs the app secret")
         return cls(
             base_url=meta.graph_url,
             version=meta.graph_version,
@@ -158,7 +165,8 @@ class GraphClient:
                 return await self._send(req)
             except Retryable as err:
                 retry_after = err.retry_after
-                if attempt >= self._max_retries or (retry_after is not None and retry_after > self._backoff_cap_s):
+                too_long = retry_after is not None and retry_after > self._backoff_cap_s
+                if attempt >= self._max_retries or too_long:
                     raise
                 delay = wire.backoff_seconds(err, attempt, self._backoff_cap_s, jitter=self._jitter())
                 attempt += 1
@@ -180,7 +188,8 @@ class GraphClient:
         params = dict(wire.unwrap_secrets(req.params))
         if self._proof is not None:
             params["appsecret_proof"] = self._proof.get_secret_value()
-        headers = {"Authorization": f"Bearer {self._token.get_secret_value()}", "User-Agent": wire.user_agent()}
+        bearer = f"Bearer {self._token.get_secret_value()}"
+        headers = {"Authorization": bearer, "User-Agent": wire.user_agent()}
         secrets = self._secrets + _secret_values(req)
         try:
             response = await self._http.request(
@@ -195,7 +204,7 @@ class GraphClient:
             # `from None`: the httpx exception holds the request, whose URL carries the proof.
             raise MetaUnavailable(f"no answer from Graph ({type(exc).__name__})", path=req.path) from None
         peak = wire.usage_peak(response.headers)
-        if peak >= wire.SLOW_DOWN_PERCENT:
+        if peak >= SLOW_DOWN_PERCENT:
             log.warning("Graph usage at %d%% of the hourly budget after %s %s", peak, req.method, req.path)
         if not response.is_success:
             raise wire.decode_error(
@@ -238,7 +247,9 @@ class GraphClient:
         """Status, quality and registration state of one number."""
         return await self._node(wire.get_phone_number(phone_number_id, fields), PhoneNumber)
 
-    async def list_phone_numbers(self, waba_id: str, fields: Sequence[str] = DEFAULT_PHONE_FIELDS) -> list[PhoneNumber]:
+    async def list_phone_numbers(
+        self, waba_id: str, fields: Sequence[str] = DEFAULT_PHONE_FIELDS
+    ) -> list[PhoneNumber]:
         """Every number on a WABA."""
         return await self._collect(lambda after: wire.list_phone_numbers(waba_id, fields, after), PhoneNumber)
 
@@ -279,11 +290,14 @@ class GraphClient:
         limit: int | None = None,
     ) -> list[Template]:
         """Templates of a WABA, filtered server-side; `limit` is the page size, all pages are read."""
-        filters = dict(name=name, status=status, category=category, language=language, since=since, until=until)
-        return await self._collect(
-            lambda after: wire.list_templates(waba_id, fields=fields, limit=limit, after=after, **filters),  # type: ignore[arg-type]
-            Template,
-        )
+
+        def build(after: str | None) -> wire.GraphRequest:
+            return wire.list_templates(
+                waba_id, name=name, status=status, category=category, language=language,
+                since=since, until=until, fields=fields, limit=limit, after=after,
+            )  # fmt: skip
+
+        return await self._collect(build, Template)
 
     async def get_template(self, template_id: str, fields: Sequence[str] | None = None) -> Template:
         """One template by id."""
@@ -330,7 +344,7 @@ class GraphClient:
             ConfigError: the client has no app secret; Meta requires appsecret_proof here.
         """
         if self._proof is None:
-            raise ConfigError("generate_system_user_token needs the app secret: Meta requires appsecret_proof")
+            raise ConfigError("generate_system_user_token needs the app secret (for appsecret_proof)")
         req = wire.generate_system_user_token(
             system_user_id, app_id=app_id, scopes=scopes, expires_in_60_days=expires_in_60_days
         )
@@ -364,7 +378,9 @@ class GraphClient:
 
     async def list_assigned_users(self, waba_id: str, business_id: str) -> list[AssignedUser]:
         """Users with access to a WABA, and their tasks."""
-        return await self._collect(lambda after: wire.list_assigned_users(waba_id, business_id, after), AssignedUser)
+        return await self._collect(
+            lambda after: wire.list_assigned_users(waba_id, business_id, after), AssignedUser
+        )
 
     async def remove_assigned_user(self, waba_id: str, user_id: str) -> None:
         """Take a user's access to a WABA away."""
@@ -393,4 +409,5 @@ def _parse(model: type[M], data: Any, path: str) -> M:
         return model.model_validate(data)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['type']}" for e in err.errors())
-        raise MetaUnexpectedResponse(f"answer does not fit {model.__name__} ({problems})", path=path) from None
+        message = f"answer does not fit {model.__name__} ({problems})"
+        raise MetaUnexpectedResponse(message, path=path) from None

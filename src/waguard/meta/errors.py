@@ -39,7 +39,7 @@ REDACTED = "[redacted]"
 # (an appsecret_proof is 64 hex, an app secret 32 hex), secret-bearing query parameters, and any
 # long unbroken run of token characters. Object ids are digits only and stay readable.
 _SECRET_SHAPES = re.compile(
-    r"(?i)(?:access_token|input_token|appsecret_proof|client_secret|verify_token|pin)\s*[=:]\s*\"?[^\s&\"',]+"
+    r"(?i)(?:access_token|input_token|appsecret_proof|client_secret|verify_token|pin)\"?\s*[=:]\s*\"?[^\s&\"',}]+"
     r"|EAA[A-Za-z0-9]{16,}"
     r"|\b[0-9a-fA-F]{32,}\b"
     r"|(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{40,}"

@@ -91,7 +91,10 @@ class RegistrationLedger:
                     # The budget frees when enough of the oldest attempts leave the window.
                     retry_at = times[len(times) - REGISTRATION_LIMIT] + REGISTRATION_WINDOW_S
                     raise RegistrationBudgetExhausted(
-                        phone_number_id, limit=REGISTRATION_LIMIT, window_s=REGISTRATION_WINDOW_S, retry_at=retry_at
+                        phone_number_id,
+                        limit=REGISTRATION_LIMIT,
+                        window_s=REGISTRATION_WINDOW_S,
+                        retry_at=retry_at,
                     )
                 conn.execute(
                     "INSERT INTO attempts (phone_number_id, action, at) VALUES (?, ?, ?)",

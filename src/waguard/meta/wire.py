@@ -55,6 +55,7 @@ BUSINESS_USER_FIELDS: tuple[str, ...] = ("id", "name", "email", "role", "tasks")
 SYSTEM_USER_FIELDS: tuple[str, ...] = ("id", "name", "role", "created_by", "created_time")
 ASSIGNED_USER_FIELDS: tuple[str, ...] = ("id", "name", "tasks")
 
+
 def user_agent() -> str:
     """The explicit User-Agent: Meta's spec validates it against `name/X.Y.Z`."""
     return f"waguard/{waguard.__version__}"
@@ -342,8 +343,8 @@ def page(body: Any, path: str) -> tuple[list[dict[str, Any]], str | None]:
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise MetaUnexpectedResponse(f"expected a list page with `data`, got {_shape(body)}", path=path)
     items = [i for i in body["data"] if isinstance(i, dict)]
-    paging = body.get("paging") if isinstance(body.get("paging"), dict) else {}
-    cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+    paging: dict[str, Any] = body["paging"] if isinstance(body.get("paging"), dict) else {}
+    cursors: dict[str, Any] = paging["cursors"] if isinstance(paging.get("cursors"), dict) else {}
     after = cursors.get("after")
     return items, (after if paging.get("next") and isinstance(after, str) and after else None)
 

@@ -35,7 +35,8 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     secrets = [os.environ[n].encode() for n in argv[0].split(",") if os.environ.get(n)]
-    child = subprocess.Popen(argv[2:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    child = subprocess.Popen(argv[2:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
     # Ignore stop signals only now, after the child started with default handlers: the whole process
     # group gets SIGTERM, and we must keep copying until the child has shut down and closed its output.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

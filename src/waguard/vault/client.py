@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
+import hvac
 import hvac.exceptions
 from pydantic import SecretStr
 
@@ -25,6 +27,24 @@ log = logging.getLogger(__name__)
 ENCRYPTION_KEY = "waguard-evidence-enc"
 
 
+def ensure_key_blocking(client: hvac.Client, *, mount: str, name: str, key_type: str) -> dict[str, Any]:
+    """Create transit key `name` of `key_type` unless it exists; return its description. Blocking.
+
+    Raises:
+        VaultKeyError: the key exists with another type (it is left as it is).
+    """
+    transit = client.secrets.transit
+    try:
+        data: dict[str, Any] = transit.read_key(name, mount_point=mount)["data"]
+    except hvac.exceptions.InvalidPath:
+        # POST keys/<name> on an existing key is a silent no-op that ignores the type, hence the read.
+        transit.create_key(name, key_type=key_type, mount_point=mount)
+        data = transit.read_key(name, mount_point=mount)["data"]
+    if data["type"] != key_type:
+        raise VaultKeyError(f"vault transit key {name!r} exists with type {data['type']!r}, not {key_type!r}")
+    return data
+
+
 class VaultClient(VaultConnection):
     """Async access to waguard's secrets (KV v2) and keys (transit) in Vault or OpenBao.
 
@@ -36,7 +56,8 @@ class VaultClient(VaultConnection):
 
     # -- KV version 2 ---------------------------------------------------------------------------
 
-    async def write_secret(self, path: str, value: SecretStr, *, key: str = "value", cas: int | None = None) -> int:
+    async def write_secret(self, path: str, value: SecretStr, *, key: str = "value",
+                           cas: int | None = None) -> int:
         """Write a new version of the secret at `path` holding `{key: value}`; return its version number.
 
         The new version replaces all keys of the previous one. `cas=N` writes only if the current
@@ -57,7 +78,8 @@ class VaultClient(VaultConnection):
         log.info("vault wrote secret %s version %d", path, version)
         return version
 
-    async def read_secret(self, path: str, *, key: str = "value", version: int | None = None) -> VersionedSecret:
+    async def read_secret(self, path: str, *, key: str = "value",
+                          version: int | None = None) -> VersionedSecret:
         """Read one key of the current (or a given) version of a secret.
 
         Raises:
@@ -92,8 +114,8 @@ class VaultClient(VaultConnection):
         if not versions:
             return
         kv = self._client.secrets.kv.v2
-        await self._call("destroy versions",
-                         lambda: kv.destroy_secret_versions(path, versions, mount_point=self.kv_mount), path=path)
+        await self._call("destroy versions", lambda: kv.destroy_secret_versions(
+            path, versions, mount_point=self.kv_mount), path=path)
         log.info("vault destroyed secret %s versions %s", path, sorted(versions))
 
     async def secret_exists(self, path: str) -> bool:
@@ -156,19 +178,9 @@ class VaultClient(VaultConnection):
     # -- transit --------------------------------------------------------------------------------
 
     async def _ensure_key(self, name: str, key_type: str) -> int:
-        transit = self._client.secrets.transit
-
-        def ensure() -> dict[str, Any]:
-            try:
-                return transit.read_key(name, mount_point=self.transit_mount)["data"]
-            except hvac.exceptions.InvalidPath:
-                pass
-            transit.create_key(name, key_type=key_type, mount_point=self.transit_mount)
-            return transit.read_key(name, mount_point=self.transit_mount)["data"]
-
+        ensure = partial(ensure_key_blocking, self._client, mount=self.transit_mount, name=name,
+                         key_type=key_type)
         data = await self._call("ensure key", ensure, key=name)
-        if data["type"] != key_type:
-            raise VaultKeyError(f"vault transit key {name!r} exists with type {data['type']!r}, not {key_type!r}")
         return int(data["latest_version"])
 
     async def ensure_signing_key(self, name: str, key_type: str = "ed25519") -> int:
@@ -243,7 +255,8 @@ class VaultClient(VaultConnection):
     async def public_keys(self, name: str) -> dict[int, str]:
         """The base64 ed25519 public keys of transit key `name`, by version, for offline verification."""
         transit = self._client.secrets.transit
-        body = await self._call("read key", lambda: transit.read_key(name, mount_point=self.transit_mount), key=name)
+        body = await self._call("read key", lambda: transit.read_key(name, mount_point=self.transit_mount),
+                                key=name)
         keys = models.public_keys_from(body["data"])
         if not keys:
             raise VaultKeyError(f"vault transit key {name!r} is not an asymmetric key; it has no public key")
@@ -258,8 +271,9 @@ class VaultClient(VaultConnection):
 
         def generate() -> DataKey:
             d = transit.generate_data_key(name, key_type="plaintext", mount_point=self.transit_mount)["data"]
+            version = d.get("key_version") or models.signature_key_version(d["ciphertext"])
             return DataKey(plaintext=SecretStr(d["plaintext"]), ciphertext=d["ciphertext"],
-                           key_version=int(d.get("key_version") or models.signature_key_version(d["ciphertext"])))
+                           key_version=int(version))
 
         return await self._call("generate data key", generate, key=name)
 
@@ -278,4 +292,4 @@ class VaultClient(VaultConnection):
         return await self._call("decrypt data key", decrypt, key=name)
 
 
-__all__ = ["AppRoleLogin", "ENCRYPTION_KEY", "VaultClient", "read_credential_file"]
+__all__ = ["AppRoleLogin", "ENCRYPTION_KEY", "VaultClient", "ensure_key_blocking", "read_credential_file"]

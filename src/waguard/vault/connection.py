@@ -83,11 +83,13 @@ class VaultConnection:
             # token="" stops hvac from falling back to VAULT_TOKEN or ~/.vault-token before the login.
             client = hvac.Client(url=vault.addr, token="", timeout=vault.timeout_s)
             login = AppRoleLogin(vault.role_id, vault.secret_id_file, vault.approle_mount)
-            return cls(client, approle=login, credential=(
-                "the AppRole login (vault.role_id, vault.secret_id_file, vault.approle_mount: "
-                "WAGUARD_VAULT__ROLE_ID, WAGUARD_VAULT__SECRET_ID_FILE, WAGUARD_VAULT__APPROLE_MOUNT)"), **common)
+            credential = ("the AppRole login (vault.role_id, vault.secret_id_file, vault.approle_mount: "
+                          "WAGUARD_VAULT__ROLE_ID, WAGUARD_VAULT__SECRET_ID_FILE, "
+                          "WAGUARD_VAULT__APPROLE_MOUNT)")
+            return cls(client, approle=login, credential=credential, **common)
         if vault.token is not None:
-            token, credential = vault.token.get_secret_value(), "the token in vault.token (WAGUARD_VAULT__TOKEN)"
+            token = vault.token.get_secret_value()
+            credential = "the token in vault.token (WAGUARD_VAULT__TOKEN)"
         else:
             assert vault.token_file is not None  # the settings validator
             setting = "vault.token_file (WAGUARD_VAULT__TOKEN_FILE)"
@@ -107,7 +109,8 @@ class VaultConnection:
         return self._client
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(addr={self.addr!r}, kv_mount={self.kv_mount!r}, transit_mount={self.transit_mount!r})"
+        return (f"{type(self).__name__}(addr={self.addr!r}, kv_mount={self.kv_mount!r}, "
+                f"transit_mount={self.transit_mount!r})")
 
     def close(self) -> None:
         """Close the HTTP session; the login token (if any) is dropped with it."""
@@ -139,7 +142,8 @@ class VaultConnection:
     def _login(self) -> None:
         assert self._approle is not None
         login = self._approle
-        secret_id = read_credential_file(login.secret_id_file, "vault.secret_id_file (WAGUARD_VAULT__SECRET_ID_FILE)")
+        secret_id = read_credential_file(login.secret_id_file,
+                                         "vault.secret_id_file (WAGUARD_VAULT__SECRET_ID_FILE)")
         self._client.token = ""  # never present an expired token alongside the login
         try:
             # use_token=True keeps the new token on the hvac adapter: in memory, never on disk.
@@ -147,20 +151,25 @@ class VaultConnection:
                                             mount_point=login.mount, use_token=True)
             return
         except _LOGIN_REJECTED:
-            error = ConfigError(f"vault at {self.addr} rejected {self._credential} at auth/{login.mount}/login")
+            error = ConfigError(
+                f"vault at {self.addr} rejected {self._credential} at auth/{login.mount}/login")
         raise error
 
     def _invoke(self, fn: Callable[[], T]) -> T:
         """Run one blocking operation in the worker thread, logging in with AppRole first if needed."""
         if self._approle is None:
             return fn()
+        fresh = False
         with self._login_lock:
             if not self._client.token:
                 self._login()
+                fresh = True
         try:
             return fn()
         except hvac.exceptions.Forbidden:
-            pass  # An AppRole token expires (token_ttl); an approval pause can outlive it. Log in again once.
+            if fresh:
+                raise  # a brand-new token was refused: a policy gap, not an expiry
+        # An AppRole token expires (token_ttl) and an approval pause can outlive it: log in again, once.
         with self._login_lock:
             self._login()
         return fn()

@@ -81,7 +81,8 @@ def _status(exc: hvac.exceptions.VaultError) -> str:
     return {
         "InvalidRequest": "HTTP 400", "Unauthorized": "HTTP 401", "Forbidden": "HTTP 403",
         "InvalidPath": "HTTP 404", "RateLimitExceeded": "HTTP 429", "InternalServerError": "HTTP 500",
-        "VaultNotInitialized": "HTTP 501", "BadGateway": "HTTP 502", "VaultDown": "HTTP 503 (sealed or standby)",
+        "VaultNotInitialized": "HTTP 501", "BadGateway": "HTTP 502",
+        "VaultDown": "HTTP 503 (sealed or standby)",
     }.get(name, name)
 
 
@@ -98,7 +99,7 @@ def is_cas_mismatch(exc: hvac.exceptions.VaultError) -> bool:
 
 
 def is_bad_signature(exc: hvac.exceptions.VaultError) -> bool:
-    """True when transit refused to verify because the signature is malformed (bad prefix, version, length)."""
+    """True when transit refused to verify a malformed signature (bad prefix, version or length)."""
     return isinstance(exc, hvac.exceptions.InvalidRequest) and "invalid signature" in _vault_reason(exc)
 
 
