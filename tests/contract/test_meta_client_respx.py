@@ -236,7 +236,8 @@ async def test_transport_errors_retried_then_raised_as_retryable(
     assert isinstance(caught.value, Retryable)
     assert route.call_count == 5  # the first try and max_retries=4
     assert sleeps.delays == [1.0, 2.0, 4.0, 8.0]  # exponential, jitter injected as 0
-    assert caught.value.__cause__ is None  # the httpx error (and its URL) is not chained
+    # The httpx error (its request URL carries the proof) is neither chained nor kept as context.
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
 
 
 async def test_timeout_then_success(graph: respx.Router, client: GraphClient, sleeps: Sleeps) -> None:
@@ -313,6 +314,7 @@ async def test_answer_not_fitting_the_model_names_fields_not_values(
     with pytest.raises(MetaUnexpectedResponse) as caught:
         await client.debug_token(SecretStr(INPUT_TOKEN))
     assert "is_valid" in str(caught.value) and "perhaps" not in str(caught.value)
+    assert caught.value.__context__ is None  # pydantic's error would quote the values
 
 
 async def test_non_json_success_is_unexpected(graph: respx.Router, client: GraphClient) -> None:

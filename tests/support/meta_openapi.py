@@ -55,13 +55,13 @@ SPEC_NAME = "business-messaging-api_v23.0.yaml"
 SPEC_SHA256 = "c7148d5e2aeff32f2effc3d3557795d7eddd07abf8b017c9e40e86bb3312c116"
 SPEC_CANDIDATES = (
     ROOT / "tests" / "samples" / "meta-openapi" / SPEC_NAME,
-    Path("/work/shared/meta-openapi") / SPEC_NAME,
+    ROOT.parent / "shared" / "meta-openapi" / SPEC_NAME,  # CI clones the repo with shared/ beside it
 )
 SERVER = "https://graph.facebook.com"
 DEFAULT_VERSION = "v23.0"
 METHODS = ("get", "post", "delete", "put", "patch")
 _VERSIONED = re.compile(r"^(?:.*?)/(v[0-9]+\.[0-9]+)(/.*)?$")
-_GRAPH_ID = re.compile(r"^[0-9]+$")
+_GRAPH_ID = re.compile(r"[0-9]+")  # used with fullmatch
 
 # Friendly names for the node a colliding path addresses -> the spec's path-parameter names.
 # Kinds mapped to an empty set have no path of their own in the spec.
@@ -89,7 +89,7 @@ class AmbiguousPath(LookupError):
 
 
 def spec_file() -> Path:
-    """Where the spec is: $WAGUARD_META_OPENAPI, a vendored copy under tests/samples, or /work/shared."""
+    """Where the spec is: $WAGUARD_META_OPENAPI, a vendored copy under tests/samples, or ../shared beside the repo."""
     env = os.environ.get("WAGUARD_META_OPENAPI")
     for candidate in ([Path(env)] if env else []) + list(SPEC_CANDIDATES):
         if candidate.is_file():
@@ -157,7 +157,7 @@ def _candidates(method: str, segments: list[str]) -> Iterator[tuple[str, str, st
         first_param: str | None = None
         for part, seg in zip(parts[1:], segments, strict=True):
             if part.startswith("{"):
-                if not _GRAPH_ID.match(seg):
+                if not _GRAPH_ID.fullmatch(seg):
                     break
                 first_param = first_param or part[1:-1]
             elif part != seg:

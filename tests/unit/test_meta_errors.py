@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from waguard.errors import Retryable, WaguardError
 from waguard.meta.errors import (
@@ -132,3 +136,18 @@ def test_budget_exhausted_names_number_and_time_only() -> None:
     err = RegistrationBudgetExhausted("106853218861309", limit=10, window_s=72 * 3600, retry_at=1_700_000_000)
     assert "106853218861309" in str(err) and "72 h" in str(err) and "1700000000" in str(err)
     assert err.retry_at == 1_700_000_000 and not isinstance(err, Retryable)
+
+
+# A secret that appears anywhere in Meta's text never survives redaction (secrets hold a digit, so
+# the marker "[redacted]" itself cannot spell one).
+SECRET_VALUES = st.text(string.ascii_letters + string.digits + "-_", min_size=8, max_size=64).filter(
+    lambda s: any(c.isdigit() for c in s)
+)
+
+
+@given(before=st.text(max_size=80), secret=SECRET_VALUES, after=st.text(max_size=80))
+def test_redact_never_emits_a_registered_secret(before: str, secret: str, after: str) -> None:
+    out = redact(before + secret + after, secrets=[secret])
+    assert out is not None and secret not in out
+    err = MetaInvalidRequest(before + secret + after, user_msg=secret, details=secret, secrets=[secret])
+    assert secret not in str(err) and secret not in repr(err)

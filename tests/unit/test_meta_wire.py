@@ -230,6 +230,9 @@ BAD_INPUT = [
     ("pin with letters", lambda: wire.register_phone_number("111", SecretStr("12a456")), "pin"),
     ("plain str pin", lambda: wire.set_two_step_pin("111", "123456"), "pin"),  # type: ignore[arg-type]
     ("path injection", lambda: wire.deregister_phone_number("111/../222"), "phone_number_id"),
+    ("id with newline", lambda: wire.deregister_phone_number("111\n"), "phone_number_id"),
+    ("pin with newline", lambda: wire.set_two_step_pin("111", SecretStr("123456\n")), "pin"),
+    ("unicode digits", lambda: wire.deregister_phone_number("\u0661\u0662"), "phone_number_id"),
     ("token as id", lambda: wire.get_phone_number("EAAsecretsecret"), "phone_number_id"),
     ("empty name", lambda: wire.delete_template_by_name("222", " "), "name"),
     ("non-numeric hsm", lambda: wire.delete_template("222", "x", "promo"), "hsm_id"),

@@ -86,7 +86,7 @@ class GraphClient:
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        if not re.match(GRAPH_VERSION_PATTERN, version):
+        if not re.fullmatch(GRAPH_VERSION_PATTERN, version):
             raise ValueError("version must look like v23.0")
         if not isinstance(token, SecretStr) or not token.get_secret_value():
             raise ValueError("token must be a non-empty SecretStr")
@@ -191,6 +191,9 @@ class GraphClient:
         bearer = f"Bearer {self._token.get_secret_value()}"
         headers = {"Authorization": bearer, "User-Agent": wire.user_agent()}
         secrets = self._secrets + _secret_values(req)
+        # Errors are raised outside the `except` blocks below, so they carry no __context__: the
+        # httpx exception holds the request (its URL has the proof) and a JSONDecodeError the body.
+        failure: str | None = None
         try:
             response = await self._http.request(
                 req.method,
@@ -201,8 +204,9 @@ class GraphClient:
                 headers=headers,
             )
         except _NO_ANSWER as exc:
-            # `from None`: the httpx exception holds the request, whose URL carries the proof.
-            raise MetaUnavailable(f"no answer from Graph ({type(exc).__name__})", path=req.path) from None
+            failure = type(exc).__name__
+        if failure is not None:
+            raise MetaUnavailable(f"no answer from Graph ({failure})", path=req.path)
         peak = wire.usage_peak(response.headers)
         if peak >= SLOW_DOWN_PERCENT:
             log.warning("Graph usage at %d%% of the hourly budget after %s %s", peak, req.method, req.path)
@@ -213,9 +217,8 @@ class GraphClient:
         try:
             return json.loads(response.content)
         except ValueError:
-            raise MetaUnexpectedResponse(
-                "answer is not JSON", http_status=response.status_code, path=req.path
-            ) from None
+            pass
+        raise MetaUnexpectedResponse("answer is not JSON", http_status=response.status_code, path=req.path)
 
     async def _mutate(self, req: wire.GraphRequest, budget: Action | None = None, number: str = "") -> None:
         wire.expect_success(await self._call(req, budget, number), req.path)
@@ -407,7 +410,6 @@ def _parse(model: type[M], data: Any, path: str) -> M:
     """Validate an answer; the error names fields and problems, never the values Meta sent."""
     try:
         return model.model_validate(data)
-    except ValidationError as err:
+    except ValidationError as err:  # raised below, without the context that holds Meta's values
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['type']}" for e in err.errors())
-        message = f"answer does not fit {model.__name__} ({problems})"
-        raise MetaUnexpectedResponse(message, path=path) from None
+    raise MetaUnexpectedResponse(f"answer does not fit {model.__name__} ({problems})", path=path)

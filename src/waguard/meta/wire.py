@@ -14,7 +14,7 @@ import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import SecretStr
@@ -31,10 +31,11 @@ from waguard.meta.usage import usage_peak as usage_peak
 Method = Literal["GET", "POST", "DELETE"]
 Params = Mapping[str, "str | SecretStr"]
 
-GRAPH_ID = re.compile(r"^[0-9]+$")
-PIN = re.compile(r"^[0-9]{6}$")
-REGION = re.compile(r"^[A-Z]{2}$")
-SCOPE = re.compile(r"^[a-z_]+$")
+GRAPH_ID = re.compile(r"[0-9]+")  # patterns are used with fullmatch: "$" would let "1\n" through
+PIN = re.compile(r"[0-9]{6}")
+REGION = re.compile(r"[A-Z]{2}")
+SCOPE = re.compile(r"[a-z_]+")
+FIELD = re.compile(r"[a-z_][a-z0-9_{}.,()]*")
 MAX_OVERRIDE_URI = 200  # Meta's limit on override_callback_uri (webhook override page)
 
 # What an incident snapshot needs. `messaging_limit_tier` is deprecated: Meta says to read
@@ -48,9 +49,9 @@ DEFAULT_TEMPLATE_FIELDS: tuple[str, ...] = (
     "id", "name", "status", "category", "language", "components", "rejected_reason", "quality_score",
 )  # fmt: skip
 TEMPLATE_STATUSES = frozenset(
-    {"APPROVED", "ARCHIVED", "DELETED", "DISABLED", "IN_APPEAL", "LIMIT_EXCEEDED", "PAUSED", "PENDING"}
-    | {"PENDING_DELETION", "REJECTED"}
-)
+    ("APPROVED", "ARCHIVED", "DELETED", "DISABLED", "IN_APPEAL", "LIMIT_EXCEEDED", "PAUSED", "PENDING",
+     "PENDING_DELETION", "REJECTED")
+)  # fmt: skip
 BUSINESS_USER_FIELDS: tuple[str, ...] = ("id", "name", "email", "role", "tasks")
 SYSTEM_USER_FIELDS: tuple[str, ...] = ("id", "name", "role", "created_by", "created_time")
 ASSIGNED_USER_FIELDS: tuple[str, ...] = ("id", "name", "tasks")
@@ -78,10 +79,6 @@ class GraphRequest:
     json: Mapping[str, Any] | None = None
     form: Params | None = None
 
-    def with_params(self, **extra: str | SecretStr) -> GraphRequest:
-        """A copy with more query parameters (paging cursors, appsecret_proof)."""
-        return replace(self, params={**self.params, **extra})
-
 
 def unwrap_secrets(value: Any) -> Any:
     """Reveal `SecretStr` values inside a params/json/form structure, for the transport only."""
@@ -98,20 +95,20 @@ def unwrap_secrets(value: Any) -> Any:
 
 
 def _graph_id(name: str, value: str) -> str:
-    if not isinstance(value, str) or not GRAPH_ID.match(value):
+    if not isinstance(value, str) or not GRAPH_ID.fullmatch(value):
         raise ValueError(f"{name} must be a numeric Graph object id")
     return value
 
 
 def check_pin(pin: SecretStr, name: str = "pin") -> SecretStr:
     """A two-step PIN is exactly six digits (OAS pattern ^[0-9]{6}$)."""
-    if not isinstance(pin, SecretStr) or not PIN.match(pin.get_secret_value()):
+    if not isinstance(pin, SecretStr) or not PIN.fullmatch(pin.get_secret_value()):
         raise ValueError(f"{name} must be a SecretStr of exactly 6 digits")
     return pin
 
 
 def _fields(fields: Sequence[str], name: str = "fields") -> str:
-    if isinstance(fields, str) or not fields or not all(re.match(r"^[a-z_{}.,()0-9]+$", f) for f in fields):
+    if isinstance(fields, str) or not fields or not all(FIELD.fullmatch(f) for f in fields):
         raise ValueError(f"{name} must be a non-empty sequence of Graph field names")
     return ",".join(fields)
 
@@ -152,7 +149,7 @@ def register_phone_number(
     """POST /{phone-number-id}/register (OAS registerWhatsAppBusinessPhoneNumber); uses the 72 h budget."""
     body: dict[str, Any] = {"messaging_product": "whatsapp", "pin": check_pin(pin)}
     if data_localization_region is not None:
-        if not REGION.match(data_localization_region):
+        if not REGION.fullmatch(data_localization_region):
             raise ValueError("data_localization_region must be a two-letter ISO country code, e.g. DE")
         body["data_localization_region"] = data_localization_region
     return GraphRequest("POST", f"/{_graph_id('phone_number_id', phone_number_id)}/register", json=body)
@@ -258,7 +255,7 @@ def generate_system_user_token(
     system_user_id: str, *, app_id: str, scopes: Sequence[str], expires_in_60_days: bool = True
 ) -> GraphRequest:
     """POST /{system-user-id}/access_tokens (not in OAS); Meta also requires appsecret_proof."""
-    if isinstance(scopes, str) or not scopes or not all(SCOPE.match(s) for s in scopes):
+    if isinstance(scopes, str) or not scopes or not all(SCOPE.fullmatch(s) for s in scopes):
         raise ValueError("scopes must be a non-empty sequence of permission names")
     form = {
         "business_app": _graph_id("app_id", app_id),
