@@ -141,6 +141,55 @@ class StackSettings(BaseModel):
     intake_port: int = Field(8730, ge=1024, le=65535, description="Intake service port.")
 
 
+class EvidenceSettings(BaseModel):
+    """Forensic evidence bundles."""
+
+    model_config = {"extra": "forbid"}
+
+    dir: Path = Field(Path(".waguard/evidence"), description="Directory evidence bundles are written to.")
+    encrypt: bool = Field(False, description="Encrypt bundles with a data key from Vault transit.")
+    encryption_key: str = Field("waguard-evidence-enc", description="Transit key (aes256-gcm96) for data keys.")
+    redaction_key_path: str = Field(
+        "waguard/redaction-key", description="Vault KV path of the HMAC key that hashes phone numbers."
+    )
+    secret_prefixes: list[str] = Field(
+        default_factory=lambda: ["meta/", "slack/", "intake/", "waguard/"],
+        description="Vault KV prefixes whose every value is removed from evidence.",
+    )
+
+
+class IntakeSettings(BaseModel):
+    """The intake service: verified alert webhooks in, playbook runs out."""
+
+    model_config = {"extra": "forbid"}
+
+    public_url: str = Field(
+        f"http://{LOOPBACK}:8730",
+        description="URL Meta and the alert sources reach the intake at; webhook overrides elsewhere are foreign.",
+    )
+    alertmanager_token_path: str = Field(
+        "intake/alertmanager-token", description="Vault KV path of the bearer token Alertmanager sends."
+    )
+    github_secret_path: str = Field(
+        "intake/github-webhook-secret", description="Vault KV path of the GitHub webhook secret."
+    )
+    grafana_secret_path: str = Field(
+        "intake/grafana-hmac-secret", description="Vault KV path of the Grafana webhook HMAC secret."
+    )
+    meta_verify_token_path: str = Field(
+        "intake/meta-verify-token", description="Vault KV path of Meta's webhook verify token (GET handshake)."
+    )
+    rotation_window_path: str = Field(
+        "waguard/app-secret-rotation",
+        description="Vault KV path where the leaked-secret playbook records the previous secret's window.",
+    )
+    state_dir: Path = Field(Path(".waguard/intake"), description="Audit log and replay/dedup database.")
+    max_body_bytes: int = Field(3_145_728, ge=1024, description="Largest request body accepted (Meta: 3 MB).")
+    replay_ttl_s: int = Field(
+        30 * 86400, ge=600, description="How long delivery ids and body hashes are remembered (Meta retries 7 d)."
+    )
+
+
 class Settings(BaseSettings):
     """Everything waguard reads from its environment."""
 
@@ -159,6 +208,10 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings, description="Slack.")
     prefect: PrefectSettings = Field(default_factory=PrefectSettings, description="Prefect.")
     stack: StackSettings = Field(default_factory=StackSettings, description="Local stack.")
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings, description="Evidence bundles.")
+    intake: IntakeSettings = Field(default_factory=IntakeSettings, description="Intake service.")
+    runbooks_dir: Path = Field(Path("runbooks"), description="Directory of runbooks, policies and routing.")
+    incidents_dir: Path = Field(Path(".waguard/incidents"), description="Incident timelines and state.")
 
     @model_validator(mode="after")
     def _live_needs_real_endpoints(self) -> Settings:
