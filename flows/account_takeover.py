@@ -23,7 +23,7 @@ async def account_takeover(
     suspect_users: list[str] | None = None,
     pin_path: str = "meta/two-step-pin",
     rotate_token_path: str = "meta/messaging-token",
-    rotate_system_user_id: str = "6000000002",
+    rotate_system_user_id: str = "7000000002",
     approval_timeout_s: int | None = None,
     poll_interval_s: int = 2,
 ) -> dict:

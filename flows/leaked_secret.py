@@ -24,7 +24,7 @@ async def leaked_secret(
     waba_id: str | None = None,
     leaked: Literal["app_secret", "token", "both"] = "both",
     leaked_token_path: str = "meta/messaging-token",
-    leaked_system_user_id: str = "6000000002",
+    leaked_system_user_id: str = "7000000002",
     dual_secret_window_s: int = 900,
     approval_timeout_s: int | None = None,
     poll_interval_s: int = 2,

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from uuid import UUID
 
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.concurrency.asyncio import concurrency
 from prefect.runtime import flow_run
 
 from waguard.approval import ApprovalGate, Decision
@@ -26,6 +28,7 @@ from waguard.runtime import Effects, PlannedCall, Ports, SlackAnnouncer, open_po
 from waguard.settings import Settings, load_settings
 from waguard.slack.blocks import IncidentView
 
+RUN_SLOT_WAIT_S = 60  # a second run for the same playbook and WABA waits this long, then fails clearly
 Status = Literal["contained", "held", "denied", "planned", "failed"]
 
 
@@ -119,6 +122,20 @@ class PlaybookRun:
 
 
 @contextlib.asynccontextmanager
+async def one_run_per_waba(playbook: Playbook, waba_id: str, plan: bool) -> AsyncIterator[None]:
+    """At most one active run per playbook and WABA: a global concurrency limit we create ourselves
+    (with strict=True a missing limit is an error, not the silent no-op of the default)."""
+    if plan:  # a read-only preview may run beside a real run
+        yield
+        return
+    name = f"waguard:{playbook}:{waba_id}"
+    async with get_client() as client:
+        await client.upsert_global_concurrency_limit_by_name(name, 1)
+    async with concurrency(name, occupy=1, timeout_seconds=RUN_SLOT_WAIT_S, strict=True):
+        yield
+
+
+@contextlib.asynccontextmanager
 async def playbook_run(playbook: Playbook, *, incident_id: str, severity: Severity, initiator: str | None,
                        plan: bool, title: str, approval_timeout_s: int | None = None,
                        poll_interval_s: int = 2, settings: Settings | None = None) -> AsyncIterator[PlaybookRun]:
@@ -131,7 +148,7 @@ async def playbook_run(playbook: Playbook, *, incident_id: str, severity: Severi
         started = datetime.now(UTC).isoformat()
         incident.remember(started_at=started)
     run_id = UUID(flow_run.id)
-    async with open_ports(settings) as ports:
+    async with one_run_per_waba(playbook, settings.meta.waba_id, plan), open_ports(settings) as ports:
         view = IncidentView(incident_id=incident_id, playbook=FLOW_NAMES[playbook], title=title,
                             severity=severity, state="open", current_step="opened",
                             prefect_run_url=f"{settings.prefect.ui_url}/runs/flow-run/{run_id}")

@@ -96,6 +96,7 @@ class LocalStack:
             self._start_prefect(home)
             credentials = self._start_vault(home)
             self._start_simulators(credentials)
+            self._start_runner(home)
         except BaseException:
             self.stop()
             raise
@@ -143,6 +144,22 @@ class LocalStack:
             ServedApp(slack_app(bot_tokens={bot_token}), host=s.host, port=s.slack_port,
                       name="Slack simulator").start()
         )
+
+    def _start_runner(self, home: Path) -> None:
+        """Serve every deployment in prefect.yaml; ready once Prefect knows the last of them."""
+        from waguard.playbooks import DEPLOYMENTS
+
+        self.say("serving the playbook deployments from prefect.yaml")
+        last = list(DEPLOYMENTS.values())[-1]
+        child = ChildProcess(
+            name="deployment runner",
+            argv=[sys.executable, "-m", "waguard.serve"],
+            health_url=f"{self.urls.prefect_api}/deployments/name/{last}",
+            log_path=home / "logs" / "runner.log",
+            env={**prefect_env(self.settings), "WAGUARD_HOME": str(Path.cwd())},
+            ready_timeout_s=90,
+        )
+        self._children.append(child.start())
 
     def stop(self) -> None:
         for app in reversed(self._apps):

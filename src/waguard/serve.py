@@ -1,0 +1,37 @@
+"""Serve every deployment in prefect.yaml from one process (what `waguard up` runs).
+
+prefect.yaml stays the one declaration of the deployments; this reads it and hands each flow to
+Prefect's `serve()`, so the UI's "Quick run" works with no work pool. At most one active run per
+playbook and WABA is enforced inside the flows with a global concurrency limit (see playbook_run).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+from prefect import serve
+from prefect.flows import load_flow_from_entrypoint
+
+RUN_LIMIT = 8  # paused runs hold a slot (prefect-notes §1.5): leave room for several incidents
+
+
+def deployments(project: Path) -> list:  # type: ignore[type-arg]
+    spec = yaml.safe_load((project / "prefect.yaml").read_text())
+    out = []
+    for d in spec["deployments"]:
+        flow = load_flow_from_entrypoint(str(project / d["entrypoint"]))
+        out.append(flow.to_deployment(name=d["name"], description=d.get("description"), tags=d.get("tags"),
+                                      parameters=d.get("parameters") or {}))
+    return out
+
+
+def main() -> None:
+    project = Path.cwd()
+    sys.path.insert(0, str(project))  # flows import `tasks` from the project root
+    serve(*deployments(project), limit=RUN_LIMIT, print_starting_message=True)
+
+
+if __name__ == "__main__":
+    main()
