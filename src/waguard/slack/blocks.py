@@ -53,7 +53,8 @@ SEVERITY_EMOJI: dict[str, str] = {
 STATE_EMOJI: dict[str, str] = {
     "open": ":rotating_light:", "running": ":gear:", "awaiting approval": ":hourglass_flowing_sand:",
     "contained": ":shield:", "resolved": ":white_check_mark:", "failed": ":x:", "held": ":pause_button:",
-    "denied": ":no_entry:",
+    "denied": ":no_entry:", "approved": ":white_check_mark:", "proceeded": ":fast_forward:",
+    "planned": ":memo:",
 }
 OUTCOME_EMOJI: dict[str, str] = {
     "started": ":hourglass_flowing_sand:", "done": ":white_check_mark:", "skipped": ":heavy_minus_sign:",
@@ -73,22 +74,26 @@ class StepLine(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    step: str = Field(min_length=1, max_length=100)
+    step: str = Field(min_length=1)
     outcome: Outcome
-    detail: str = Field("", max_length=500, description="Plain text; escaped when rendered.")
+    detail: str = Field("", description="Plain text; escaped, and cut to fit, when rendered.")
 
 
 class IncidentView(BaseModel):
-    """What the incident status message shows. Ids, names and links only: never a secret."""
+    """What the incident status message shows. Ids, names and links only: never a secret.
+
+    Free-text fields have no length limit here (an alert's title must not fail a playbook run):
+    rendering cuts them to Block Kit's limits.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     incident_id: str = Field(min_length=1, max_length=128)
     playbook: str = Field(min_length=1, max_length=100)
-    title: str = Field(min_length=1, max_length=500, description="Plain text, e.g. the alert's title.")
+    title: str = Field(min_length=1, description="Plain text, e.g. the alert's title.")
     severity: Severity
-    state: str = Field(min_length=1, max_length=40, description='e.g. "contained", "awaiting approval".')
-    current_step: str | None = Field(None, max_length=100)
+    state: str = Field(min_length=1, description='e.g. "contained", "awaiting approval".')
+    current_step: str | None = None
     steps: tuple[StepLine, ...] = ()
     prefect_run_url: str = Field(pattern=_URL)
     evidence_url: str | None = Field(None, pattern=_URL)
@@ -168,6 +173,8 @@ def _plain(text: str, limit: int) -> Block:
 
 
 def _who(by: str) -> str:
+    if not by:
+        return "_unknown_"  # approval.Decision.by defaults to ""
     return f"<@{by}>" if _SLACK_USER.fullmatch(by) else _code(by)
 
 
@@ -204,7 +211,8 @@ def _step_list(steps: tuple[StepLine, ...]) -> str:
     lines = []
     for s in steps:
         detail = f" {escape_mrkdwn(s.detail)}" if s.detail else ""
-        lines.append(truncate(f"{OUTCOME_EMOJI.get(s.outcome, ':grey_question:')} {_code(s.step)}{detail}", 300))
+        emoji = OUTCOME_EMOJI.get(s.outcome, ":grey_question:")
+        lines.append(truncate(f"{emoji} {_code(s.step)}{detail}", 300))
     # Keep the latest steps when the list outgrows a section: responders look at the end.
     head = "*Steps*"
     dropped = 0
@@ -236,7 +244,8 @@ def _request_sections(request: ApprovalRequest) -> list[Block]:
         bullets = "\n".join(f"• {escape_mrkdwn(a)}" for a in request.destructive)
         out.append({"type": "section", "text": _mrkdwn(f"*Approving will:*\n{bullets}")})
     out.append({"type": "context", "elements": [
-        _mrkdwn(f"Prefect flow run {_code(str(request.run_id))} · gate {_code(request.nonce)}", limits.CONTEXT_TEXT),
+        _mrkdwn(f"Prefect flow run {_code(str(request.run_id))} · gate {_code(request.nonce)}",
+                limits.CONTEXT_TEXT),
     ]})
     return out
 
@@ -292,7 +301,8 @@ def decided_blocks(request: ApprovalRequest, decision: Decided, by_user: str) ->
 
 def decided_text(request: ApprovalRequest, decision: Decided, by_user: str) -> str:
     """Notification fallback for the decided approval."""
-    return f"Step {request.step}: {decision} by {by_user if _SLACK_USER.fullmatch(by_user) else escape_mrkdwn(by_user)}"
+    by = by_user if _SLACK_USER.fullmatch(by_user) else escape_mrkdwn(by_user)
+    return f"Step {request.step}: {decision} by {by}"
 
 
 # ---- parsing a click ------------------------------------------------------------------------------

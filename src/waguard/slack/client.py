@@ -4,10 +4,9 @@ A thin layer over slack_sdk's `AsyncWebClient`; the same class talks to Slack in
 the Slack simulator in drills and tests (only `api_url` differs).
 
 Rate limits: slack_sdk does not retry an HTTP 429 by default. This client installs a rate-limit retry
-handler that waits the whole `Retry-After` (slack_sdk 3.48's own handler reads only the header's
-first character from aiohttp's headers, so "30" would wait 3 s) and, when its retries are spent or
+handler (slack_sdk's, adapted) that waits Slack's `Retry-After` and, when its retries are spent or
 Slack asks for more than `max_retry_wait_s`, raises `SlackRateLimited` (Retryable) carrying
-`retry_after`, for the Prefect task's retry policy to take over.
+`retry_after`, so a long wait becomes the Prefect task's retry instead of a step sleeping for minutes.
 
 Secrets: the bot token goes into slack_sdk and nowhere else. It is not in `repr(client)`, not in
 any error (errors carry the method and Slack's error code, and are raised `from None` so the
@@ -20,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,11 +97,18 @@ def retry_after_seconds(headers: Mapping[str, Any] | None) -> float | None:
 
 
 class RateLimitRetry(AsyncRateLimitErrorRetryHandler):
-    """Retries an HTTP 429 after the whole Retry-After, unless Slack asks for more than `max_wait_s`."""
+    """Retries an HTTP 429 after Retry-After, unless Slack asks for more than `max_wait_s`.
 
-    def __init__(self, max_retry_count: int, max_wait_s: float) -> None:
+    Differs from slack_sdk's handler in three ways: a Retry-After over `max_wait_s` is not waited
+    out, the jitter is proportional (none for Retry-After 0, where slack_sdk adds up to 1 s), and
+    the sleep is injectable.
+    """
+
+    def __init__(self, max_retry_count: int, max_wait_s: float,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         super().__init__(max_retry_count=max_retry_count)
         self.max_wait_s = max_wait_s
+        self._sleep = sleep  # passed in so a test can see the wait asked for without waiting
 
     async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
                                response: HttpResponse | None = None, error: Exception | None = None) -> bool:
@@ -118,7 +124,7 @@ class RateLimitRetry(AsyncRateLimitErrorRetryHandler):
         wait = 1.0 if wait is None else wait
         state.next_attempt_requested = True
         # A little jitter so parallel runs do not come back in lock-step; none for Retry-After 0.
-        await asyncio.sleep(wait + random.uniform(0, min(1.0, wait * 0.1)))
+        await self._sleep(wait + random.uniform(0, min(1.0, wait * 0.1)))
         state.increment_current_attempt()
 
 
@@ -170,19 +176,26 @@ class SlackClient:
         try:
             response = await call
         except SlackApiError as e:
-            status = e.response.status_code
-            data = e.response.data if isinstance(e.response.data, dict) else {}
-            if status == 429:
-                wait = retry_after_seconds(e.response.headers)
-                retries = self.max_rate_limit_retries if (wait is None or wait <= self.max_retry_wait_s) else 0
-                raise SlackRateLimited(method, retry_after=wait, retries=retries) from None
-            raise error_for(method, str(data.get("error") or "unexpected_response"), http_status=status) from None
+            error = self._api_error(method, e)
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            raise SlackUnavailable(method, "unreachable", detail=type(e).__name__) from None
+            error = SlackUnavailable(method, "unreachable", detail=type(e).__name__)
         except SlackClientError as e:
-            raise SlackError(method, "client_error", detail=type(e).__name__) from None
-        log.debug("slack %s ok", method)
-        return response
+            error = SlackError(method, "client_error", detail=type(e).__name__)
+        else:
+            log.debug("slack %s ok", method)
+            return response
+        # Raised outside the except blocks so neither __cause__ nor __context__ links to slack_sdk's
+        # exception: its response object holds the request headers, Authorization included.
+        raise error
+
+    def _api_error(self, method: str, e: SlackApiError) -> SlackError:
+        status = e.response.status_code
+        if status == 429:
+            wait = retry_after_seconds(e.response.headers)
+            retries = self.max_rate_limit_retries if (wait is None or wait <= self.max_retry_wait_s) else 0
+            return SlackRateLimited(method, retry_after=wait, retries=retries)
+        data = e.response.data if isinstance(e.response.data, dict) else {}
+        return error_for(method, str(data.get("error") or "unexpected_response"), http_status=status)
 
     async def auth_test(self) -> BotIdentity:
         """Check the token and say whose it is.

@@ -49,7 +49,8 @@ class SlackError(WaguardError):
         super().__init__(text)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(method={self.method!r}, error={self.error!r}, http_status={self.http_status!r})"
+        return (f"{type(self).__name__}(method={self.method!r}, error={self.error!r}, "
+                f"http_status={self.http_status!r})")
 
     def __reduce__(self) -> tuple[object, ...]:
         # Exceptions pickle as cls(*args); ours take keyword-only arguments, so spell them out

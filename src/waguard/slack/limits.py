@@ -28,7 +28,9 @@ CONFIRM_TEXT = 300
 CONFIRM_BUTTON = 30
 MESSAGE_TEXT = 40000
 
-_BLOCK_TYPES = frozenset({"section", "header", "context", "actions", "divider", "image", "rich_text", "input"})
+_BLOCK_TYPES = frozenset({
+    "section", "header", "context", "actions", "divider", "image", "rich_text", "input",
+})
 _BUTTON_STYLES = frozenset({"primary", "danger"})
 
 
@@ -76,7 +78,8 @@ def problems(blocks: object) -> list[str]:
 
 
 def _text(obj: object, at: str, limit: int, *, plain_only: bool = False) -> list[str]:
-    if not isinstance(obj, dict) or obj.get("type") not in (("plain_text",) if plain_only else ("plain_text", "mrkdwn")):
+    allowed = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
+    if not isinstance(obj, dict) or obj.get("type") not in allowed:
         kinds = "plain_text" if plain_only else "plain_text or mrkdwn"
         return [f"must be a {kinds} text object [json-pointer:{at}]"]
     text = obj.get("text")

@@ -175,7 +175,7 @@ class SimState:
                 raise KeyError("thread_not_found")
             root = message.get("thread_ts", message["ts"])
             replies = [m for m in store.values() if m.get("thread_ts") == root and m["ts"] != root]
-            return copy.deepcopy([store[root], *sorted(replies, key=lambda m: _ts_key(m["ts"]))])
+            return copy.deepcopy([store[root], *sorted(replies, key=lambda m: ts_key(m["ts"]))])
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
         """A copy of one message, or None."""
@@ -190,7 +190,7 @@ class SimState:
             for ch, store in self._messages.items():
                 if channel is not None and ch != channel:
                     continue
-                ordered = sorted(store.values(), key=lambda m: _ts_key(m["ts"]))
+                ordered = sorted(store.values(), key=lambda m: ts_key(m["ts"]))
                 tops = [dict(copy.deepcopy(m), replies=[]) for m in ordered
                         if m.get("thread_ts", m["ts"]) == m["ts"]]
                 by_ts = {m["ts"]: m for m in tops}
@@ -207,6 +207,11 @@ class SimState:
             for store in self._messages.values():
                 store.clear()
 
+    def reset_requests(self) -> None:
+        """Forget the request record."""
+        with self._lock:
+            self._requests.clear()
+
     def reset(self) -> None:
         """Forget messages, recorded requests and pending 429s (a fresh simulator, same tokens)."""
         self.clear_messages()
@@ -215,6 +220,7 @@ class SimState:
             self._rules.clear()
 
 
-def _ts_key(ts: str) -> tuple[int, int]:
+def ts_key(ts: str) -> tuple[int, int]:
+    """Sort key of a Slack ts ("1732460000.000100"); raises ValueError on anything else."""
     seconds, _, micros = ts.partition(".")
     return int(seconds), int(micros or 0)

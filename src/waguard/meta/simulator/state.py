@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from waguard.meta.simulator import envelope as E
 from waguard.meta.simulator import rules
-from waguard.meta.simulator.faults import Fault, FaultSpec, activate
+from waguard.meta.simulator.faults import Fault, FaultSpec, activate, take
 from waguard.meta.simulator.record import MASK, Masker, RequestLog
 from waguard.meta.simulator.seed import (
     AppSeed,
@@ -69,6 +69,7 @@ class SimState:
         self.settable_clock = isinstance(self.clock, SimClock)
         self.lock = threading.RLock()
         self.log = RequestLog()
+        self.epoch = 0  # bumped by every reset: calls still in flight from before it are dropped
         self.reset(seed)
 
     # ---- loading ---------------------------------------------------------------------------------
@@ -77,6 +78,7 @@ class SimState:
         """Replace the whole state with a fresh copy of `seed` (record, budgets and faults too)."""
         s = seed.model_copy(deep=True)
         with self.lock:
+            self.epoch += 1
             self.seed = seed
             self.app: AppSeed = s.app
             self.business = s.business
@@ -293,6 +295,16 @@ class SimState:
             fault = activate(self._seq, spec, self.now())
             self.faults.append(fault)
             return fault
+
+    def take_fault(self, path: str, unversioned: str, now: float) -> Fault | None:
+        """The fault that applies to a call, using up one of its counted calls."""
+        with self.lock:
+            return take(self.faults, path, unversioned, now)
+
+    def clear_faults(self) -> None:
+        """Remove every fault."""
+        with self.lock:
+            self.faults.clear()
 
     # ---- the admin view --------------------------------------------------------------------------
 

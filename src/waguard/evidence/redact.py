@@ -1,0 +1,312 @@
+"""Redaction: take secrets, phone numbers, emails and message bodies out of evidence. Pure.
+
+Every source is redacted as it is read, before a byte reaches disk. Order matters, so `Redactor.text`
+runs two passes:
+
+1. Secrets. Every value Vault holds under the configured prefixes, in each form a log is likely to
+   carry it: raw, JSON-escaped, URL-encoded, hex, and base64 (std and url-safe, at each of the three
+   byte alignments, so a secret inside a larger base64 blob, e.g. `Basic user:secret`, is caught too).
+   Each line of a multi-line secret (a PEM key) counts on its own. Runs first, so a later rule can never
+   rewrite half a secret and leave the other half behind. Replaced by `[secret:<tag>]`, a keyed tag
+   that tells a reader which secret leaked without revealing it.
+2. Everything else, in one regex pass: emails (`a***@example.com`), phone numbers (a keyed hash,
+   `[tel:<tag>]`, of the digits only, so `+1 555-010-0000`, `15550100000` and a `wa_id` hash alike),
+   and message bodies (`"body": "..."` and `"caption"`, unless the policy keeps them).
+
+Phone numbers in free text: anything starting with `+` and holding 8-15 digits; a bare run of 11-15
+digits; any number after a phone-ish key (`from=`, `"wa_id":`, `phone:` ...). A 15-digit Graph
+object id looks exactly like a bare phone number, so ids known from the collected Meta state and
+numbers after an id key (`phone_number_id=`, `"id":`) are kept. A bare national number of 10 digits or
+fewer with no key before it cannot be told from an id or a timestamp and is kept: a documented limit.
+
+Secret values shorter than `SECRET_MIN_LEN` characters are not redacted (replacing every "abc" in a
+log destroys the log); `Redactor.too_short` counts them, and the manifest records the count.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+SECRET_MIN_LEN = 6
+VARIANT_MIN_LEN = 6  # an encoded fragment shorter than this would match by accident
+BODY_DROPPED = "[body dropped]"
+_LETTERS = str.maketrans("0123456789abcdef", "ghijklmnopqrstuv")  # tags hold no digits: never re-hashed
+
+PHONE_KEYS = frozenset({"from", "to", "wa_id", "phone", "phone_number", "display_phone_number", "msisdn",
+                        "recipient_id", "recipient", "tel", "mobile", "contact_number"})
+BODY_KEYS = frozenset({"body", "caption"})
+# Inside a WhatsApp message object every string is content except these.
+MESSAGE_META_KEYS = frozenset({"id", "from", "to", "wa_id", "timestamp", "type", "messaging_product",
+                               "recipient_type", "status", "mime_type", "sha256", "code"})
+_TIME_HINTS = ("time", "timestamp", "_at", "expires", "date", "ts")
+
+# Phone-ish keys, lower case or capitalised (an (?i:) group costs twice as much on a 100 MB log).
+_PHONE_KEY_RE = "|".join(["[wW]a_id", "[fF]rom", "[tT]o", "[pP]hone(?:_number)?", "display_phone_number",
+                          "msisdn", "[rR]ecipient(?:_id)?", "[tT]el", "[mM]obile"])
+# One pass, first matching branch wins at the leftmost position. Boundary checks that would be
+# look-behinds live in `_replace` instead: a look-behind at every position of a log is the slow part.
+_TEXT = re.compile(
+    rf"(?P<pkey>\b(?:{_PHONE_KEY_RE})\b[\"']?[ \t]{{0,3}}[:=][ \t]{{0,3}}[\"']?)"
+    r"(?!\d{4}-\d\d-\d\d)(?P<pval>\+?\d(?:[ \-.()]{0,2}\d){5,14})(?!\d)"  # not a date (from=2024-05-01)
+    r"|(?P<ikey>[iI][dD][\"']?[ \t]{0,3}[:=][ \t]{0,3}[\"']?)(?P<ival>\d{6,20})(?!\d)"
+    r"|(?P<plus>\+\d(?:[ \-.()]{0,2}\d){7,14})(?!\d)"
+    r"|(?P<bare>\d{11,15})(?![0-9A-Za-z\-])"
+    r"|(?P<bkey>\"(?:body|caption)\"[ \t]{0,3}:[ \t]{0,3})\"(?:[^\"\\\n]|\\.)*\""
+)
+_NOT_BEFORE_BARE = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
+_EMAIL_DOMAIN = re.compile(r"@(?P<domain>[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,24})\b")
+_PERCENT = re.compile(r"%[0-9A-F]{2}")
+_PHONE_SHAPE = re.compile(r"\+?[\d \-.()]{6,24}")
+_EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+
+
+@dataclass
+class Counts:
+    """How many things one source lost to redaction (numbers only, never what)."""
+
+    secrets: int = 0
+    phones: int = 0
+    emails: int = 0
+    bodies: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"secrets": self.secrets, "phones": self.phones, "emails": self.emails, "bodies": self.bodies}
+
+
+def _tag(key: bytes, domain: bytes, value: bytes, n: int) -> str:
+    return hmac.new(key, domain + b"\0" + value, hashlib.sha256).hexdigest()[:n].translate(_LETTERS)
+
+
+def phone_token(key: bytes, number: str) -> str:
+    """`[tel:<16 letters>]`: a keyed hash of the number's digits, equal for every way it is written."""
+    digits = "".join(c for c in number if c.isdigit())
+    return f"[tel:{_tag(key, b'tel', digits.encode(), 16)}]"
+
+
+def mask_email(local: str, domain: str) -> str:
+    """`a***@example.com`: the first character of the mailbox and the whole domain (forensically useful)."""
+    return f"{local[:1]}***@{domain}"
+
+
+def _b64_cores(data: bytes) -> set[str]:
+    """The base64 characters that depend only on `data`, at each of the 3 byte offsets it may sit at."""
+    cores: set[str] = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + data).decode().rstrip("=")
+        first = -(-8 * offset // 6)  # first char made only of data bits
+        last = 8 * (offset + len(data)) // 6  # chars before this one are complete
+        core = encoded[first:last]
+        cores.update({core, core.replace("+", "-").replace("/", "_")})
+    return cores
+
+
+def secret_variants(secret: str) -> set[str]:
+    """Every form of `secret` that redaction removes (pure; see the module docstring)."""
+    raw = secret.encode()
+    forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+             quote(secret, safe=""), quote(secret), quote_plus(secret), raw.hex(), raw.hex().upper()}
+    forms |= {_PERCENT.sub(lambda m: m.group(0).lower(), f) for f in forms if "%" in f}  # %2f and %2F
+    forms |= _b64_cores(raw)
+    forms |= {line.strip("\r") for line in secret.split("\n") if len(line.strip("\r")) >= 8}
+    return {f for f in forms if len(f) >= VARIANT_MIN_LEN}
+
+
+def trie_pattern(words: Iterable[str]) -> str:
+    """A regex matching any of `words`, built as a trie so matching costs the same for 5 words or 500.
+
+    Longer words win over their prefixes (each optional tail is greedy).
+    """
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        kids = sorted(k for k in node if k)
+        if not kids:
+            return ""
+        alts = [re.escape(k) + build(node[k]) for k in kids]
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return build(root)
+
+
+@dataclass(eq=False)
+class Redactor:
+    """Redaction keyed for one bundle. Build once per bundle; `text` and `value` are pure given it.
+
+    Args:
+        key: HMAC key for phone and secret tags (from Vault, so tags match across bundles).
+        secrets: every secret value to remove.
+        known_ids: Graph object ids that must stay readable although they look like phone numbers.
+        keep_bodies: keep WhatsApp message bodies (the policy's `keep_message_bodies`).
+    """
+
+    key: bytes = field(repr=False)
+    secrets: Iterable[str] = field(default=(), repr=False)
+    known_ids: frozenset[str] = frozenset()
+    keep_bodies: bool = False
+    too_short: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self._marks: dict[str, str] = {}
+        for secret in dict.fromkeys(self.secrets):
+            if len(secret) < SECRET_MIN_LEN:
+                self.too_short += 1
+                continue
+            mark = f"[secret:{_tag(self.key, b'secret', secret.encode(), 12)}]"
+            for form in secret_variants(secret):
+                self._marks.setdefault(form, mark)
+        self._secret_re = re.compile(trie_pattern(self._marks)) if self._marks else None
+        self.longest = max((len(f) for f in self._marks), default=0)
+        self.secrets = ()  # the values live on only inside the compiled pattern and the mark table
+
+    def __repr__(self) -> str:
+        return f"Redactor(secret_forms={len(self._marks)}, known_ids={len(self.known_ids)})"
+
+    def with_known_ids(self, ids: Iterable[str]) -> Redactor:
+        """A copy that also keeps `ids` readable (ids learnt from the Meta state)."""
+        twin = object.__new__(Redactor)
+        twin.__dict__.update(self.__dict__)
+        twin.known_ids = self.known_ids | frozenset(ids)
+        return twin
+
+    def remove_secrets(self, text: str, counts: Counts) -> str:
+        """Pass 1 alone: every form of every secret replaced by its mark."""
+        if self._secret_re is None:
+            return text
+
+        def mark(m: re.Match[str]) -> str:
+            counts.secrets += 1
+            return self._marks[m.group(0)]
+
+        return self._secret_re.sub(mark, text)
+
+    def text(self, text: str, counts: Counts) -> str:
+        """Redact free text (a log line, a block of lines, a string inside JSON)."""
+        text = self.remove_secrets(text, counts)
+        if "@" in text:
+            text = self._emails(text, counts)
+        return _TEXT.sub(lambda m: self._replace(m, counts), text)
+
+    def _replace(self, m: re.Match[str], counts: Counts) -> str:
+        kind = m.lastgroup
+        if kind == "pval":
+            counts.phones += 1
+            return m.group("pkey") + phone_token(self.key, m.group("pval"))
+        if kind == "ival":
+            return m.group(0)
+        if kind == "bkey":
+            if self.keep_bodies:
+                return m.group(0)
+            counts.bodies += 1
+            return m.group("bkey") + json.dumps(BODY_DROPPED)
+        number = m.group(0)
+        before = m.string[m.start() - 1] if m.start() else ""
+        if kind == "plus" and before.isdigit():  # "1+555...": not a phone, but what follows "+" may be
+            return "+" + _TEXT.sub(lambda inner: self._replace(inner, counts), number[1:])
+        if kind == "bare" and (before in _NOT_BEFORE_BARE or number in self.known_ids):
+            return number  # part of a longer token (a hash, a uuid) or a known Graph id
+        counts.phones += 1
+        return phone_token(self.key, number)
+
+    def _emails(self, text: str, counts: Counts) -> str:
+        # Anchored on "@" and walked back by hand: a regex starting at the mailbox would scan up to
+        # 64 characters at every position of a 100 MB log.
+        out: list[str] = []
+        done = 0
+        for m in _EMAIL_DOMAIN.finditer(text):
+            start = m.start()
+            while start > done and start > m.start() - 64 and text[start - 1] in _EMAIL_LOCAL:
+                start -= 1
+            if start == m.start():
+                continue
+            counts.emails += 1
+            domain = _TEXT.sub(lambda d: self._replace(d, counts), m.group("domain"))
+            out += [text[done:start], mask_email(text[start:m.start()], domain)]
+            done = m.end()
+        out.append(text[done:])
+        return "".join(out)
+
+    # --- structured data ---------------------------------------------------------------------
+
+    def value(self, data: Any, counts: Counts) -> Any:
+        """Redact JSON-like data (dicts, lists, strings, numbers), using keys as context."""
+        return self._walk(data, None, counts, in_message=False)
+
+    def _walk(self, data: Any, key: str | None, counts: Counts, *, in_message: bool) -> Any:
+        if isinstance(data, Mapping):
+            message = in_message or is_message(data)
+            return {self.text(str(k), counts): self._walk(v, str(k), counts, in_message=message)
+                    for k, v in data.items()}
+        if isinstance(data, list | tuple):
+            # A list under "messages" (a webhook's value.messages) holds message objects.
+            message = in_message or key == "messages"
+            return [self._walk(v, key, counts, in_message=message) for v in data]
+        if isinstance(data, str):
+            return self._leaf(data, (key or "").lower(), counts, in_message)
+        if isinstance(data, int) and not isinstance(data, bool):
+            return self._number(data, (key or "").lower(), counts)
+        return data
+
+    def _leaf(self, value: str, key: str, counts: Counts, in_message: bool) -> str:
+        if not self.keep_bodies and (key in BODY_KEYS or (in_message and key not in MESSAGE_META_KEYS)):
+            counts.bodies += 1
+            return BODY_DROPPED
+        value = self.remove_secrets(value, counts)
+        if key in PHONE_KEYS and _PHONE_SHAPE.fullmatch(value) and sum(c.isdigit() for c in value) >= 6:
+            counts.phones += 1
+            return phone_token(self.key, value)
+        if _is_id_key(key) and value.isdigit():
+            return value
+        return self.text(value, counts)
+
+    def _number(self, value: int, key: str, counts: Counts) -> int | str:
+        digits = len(str(abs(value)))
+        phoneish = key in PHONE_KEYS and digits >= 6
+        if not phoneish and (_is_id_key(key) or any(h in key for h in _TIME_HINTS) or not 11 <= digits <= 15):
+            return value
+        if str(value) in self.known_ids and key not in PHONE_KEYS:
+            return value
+        counts.phones += 1
+        return phone_token(self.key, str(value))
+
+
+def _is_id_key(key: str) -> bool:
+    return key == "id" or key.endswith("_id") or key.endswith("_ids")
+
+
+def is_message(obj: Mapping[str, Any]) -> bool:
+    """A WhatsApp message payload: an outbound send (`messaging_product` + `to`) or an inbound one."""
+    if obj.get("messaging_product") == "whatsapp" and "type" in obj and ("to" in obj or "from" in obj):
+        return True
+    return "from" in obj and "type" in obj and "timestamp" in obj and "id" in obj
+
+
+def known_ids(data: Any) -> set[str]:
+    """Digit-only values under id keys anywhere in `data` (the Meta state): they stay readable."""
+    found: set[str] = set()
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, str(k).lower())
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v, key)
+        elif _is_id_key(key) and key not in PHONE_KEYS and str(value).isdigit():
+            found.add(str(value))
+
+    walk(data, "")
+    return found

@@ -1,0 +1,39 @@
+"""Prometheus metrics of the intake, on a registry of their own (one per app, so tests can build many).
+
+Labels are closed sets (source names, outcome and reason codes, playbook names), never a value taken
+from a request.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class IntakeMetrics:
+    """The counters `/metrics` exposes."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.deliveries = Counter("waguard_intake_deliveries", "Deliveries by source and outcome.",
+                                  ["source", "outcome"], registry=r)
+        self.signature_failures = Counter(
+            "waguard_intake_signature_failures", "Deliveries that failed authentication (a detection signal).",
+            ["source", "reason"], registry=r)
+        self.runs_started = Counter("waguard_intake_runs_started", "Playbook runs started.", ["playbook"],
+                                    registry=r)
+        self.run_start_errors = Counter("waguard_intake_run_start_errors",
+                                        "Failed attempts to start a run (retried).", ["playbook"], registry=r)
+        self.duplicates = Counter(
+            "waguard_intake_duplicates_absorbed",
+            "Deliveries absorbed without a new run: replays, and deliveries joining an open incident.",
+            ["source", "kind"], registry=r)
+        self.approvals = Counter("waguard_intake_approval_decisions", "Slack approval clicks by outcome.",
+                                 ["decision", "outcome"], registry=r)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

@@ -1,0 +1,199 @@
+"""The intake's memory, in SQLite under `state_dir`: delivery nonces with a TTL, and incident → run.
+
+Two tables, one file, so "this delivery is new" and "this incident starts a run" commit together:
+a crash between them can neither lose an incident (nonce stored, incident not) nor start it twice.
+
+- `nonces`: delivery ids, `(ts, signature)` pairs and body hashes, each kept for the provider's retry
+  horizon (Meta retries for 7 days, GitHub redelivers by hand, so the default TTL is 30 days).
+- `incidents`: one row per (incident key, playbook, generation) with the parameters the run gets and,
+  once the start went through, its run id. An incident closes when its source says it resolved, or
+  after a quiet period without deliveries; the next alert about the same key then opens generation
+  n+1. Prefect's idempotency key is permanent (prefect-notes §1.4), so the generation is part of it.
+
+All calls are synchronous and short (WAL, synchronous=NORMAL: no fsync per commit); the service calls
+them from its event loop thread only, so no await ever splits a check from its update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PRUNE_EVERY = 2000  # nonce inserts between two sweeps of expired rows
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nonces (
+    key TEXT PRIMARY KEY,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
+CREATE TABLE IF NOT EXISTS incidents (
+    base TEXT NOT NULL,
+    playbook TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    incident_id TEXT NOT NULL UNIQUE,
+    parameters TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    run_id TEXT,
+    closed INTEGER NOT NULL DEFAULT 0,
+    opened REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (base, playbook, generation)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a delivery did to an incident: opened it (`new`) or joined the open one."""
+
+    incident_id: str
+    playbook: str
+    generation: int
+    new: bool
+    run_id: str | None
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PendingStart:
+    """An incident whose run has not been started yet (or whose start has not gone through)."""
+
+    incident_id: str
+    playbook: str
+    parameters: dict[str, Any]
+
+
+class IntakeStore:
+    """Nonce cache and incident map over one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread=False: the app may be built in one thread and served from another;
+        # it is still used from one thread at a time (the server's event loop).
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._inserts = 0
+        self._depth = 0
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group calls into one atomic commit (re-entrant: inner blocks join the outer one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # -- nonces ---------------------------------------------------------------------------------
+
+    def remember(self, key: str, *, now: float, ttl_s: float) -> bool:
+        """Record a nonce; True if it is new (or its earlier record had expired), False for a replay."""
+        cur = self._db.execute(
+            "INSERT INTO nonces (key, expires) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE nonces.expires <= ?",
+            (key, now + ttl_s, now),
+        )
+        self._inserts += 1
+        if self._inserts % PRUNE_EVERY == 0:
+            self.prune(now=now)
+        return cur.rowcount == 1
+
+    def forget(self, key: str) -> None:
+        """Drop a nonce (a delivery that could not be processed may then be retried)."""
+        self._db.execute("DELETE FROM nonces WHERE key = ?", (key,))
+
+    def prune(self, *, now: float) -> int:
+        """Delete expired nonces; return how many."""
+        return self._db.execute("DELETE FROM nonces WHERE expires <= ?", (now,)).rowcount
+
+    # -- incidents ------------------------------------------------------------------------------
+
+    def claim(self, base: str, playbook: str, *, now: float, quiet_s: float,
+              build: Callable[[int], tuple[str, dict[str, Any]]]) -> Claim:
+        """Join the open incident for (base, playbook), or open the next generation of it.
+
+        Args:
+            base: the incident key from the source (Alertmanager group, GitHub alert, WABA + playbook).
+            playbook: the playbook the incident runs.
+            now: the current Unix time.
+            quiet_s: an open incident with no delivery for this long is over; the next one is new.
+            build: given a generation, the incident id and run parameters for a new incident.
+        """
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT generation, incident_id, closed, last_seen, run_id, parameters FROM incidents "
+                "WHERE base = ? AND playbook = ? ORDER BY generation DESC LIMIT 1", (base, playbook)).fetchone()
+            if row is not None:
+                generation, incident_id, closed, last_seen, run_id, parameters = row
+                if not closed and now - last_seen <= quiet_s:
+                    self._db.execute(
+                        "UPDATE incidents SET last_seen = ?, deliveries = deliveries + 1 WHERE incident_id = ?",
+                        (now, incident_id))
+                    return Claim(incident_id, playbook, generation, False, run_id, json.loads(parameters))
+            generation = (row[0] + 1) if row is not None else 1
+            incident_id, params = build(generation)
+            self._db.execute(
+                "INSERT INTO incidents (base, playbook, generation, incident_id, parameters, opened, last_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (base, playbook, generation, incident_id, json.dumps(params, sort_keys=True), now, now))
+            return Claim(incident_id, playbook, generation, True, None, params)
+
+    def close(self, base: str, *, now: float) -> list[str]:
+        """Close every open incident for `base` (its source said it resolved); return their ids."""
+        with self.transaction():
+            ids = [r[0] for r in self._db.execute(
+                "SELECT incident_id FROM incidents WHERE base = ? AND closed = 0", (base,))]
+            self._db.execute("UPDATE incidents SET closed = 1, last_seen = ? WHERE base = ? AND closed = 0",
+                             (now, base))
+        return ids
+
+    def set_run(self, incident_id: str, run_id: str) -> None:
+        """Record the run an incident started."""
+        self._db.execute("UPDATE incidents SET run_id = ?, status = 'started' WHERE incident_id = ?",
+                         (run_id, incident_id))
+
+    def run_of(self, incident_id: str) -> str | None:
+        """The run id of an incident, if its run has started."""
+        row = self._db.execute("SELECT run_id FROM incidents WHERE incident_id = ?", (incident_id,)).fetchone()
+        return row[0] if row else None
+
+    def pending(self) -> list[PendingStart]:
+        """Incidents whose run has not started (to resume after a restart)."""
+        rows = self._db.execute(
+            "SELECT incident_id, playbook, parameters FROM incidents WHERE status = 'pending' ORDER BY opened")
+        return [PendingStart(i, p, json.loads(params)) for i, p, params in rows]
+
+    def incident_count(self) -> int:
+        """How many incidents (all generations) the store knows."""
+        return int(self._db.execute("SELECT count(*) FROM incidents").fetchone()[0])
+
+    def deliveries(self, incident_id: str) -> int:
+        """How many deliveries opened or joined an incident."""
+        row = self._db.execute("SELECT deliveries FROM incidents WHERE incident_id = ?", (incident_id,)).fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,81 @@
+"""Starting a playbook run: the `RunStarter` port, its Prefect implementation, and a recording one.
+
+The intake decides *whether* a delivery opens a new incident (its own SQLite map); the starter only
+creates the run. Prefect's idempotency key (the incident id) is the second guard: a start retried
+after an ambiguous failure returns the run that already exists instead of making another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import uuid5, NAMESPACE_URL
+
+from waguard.playbooks import DEPLOYMENTS
+from waguard.policy import Playbook
+
+
+class RunStarter(Protocol):
+    """Creates a playbook run and returns its id without waiting for it to execute."""
+
+    async def start(self, playbook: Playbook, parameters: dict[str, Any], idempotency_key: str) -> str:
+        """Start (or find, for a known key) the run; return the flow-run id.
+
+        Raises:
+            Exception: any failure; the intake keeps the incident pending and retries.
+        """
+        ...
+
+
+class PrefectRunStarter:
+    """Starts runs of the playbooks' deployments through Prefect's API (`arun_deployment`, timeout=0)."""
+
+    def __init__(self, api_url: str | None = None, *, deployments: Mapping[Playbook, str] = DEPLOYMENTS,
+                 tags: tuple[str, ...] = ("waguard", "intake")) -> None:
+        """Args:
+            api_url: the Prefect API; None uses Prefect's own settings (PREFECT_API_URL).
+            deployments: playbook -> "flow-name/deployment-name" (tests point these at a test flow).
+            tags: tags every started run carries.
+        """
+        self.api_url = api_url
+        self.deployments = dict(deployments)
+        self.tags = list(tags)
+
+    @contextlib.asynccontextmanager
+    async def _client(self) -> AsyncIterator[Any]:
+        from prefect.client.orchestration import PrefectClient, get_client
+
+        client = PrefectClient(self.api_url) if self.api_url else get_client()
+        async with client:
+            yield client
+
+    async def start(self, playbook: Playbook, parameters: dict[str, Any], idempotency_key: str) -> str:
+        """Create the run of `playbook`'s deployment and return its id (the run is not awaited)."""
+        from prefect.deployments import arun_deployment
+
+        async with self._client() as client:
+            run = await arun_deployment(
+                self.deployments[playbook], client=client, parameters=parameters, timeout=0,
+                idempotency_key=idempotency_key, as_subflow=False, tags=self.tags,
+                flow_run_name=str(parameters.get("incident_id") or idempotency_key))
+        return str(run.id)
+
+
+@dataclass
+class RecordingStarter:
+    """Records starts instead of making runs (property tests, the benchmark, dry runs).
+
+    Like Prefect, a repeated idempotency key returns the first run's id and starts nothing new.
+    """
+
+    starts: list[tuple[Playbook, dict[str, Any], str]] = field(default_factory=list)
+    _by_key: dict[str, str] = field(default_factory=dict)
+
+    async def start(self, playbook: Playbook, parameters: dict[str, Any], idempotency_key: str) -> str:
+        """Record the start; return a stable fake run id for the key."""
+        if idempotency_key not in self._by_key:
+            self._by_key[idempotency_key] = str(uuid5(NAMESPACE_URL, f"waguard-run:{idempotency_key}"))
+            self.starts.append((playbook, parameters, idempotency_key))
+        return self._by_key[idempotency_key]
