@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.meta",
     "tests.fixtures.vault",
     "tests.fixtures.slack",
+    "tests.fixtures.stack",
 ]

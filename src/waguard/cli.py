@@ -1,4 +1,4 @@
-"""The `waguard` command: `waguard up | drill | config | version`.
+"""The `waguard` command: `waguard up | drill | intake | config | version`.
 
 Settings are read once here and passed down. Every failure a responder can fix (a bad setting, a
 port in use, a service that would not start) ends with one clear line and exit status 2, never a
@@ -51,6 +51,16 @@ def _cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_intake(settings: Settings, args: argparse.Namespace) -> int:
+    from waguard.intake.service import serve
+
+    host = args.host or settings.stack.host
+    port = args.port or settings.stack.intake_port
+    print(f"waguard intake listening on http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    serve(settings, host, port)
+    return 0
+
+
 def _cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     # Secrets are SecretStr, so a dump shows '**********' for any that are set.
     print(settings.model_dump_json(indent=2))
@@ -70,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("scenarios", nargs="*")
     drill.add_argument("--all", action="store_true")
     drill.set_defaults(func=_cmd_drill)
+    intake = sub.add_parser("intake", help="run the intake service: alert webhooks in, playbook runs out")
+    intake.add_argument("--host", help="address to bind (default: stack.host)")
+    intake.add_argument("--port", type=int, help="port to bind (default: stack.intake_port)")
+    intake.set_defaults(func=_cmd_intake)
     sub.add_parser("config", help="print the effective settings (secrets masked)").set_defaults(func=_cmd_config)
     sub.add_parser("version", help="print the version").set_defaults(func=_cmd_version)
     return parser

@@ -122,7 +122,7 @@ class SlackAnnouncer(Announcer):
     run_id: str
     enabled: bool = True  # plan mode posts nothing
     head: MessageRef | None = None
-    approvals: dict[str, tuple[MessageRef, ApprovalRequest]] = field(default_factory=dict)
+    approvals: dict[str, list[tuple[MessageRef, ApprovalRequest]]] = field(default_factory=dict)
 
     async def open(self) -> None:
         if not self.enabled:
@@ -155,7 +155,7 @@ class SlackAnnouncer(Announcer):
             return
         req = ApprovalRequest(run_id=self.run_id, step=step, nonce=nonce, summary=summary)
         ref = await self.slack.post_approval(self.head, req)
-        self.approvals[step] = (ref, req)
+        self.approvals.setdefault(step, []).append((ref, req))
         await self.update(state="awaiting approval", current_step=step)
 
     async def escalate(self, step: str, nonce: str, summary: str) -> None:
@@ -164,13 +164,13 @@ class SlackAnnouncer(Announcer):
         req = ApprovalRequest(run_id=self.run_id, step=step, nonce=nonce, summary=summary)
         esc = await self.slack.open_incident(self.settings.slack.escalation_channel,
                                              self.view.model_copy(update={"state": "ESCALATED: approval needed"}))
-        await self.slack.post_approval(esc, req)
+        # The escalated copy is a second set of live buttons: remember it so `decided` disarms it too.
+        self.approvals.setdefault(step, []).append((await self.slack.post_approval(esc, req), req))
         await self.say(f"No decision yet on *{step}*: escalated to <#{self.settings.slack.escalation_channel}>.")
 
     async def decided(self, step: str, decision: Decision) -> None:
         if not (self.enabled and self.head):
             return
-        if step in self.approvals:
-            ref, req = self.approvals[step]
+        for ref, req in self.approvals.get(step, []):
             await self.slack.mark_decided(ref, req, decision.outcome, decision.by)
         await self.update(state=decision.outcome)

@@ -136,8 +136,10 @@ class LocalStack:
         from waguard.slack.simulator import create_app as slack_app
 
         s = self.settings.stack
-        seed = demo_seed(app_secret=credentials["app_secret"].get_secret_value(),
-                         system_user_token=credentials["meta_token"].get_secret_value())
+        seed = with_messaging_service(
+            demo_seed(app_secret=credentials["app_secret"].get_secret_value(),
+                      system_user_token=credentials["meta_token"].get_secret_value()),
+            credentials["messaging_token"].get_secret_value())
         self._apps.append(ServedApp(meta_app(seed), host=s.host, port=s.meta_port, name="Meta simulator").start())
         bot_token = credentials["slack_bot_token"].get_secret_value()
         self._apps.append(
@@ -170,14 +172,44 @@ class LocalStack:
         self._children.clear()
 
 
+MESSAGING_SYSTEM_USER = "7000000002"
+MESSAGING_TOKEN_PATH = "meta/messaging-token"  # the playbooks' default leaked_token_path
+
+
 def generate_credentials() -> dict[str, SecretStr]:
-    """Fresh credentials for a local stack: random every start, known only to Vault and the simulators."""
+    """Fresh credentials for a local stack: random every start, known only to Vault and the simulators.
+
+    Two Meta tokens: waguard's own (an admin system user that acts during incidents) and the
+    consumers' messaging token (the one that typically leaks, and that playbooks rotate).
+    """
     return {
         "app_secret": SecretStr(secrets.token_hex(16)),
         "meta_token": SecretStr("EAAG" + secrets.token_urlsafe(48)),
+        "messaging_token": SecretStr("EAAG" + secrets.token_urlsafe(48)),
         "slack_bot_token": SecretStr("xoxb-" + secrets.token_hex(20)),
         "slack_signing_secret": SecretStr(secrets.token_hex(16)),
+        "alertmanager_token": SecretStr(secrets.token_urlsafe(32)),
+        "github_secret": SecretStr(secrets.token_hex(20)),
+        "grafana_secret": SecretStr(secrets.token_hex(20)),
+        "meta_verify_token": SecretStr(secrets.token_urlsafe(24)),
+        "redaction_key": SecretStr(secrets.token_hex(32)),
     }
+
+
+def with_messaging_service(seed, token: str):  # type: ignore[no-untyped-def]
+    """Add the consumers' system user and its token to a simulator seed."""
+    from waguard.meta.simulator.seed import AssignmentSeed, SystemUserSeed, TokenSeed
+
+    waba = seed.wabas[0].id
+    scopes = ["whatsapp_business_management", "whatsapp_business_messaging"]
+    return seed.model_copy(update={
+        "system_users": [*seed.system_users, SystemUserSeed(id=MESSAGING_SYSTEM_USER, name="messaging-service",
+                                                            role="EMPLOYEE", created_by=seed.business_users[0].id)],
+        "assigned_users": [*seed.assigned_users, AssignmentSeed(waba_id=waba, user_id=MESSAGING_SYSTEM_USER,
+                                                                tasks=["MANAGE"])],
+        "tokens": [*seed.tokens, TokenSeed(id="tok-messaging-service", value=token, user_id=MESSAGING_SYSTEM_USER,
+                                           scopes=scopes)],
+    })
 
 
 async def seed_vault(settings: Settings, credentials: dict[str, SecretStr]) -> None:
@@ -191,8 +223,14 @@ async def seed_vault(settings: Settings, credentials: dict[str, SecretStr]) -> N
     paths = {
         "app_secret": settings.meta.app_secret_path,
         "meta_token": settings.meta.token_path,
+        "messaging_token": MESSAGING_TOKEN_PATH,
         "slack_bot_token": settings.slack.bot_token_path,
         "slack_signing_secret": settings.slack.signing_secret_path,
+        "alertmanager_token": settings.intake.alertmanager_token_path,
+        "github_secret": settings.intake.github_secret_path,
+        "grafana_secret": settings.intake.grafana_secret_path,
+        "meta_verify_token": settings.intake.meta_verify_token_path,
+        "redaction_key": settings.evidence.redaction_key_path,
     }
     for name, path in paths.items():
         await vault.write_secret(path, credentials[name])

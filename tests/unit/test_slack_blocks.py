@@ -92,6 +92,8 @@ def test_incident_blocks_golden() -> None:
         ({"state": "contained"}, 1, ":shield: contained"),
         ({"state": "resolved"}, 1, ":white_check_mark: resolved"),
         ({"state": "failed"}, 1, ":x: failed"),
+        ({"state": "approved"}, 1, ":white_check_mark: approved"),
+        ({"state": "proceeded"}, 1, ":fast_forward: proceeded"),
         ({"state": "something new"}, 1, ":large_blue_circle: something new"),
         ({"severity": "SEV2"}, 1, ":large_orange_circle: SEV2"),
         ({"severity": "SEV3"}, 1, ":large_yellow_circle: SEV3"),
@@ -139,6 +141,20 @@ def test_many_steps_keep_the_latest_and_fit_a_section() -> None:
     assert "`step-099`" in text and "`step-000`" not in text
     assert "earlier steps" in text
     assert limits.problems(blocks) == []
+
+
+def test_oversized_free_text_is_cut_not_refused() -> None:
+    # An attacker-sized alert title or step detail must not fail the playbook run that reports it.
+    huge = "x" * 50_000
+    v = view(title=huge, state=huge, current_step=huge,
+             steps=(bk.StepLine(step=huge, outcome="info", detail=huge),))
+    blocks = bk.incident_blocks(v)
+    assert limits.problems(blocks) == []
+    assert len(bk.incident_text(v)) <= bk.FALLBACK_TEXT
+
+
+def test_run_id_may_be_given_as_a_string() -> None:
+    assert request(run_id=str(RUN)).run_id == RUN
 
 
 @pytest.mark.parametrize(
@@ -224,6 +240,7 @@ def test_approval_request_rejects(overrides: dict[str, object]) -> None:
         ("proceeded", "timeout-policy:SEV1",
          ":fast_forward: *No decision in time: proceeded* (`timeout-policy:SEV1`)"),
         ("approved", "<!channel>", ":white_check_mark: *Approved* by `&lt;!channel&gt;`"),
+        ("approved", "", ":white_check_mark: *Approved* by _unknown_"),
     ],
 )
 def test_decided_replaces_buttons(decision: bk.Decided, by: str, line: str) -> None:

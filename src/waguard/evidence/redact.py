@@ -168,12 +168,19 @@ class Redactor:
             mark = f"[secret:{_tag(self.key, b'secret', secret.encode(), 12)}]"
             for form in secret_variants(secret):
                 self._marks.setdefault(form, mark)
-        self._secret_re = re.compile(trie_pattern(self._marks)) if self._marks else None
+        self.secret_pattern = re.compile(trie_pattern(self._marks)) if self._marks else None
         self.longest = max((len(f) for f in self._marks), default=0)
         self.secrets = ()  # the values live on only inside the compiled pattern and the mark table
 
     def __repr__(self) -> str:
         return f"Redactor(secret_forms={len(self._marks)}, known_ids={len(self.known_ids)})"
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Every [start, end) a redaction pass over `text` could rewrite (for cutting long lines)."""
+        found = [m.span() for m in self.secret_pattern.finditer(text)] if self.secret_pattern else []
+        found += [m.span() for m in _TEXT.finditer(text)]
+        found += [(max(0, m.start() - 64), m.end()) for m in _EMAIL_DOMAIN.finditer(text)]
+        return sorted(found)
 
     def with_known_ids(self, ids: Iterable[str]) -> Redactor:
         """A copy that also keeps `ids` readable (ids learnt from the Meta state)."""
@@ -184,14 +191,14 @@ class Redactor:
 
     def remove_secrets(self, text: str, counts: Counts) -> str:
         """Pass 1 alone: every form of every secret replaced by its mark."""
-        if self._secret_re is None:
+        if self.secret_pattern is None:
             return text
 
         def mark(m: re.Match[str]) -> str:
             counts.secrets += 1
             return self._marks[m.group(0)]
 
-        return self._secret_re.sub(mark, text)
+        return self.secret_pattern.sub(mark, text)
 
     def text(self, text: str, counts: Counts) -> str:
         """Redact free text (a log line, a block of lines, a string inside JSON)."""

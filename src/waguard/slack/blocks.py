@@ -188,8 +188,8 @@ def incident_blocks(view: IncidentView) -> list[Block]:
         f"*Incident*\n{_code(view.incident_id)}",
         f"*Playbook*\n{_code(view.playbook)}",
         f"*Severity*\n{sev} {view.severity}",
-        f"*State*\n{state} {escape_mrkdwn(view.state)}",
-        f"*Current step*\n{_code(view.current_step) if view.current_step else '—'}",
+        f"*State*\n{state} {escape_mrkdwn(truncate(view.state, 100))}",
+        f"*Current step*\n{_code(truncate(view.current_step, 100)) if view.current_step else '—'}",
     ]
     links = [f"<{view.prefect_run_url}|Prefect flow run>"]
     if view.evidence_url:
@@ -212,7 +212,7 @@ def _step_list(steps: tuple[StepLine, ...]) -> str:
     for s in steps:
         detail = f" {escape_mrkdwn(s.detail)}" if s.detail else ""
         emoji = OUTCOME_EMOJI.get(s.outcome, ":grey_question:")
-        lines.append(truncate(f"{emoji} {_code(s.step)}{detail}", 300))
+        lines.append(truncate(f"{emoji} {_code(truncate(s.step, 100))}{detail}", 300))
     # Keep the latest steps when the list outgrows a section: responders look at the end.
     head = "*Steps*"
     dropped = 0
@@ -301,7 +301,7 @@ def decided_blocks(request: ApprovalRequest, decision: Decided, by_user: str) ->
 
 def decided_text(request: ApprovalRequest, decision: Decided, by_user: str) -> str:
     """Notification fallback for the decided approval."""
-    by = by_user if _SLACK_USER.fullmatch(by_user) else escape_mrkdwn(by_user)
+    by = by_user if _SLACK_USER.fullmatch(by_user) else escape_mrkdwn(by_user or "unknown")
     return f"Step {request.step}: {decision} by {by}"
 
 

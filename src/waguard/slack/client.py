@@ -9,8 +9,8 @@ Slack asks for more than `max_retry_wait_s`, raises `SlackRateLimited` (Retryabl
 `retry_after`, so a long wait becomes the Prefect task's retry instead of a step sleeping for minutes.
 
 Secrets: the bot token goes into slack_sdk and nowhere else. It is not in `repr(client)`, not in
-any error (errors carry the method and Slack's error code, and are raised `from None` so the
-slack_sdk exception, which holds the request headers, is not chained). slack_sdk logs full request
+any error (errors carry the method and Slack's error code, and are raised with neither __cause__
+nor __context__ reaching slack_sdk's exception, which holds the request headers). slack_sdk logs full request
 and response bodies at DEBUG, so its client logs through a logger of ours pinned at INFO.
 """
 

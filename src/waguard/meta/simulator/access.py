@@ -68,7 +68,10 @@ async def debug_token(call: Call) -> Answer:
 
 
 async def generate_token(call: Call) -> Answer:
-    """POST /{system-user-id}/access_tokens {business_app, scope, appsecret_proof, set_token_expires_in_60_days}."""
+    """POST /{system-user-id}/access_tokens.
+
+    Parameters: business_app, scope, appsecret_proof, set_token_expires_in_60_days.
+    """
     app_id = str(call.required("business_app"))
     if app_id != call.sim.app.id:
         raise E.invalid_param("(#100) Param business_app must be an app installed for this system user")
@@ -112,16 +115,18 @@ def system_user_fields(call: Call, user_id: str) -> dict[str, Any]:
 async def list_business_users(call: Call) -> Answer:
     """GET /{business-id}/business_users."""
     with call.sim.lock:
-        rows = [rules.select_fields(business_user_fields(call, u), call.param("fields"), BUSINESS_USER_DEFAULT,
-                                    "BusinessUser") for u in call.sim.business_users]  # fmt: skip
+        nodes = [business_user_fields(call, u) for u in call.sim.business_users]
+    fields = call.param("fields")
+    rows = [rules.select_fields(n, fields, BUSINESS_USER_DEFAULT, "BusinessUser") for n in nodes]
     return Answer(rules.paginate(rows, call.params, call.page_url))
 
 
 async def list_system_users(call: Call) -> Answer:
     """GET /{business-id}/system_users."""
     with call.sim.lock:
-        rows = [rules.select_fields(system_user_fields(call, u), call.param("fields"), SYSTEM_USER_DEFAULT,
-                                    "SystemUser") for u in call.sim.system_users]  # fmt: skip
+        nodes = [system_user_fields(call, u) for u in call.sim.system_users]
+    fields = call.param("fields")
+    rows = [rules.select_fields(n, fields, SYSTEM_USER_DEFAULT, "SystemUser") for n in nodes]
     return Answer(rules.paginate(rows, call.params, call.page_url))
 
 
@@ -210,12 +215,14 @@ OPERATIONS = {
         "business_user.access_tokens.delete", revoke_tokens, scope=BUSINESS_SCOPE, admin=True),
     ("business", "business_users", "GET"): Operation(
         "business.business_users", list_business_users, scope=BUSINESS_SCOPE),
-    ("business", "system_users", "GET"): Operation("business.system_users", list_system_users, scope=BUSINESS_SCOPE),
+    ("business", "system_users", "GET"): Operation(
+        "business.system_users", list_system_users, scope=BUSINESS_SCOPE),
     ("business_user", NODE, "GET"): Operation("business_user.get", get_business_user, scope=BUSINESS_SCOPE),
     ("business_user", NODE, "DELETE"): Operation(
         "business_user.delete", remove_business_user, scope=BUSINESS_SCOPE, admin=True),
     ("system_user", NODE, "GET"): Operation("system_user.get", get_system_user, scope=BUSINESS_SCOPE),
     ("waba", "assigned_users", "GET"): Operation("waba.assigned_users.list", list_assigned, ALL),
     ("waba", "assigned_users", "POST"): Operation("waba.assigned_users.add", add_assigned, ALL, admin=True),
-    ("waba", "assigned_users", "DELETE"): Operation("waba.assigned_users.remove", remove_assigned, ALL, admin=True),
+    ("waba", "assigned_users", "DELETE"): Operation(
+        "waba.assigned_users.remove", remove_assigned, ALL, admin=True),
 }  # fmt: skip

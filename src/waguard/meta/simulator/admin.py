@@ -7,7 +7,8 @@
                                              secret stops working at once (proofs, app tokens, webhooks)
     POST   /_sim/app/require-proof           {"enabled": bool}: the 'Require App Secret' switch
     GET    /_sim/tokens                      ids, owners, scopes, validity; never values
-    POST   /_sim/tokens                      {"user_id", "scopes"?, "type"?, "lifetime_s"?} -> {"id", "access_token"}
+    POST   /_sim/tokens                      {"user_id", "scopes"?, "type"?, "lifetime_s"?}
+                                             -> {"id", "access_token"}
     POST   /_sim/tokens/revoke               {"token_id"}: revoke in the Business Settings UI
     GET    /_sim/phone_numbers/{id}/pin      {"pin": ...}: the one place a PIN is readable
     GET|POST|DELETE /_sim/faults             list, inject ({"kind", "count"|"seconds", ...}), clear
@@ -58,8 +59,10 @@ class IssueToken(_Body):
 
     user_id: str
     scopes: list[str] = Field(
-        default_factory=lambda: ["whatsapp_business_management", "whatsapp_business_messaging", "business_management"]
-    )
+        default_factory=lambda: [
+            "whatsapp_business_management", "whatsapp_business_messaging", "business_management",
+        ]
+    )  # fmt: skip
     type: Literal["SYSTEM_USER", "USER"] = "SYSTEM_USER"
     lifetime_s: float | None = Field(None, gt=0)
 
@@ -245,8 +248,9 @@ async def deliver_webhook(request: Request) -> JSONResponse:
         return _problem(400, "give exactly one of payload or raw_body")
     raw = webhooks.encode(body.payload) if body.payload is not None else str(body.raw_body).encode()
     with sim.lock:
-        keys = {"valid": sim.app.secret, "previous_secret": sim.previous_secrets[-1] if sim.previous_secrets else None,
-                "wrong": "not-the-app-secret", "none": None}  # fmt: skip
+        previous = sim.previous_secrets[-1] if sim.previous_secrets else None
+        keys = {"valid": sim.app.secret, "previous_secret": previous, "wrong": "not-the-app-secret",
+                "none": None}  # fmt: skip
     if body.signature == "previous_secret" and keys["previous_secret"] is None:
         return _problem(409, "the app secret was never reset: there is no previous secret")
     key = keys[body.signature]

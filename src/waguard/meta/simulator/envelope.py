@@ -85,8 +85,8 @@ def http_status(err: GraphError, declared: frozenset[int]) -> int:
 def unsupported(method: str, object_id: str) -> GraphError:
     """Code 100 subcode 33: the object does not exist, is not visible, or lacks the operation."""
     return GraphError(
-        f"Unsupported {method.lower()} request. Object with ID '{object_id}' does not exist, cannot be loaded "
-        f"due to missing permissions, or does not support this operation. {GRAPH_DOCS}",
+        f"Unsupported {method.lower()} request. Object with ID '{object_id}' does not exist, cannot be "
+        f"loaded due to missing permissions, or does not support this operation. {GRAPH_DOCS}",
         100, "GraphMethodException", subcode=33,
     )  # fmt: skip
 
@@ -129,12 +129,14 @@ def token_revoked() -> GraphError:
 
 def token_expired(expired_at: str) -> GraphError:
     """Code 190 subcode 463."""
-    return GraphError(f"Error validating access token: Session has expired on {expired_at}.", 190, subcode=463)
+    message = f"Error validating access token: Session has expired on {expired_at}."
+    return GraphError(message, 190, subcode=463)
 
 
 def proof_missing() -> GraphError:
     """Code 100: 'Require App Secret' is on and the call has no appsecret_proof."""
-    return GraphError("API calls from the server require an appsecret_proof argument", 100, "GraphMethodException")
+    message = "API calls from the server require an appsecret_proof argument"
+    return GraphError(message, 100, "GraphMethodException")
 
 
 def proof_invalid() -> GraphError:

@@ -39,6 +39,11 @@ OPERATIONS: dict[tuple[str, str, str], Operation] = {
 }  # fmt: skip
 SECRET_PARAMS = frozenset({"access_token", "appsecret_proof"})
 PAGING_PARAMS = frozenset({"after", "before", "limit"})
+STATIC_HEADERS = {  # as graph.facebook.com sends them (OAS components.headers examples)
+    "Cache-Control": "private, no-cache, no-store, must-revalidate",
+    "Pragma": "no-cache",
+    "Expires": "Sat, 01 Jan 2000 00:00:00 GMT",
+}
 
 
 class _Stale(Exception):
@@ -84,7 +89,9 @@ async def _params(request: Request) -> tuple[dict[str, Any], dict[str, Any] | No
     return query, {}
 
 
-def _authenticate(sim: SimState, request: Request, params: dict[str, Any], routed: _Routed, now: float) -> None:
+def _authenticate(
+    sim: SimState, request: Request, params: dict[str, Any], routed: _Routed, now: float
+) -> None:
     value = rules.bearer(request.headers.get("authorization")) or params.get("access_token")
     if not value:
         raise E.token_missing()
@@ -155,7 +162,9 @@ def _page_url(request: Request, params: dict[str, Any]) -> str:
     return base + ("?" + urlencode(keep) if keep else "")
 
 
-async def _fault(sim: SimState, path: str, unversioned: str, now: float) -> tuple[E.GraphError | None, str | None]:
+async def _fault(
+    sim: SimState, path: str, unversioned: str, now: float
+) -> tuple[E.GraphError | None, str | None]:
     """(error to answer, fault kind) for this call; a latency fault waits here and answers no error."""
     with sim.lock:
         fault = sim.take_fault(path, unversioned, now)
@@ -236,16 +245,17 @@ async def _serve(sim: SimState, request: Request) -> Response:
     elif not routed.counted:
         _, usage = sim.count_call(routed.waba_ids, now, count=False)
     headers = {**usage, "x-fb-trace-id": trace, "x-fb-request-id": "A" + secrets.token_urlsafe(16)[:21],
-               "facebook-api-version": version, "x-fb-rev": "1019544279", "Cache-Control": "private, no-cache, "
-               "no-store, must-revalidate", "Pragma": "no-cache", "Expires": "Sat, 01 Jan 2000 00:00:00 GMT"}  # fmt: skip
+               "facebook-api-version": version, "x-fb-rev": "1019544279", **STATIC_HEADERS}
     if sim.epoch == epoch:
         _record(sim, now, method, path, query, body, routed, status, error, fault_kind, trace)
     return Response(json.dumps(payload, separators=(",", ":")), status_code=status, headers=headers,
                     media_type="application/json; charset=UTF-8")  # fmt: skip
 
 
-def _record(sim: SimState, now: float, method: str, path: str, query: dict[str, Any], body: dict[str, Any] | None,
-            routed: _Routed, status: int, error: E.GraphError | None, fault: str | None, trace: str) -> None:  # fmt: skip
+def _record(
+    sim: SimState, now: float, method: str, path: str, query: dict[str, Any], body: dict[str, Any] | None,
+    routed: _Routed, status: int, error: E.GraphError | None, fault: str | None, trace: str,
+) -> None:
     masker = sim.masker()
     with sim.lock:
         sim.log.add(RequestEntry(

@@ -34,9 +34,10 @@ async def list_subscribed(call: Call) -> Answer:
     with call.sim.lock:
         rows: list[dict[str, Any]] = []
         for sub in call.sim.subscriptions[call.object_id].values():
-            row: dict[str, Any] = {"whatsapp_business_api_data": {
-                "id": sub.app_id, "link": f"https://www.facebook.com/games/?app_id={sub.app_id}", "name": sub.app_name,
-            }}  # fmt: skip
+            link = f"https://www.facebook.com/games/?app_id={sub.app_id}"
+            row: dict[str, Any] = {
+                "whatsapp_business_api_data": {"id": sub.app_id, "link": link, "name": sub.app_name}
+            }
             if sub.override_callback_uri:
                 row["override_callback_uri"] = sub.override_callback_uri
             rows.append(row)
@@ -50,8 +51,10 @@ async def subscribe(call: Call) -> Answer:
     if override is not None:
         override = str(override)
         if len(override) > MAX_OVERRIDE_URI:
-            raise E.invalid_param(f"(#100) Param override_callback_uri must be at most {MAX_OVERRIDE_URI} chars",
-                                  "Callback URL too long", "The override callback URL is longer than 200 characters.")
+            raise E.invalid_param(
+                f"(#100) Param override_callback_uri must be at most {MAX_OVERRIDE_URI} chars",
+                "Callback URL too long", "The override callback URL is longer than 200 characters.",
+            )
         if not override.startswith(("https://", "http://")):
             raise E.invalid_param("(#100) Param override_callback_uri must be a valid URL")
         if verify is None:
@@ -115,6 +118,7 @@ OPERATIONS = {
     ("waba", "subscribed_apps", "POST"): Operation("waba.subscribed_apps.subscribe", subscribe, ALL),
     ("waba", "subscribed_apps", "DELETE"): Operation("waba.subscribed_apps.unsubscribe", unsubscribe, ALL),
     ("waba", NODE, "GET"): Operation("waba.get", get_waba, ALL),
-    ("business", NODE, "GET"): Operation("business.get", get_business, E.ONLY_200, scope="business_management"),
+    ("business", NODE, "GET"): Operation(
+        "business.get", get_business, E.ONLY_200, scope="business_management"),
     ("app", NODE, "GET"): Operation("app.get", get_app, scope=None, app_token=True),
 }

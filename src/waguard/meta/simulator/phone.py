@@ -133,7 +133,8 @@ async def register(call: Call) -> Answer:
         raise E.pin_format()
     region = call.param("data_localization_region")
     if region is not None and region not in REGIONS:
-        raise E.invalid_param(f"(#100) Param data_localization_region must be one of {{{', '.join(sorted(REGIONS))}}}")
+        allowed = ", ".join(sorted(REGIONS))
+        raise E.invalid_param(f"(#100) Param data_localization_region must be one of {{{allowed}}}")
     with call.sim.lock:
         n = call.sim.numbers[call.object_id]
         if n.two_step_pin is not None and n.two_step_pin != pin:
@@ -173,7 +174,8 @@ async def update_number(call: Call) -> Answer:
         config = _object(hooks, "webhook_configuration")
         override = str(config.get("override_callback_uri") or "")
         if len(override) > MAX_OVERRIDE_URI:
-            raise E.invalid_param(f"(#100) Param override_callback_uri must be at most {MAX_OVERRIDE_URI} chars")
+            limit = MAX_OVERRIDE_URI
+            raise E.invalid_param(f"(#100) Param override_callback_uri must be at most {limit} chars")
         verify = config.get("verify_token")
         if override and not verify:
             raise E.missing_param("verify_token")

@@ -142,7 +142,10 @@ def select_fields(
     `node` maps every readable field to its value; asking for one it lacks is Graph's code 100.
     Nested field syntax (`a{b}`) is accepted and answered with the whole sub-object.
     """
-    wanted = list(default) if fields in (None, "") else [re.sub(r"[{(].*$", "", f) for f in list_param(fields)]
+    if fields in (None, ""):
+        wanted = list(default)
+    else:
+        wanted = [re.sub(r"[{(].*$", "", f) for f in list_param(fields)]
     out: dict[str, Any] = {}
     for name in wanted:
         if name not in node:
@@ -198,7 +201,8 @@ def paginate(
     page = list(items[start:end])
     body: dict[str, Any] = {"data": page}
     if page:
-        paging: dict[str, Any] = {"cursors": {"before": cursor(page[0]["id"]), "after": cursor(page[-1]["id"])}}
+        cursors = {"before": cursor(page[0]["id"]), "after": cursor(page[-1]["id"])}
+        paging: dict[str, Any] = {"cursors": cursors}
         sep = "&" if "?" in url else "?"
         if end < len(items):
             paging["next"] = f"{url}{sep}limit={limit}&after={paging['cursors']['after']}"

@@ -259,6 +259,36 @@ def _body(text: str) -> dict[str, Any]:
     return {"type": "BODY", "text": text}
 
 
+PHISHING_COMPONENTS: list[dict[str, Any]] = [
+    {"type": "HEADER", "format": "TEXT", "text": "URGENT: account suspended"},
+    _body("Your account has been suspended. Verify your identity within 24 hours at {{1}} or lose access "
+          "permanently."),
+    {"type": "BUTTONS", "buttons": [
+        {"type": "URL", "text": "Verify now", "url": "https://jaspers-market-verify.example/{{1}}"},
+    ]},
+]  # fmt: skip
+
+# (id, name, language, status, category, reason, days after 2026-01-01, body or components)
+DEMO_TEMPLATES: list[tuple[str, str, str, str, str, str | None, int, Any]] = [
+    ("5000000001", "order_update", "en_US", "APPROVED", "UTILITY", None, 0,
+     "Hi {{1}}, your order {{2}} has shipped."),
+    ("5000000002", "order_update", "es_ES", "APPROVED", "UTILITY", None, 1,
+     "Hola {{1}}, tu pedido {{2}} ha sido enviado."),
+    ("5000000003", "order_update", "pt_BR", "PAUSED", "UTILITY", None, 1,
+     "Olá {{1}}, seu pedido {{2}} foi enviado."),
+    ("5000000004", "login_code", "en_US", "APPROVED", "AUTHENTICATION", None, 2,
+     "{{1}} is your verification code."),
+    ("5000000005", "spring_sale", "en_US", "APPROVED", "MARKETING", None, 3,
+     "Spring sale: 20% off everything until Sunday."),
+    ("5000000006", "spring_sale", "de_DE", "REJECTED", "MARKETING", "PROMOTIONAL", 3,
+     "Frühlingsangebot: 20 % Rabatt auf alles bis Sonntag."),
+    ("5000000007", "winter_newsletter", "fr_FR", "DISABLED", "MARKETING", "SCAM", 4,
+     "Nos nouveautés d'hiver sont arrivées !"),
+    ("5000000008", "account_security_notice", "en_US", "APPROVED", "UTILITY", None, 20, PHISHING_COMPONENTS),
+]  # fmt: skip
+DEMO_EPOCH = 1767225600  # 2026-01-01T00:00:00Z
+
+
 def demo_seed(*, app_secret: str, system_user_token: str) -> Seed:
     """A believable demo business, with the ids of `waguard.settings` defaults.
 
@@ -269,37 +299,18 @@ def demo_seed(*, app_secret: str, system_user_token: str) -> Seed:
     """
     waba, business, app = "3000000001", "2000000001", "1000000001"
     wa_scopes = ["whatsapp_business_management", "whatsapp_business_messaging"]
-    t0 = 1767225600  # 2026-01-01T00:00:00Z: templates were created over the following days
-    day = 86400
-    order_update = [_body("Hi {{1}}, your order {{2}} has shipped.")]
     templates = [
-        TemplateSeed(id="5000000001", waba_id=waba, name="order_update", language="en_US",
-                     components=order_update, created_time=t0, quality_score="GREEN"),
-        TemplateSeed(id="5000000002", waba_id=waba, name="order_update", language="es_ES",
-                     components=[_body("Hola {{1}}, tu pedido {{2}} ha sido enviado.")], created_time=t0 + day),
-        TemplateSeed(id="5000000003", waba_id=waba, name="order_update", language="pt_BR", status="PAUSED",
-                     components=[_body("Olá {{1}}, seu pedido {{2}} foi enviado.")], created_time=t0 + day),
-        TemplateSeed(id="5000000004", waba_id=waba, name="login_code", language="en_US",
-                     category="AUTHENTICATION", created_time=t0 + 2 * day,
-                     components=[_body("{{1}} is your verification code.")]),
-        TemplateSeed(id="5000000005", waba_id=waba, name="spring_sale", language="en_US", category="MARKETING",
-                     components=[_body("Spring sale: 20% off everything until Sunday.")],
-                     created_time=t0 + 3 * day),
-        TemplateSeed(id="5000000006", waba_id=waba, name="spring_sale", language="de_DE", category="MARKETING",
-                     status="REJECTED", reason="PROMOTIONAL", created_time=t0 + 3 * day,
-                     components=[_body("Frühlingsangebot: 20 % Rabatt auf alles bis Sonntag.")]),
-        TemplateSeed(id="5000000007", waba_id=waba, name="winter_newsletter", language="fr_FR",
-                     category="MARKETING", status="DISABLED", reason="SCAM", created_time=t0 + 4 * day,
-                     components=[_body("Nos nouveautés d'hiver sont arrivées !")]),
-        TemplateSeed(id="5000000008", waba_id=waba, name="account_security_notice", language="en_US",
-                     category="UTILITY", created_time=t0 + 20 * day, components=[
-                         {"type": "HEADER", "format": "TEXT", "text": "URGENT: account suspended"},
-                         _body("Your account has been suspended. Verify your identity within 24 hours at "
-                               "{{1}} or lose access permanently."),
-                         {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Verify now",
-                                                          "url": "https://jaspers-market-verify.example/{{1}}"}]},
-                     ]),
+        TemplateSeed(
+            id=tid, waba_id=waba, name=name, language=lang, status=status, category=category, reason=reason,
+            created_time=DEMO_EPOCH + days * 86400,
+            quality_score="GREEN" if status == "APPROVED" else "UNKNOWN",
+            components=[_body(body)] if isinstance(body, str) else body,
+        )
+        for tid, name, lang, status, category, reason, days, body in DEMO_TEMPLATES
     ]  # fmt: skip
+    admin_tasks = ["MANAGE", "DEVELOP", "ADVERTISE", "ANALYZE", "DRAFT"]
+    granular = [GranularScopeSeed(scope=s, target_ids=[waba]) for s in wa_scopes]
+    granular.append(GranularScopeSeed(scope="business_management", target_ids=[business]))
     return Seed(
         app=AppSeed(id=app, name="Jasper's Market Bot", secret=app_secret),
         business=BusinessSeed(id=business, name="Jasper's Market"),
@@ -309,7 +320,8 @@ def demo_seed(*, app_secret: str, system_user_token: str) -> Seed:
                             verified_name="Jasper's Market", two_step_pin=random_pin(),
                             messaging_limit_tier="TIER_10K"),
             PhoneNumberSeed(id="4000000002", waba_id=waba, display_phone_number="+1 555-010-0002",
-                            verified_name="Jasper's Market", quality_rating="YELLOW", two_step_pin=random_pin()),
+                            verified_name="Jasper's Market", quality_rating="YELLOW",
+                            two_step_pin=random_pin()),
             PhoneNumberSeed(id="4000000003", waba_id=waba, display_phone_number="+1 555-010-0003",
                             verified_name="Jasper's Ice Cream", status="PENDING", registered=False,
                             platform_type="NOT_APPLICABLE", code_verification_status="UNVERIFIED",
@@ -317,15 +329,15 @@ def demo_seed(*, app_secret: str, system_user_token: str) -> Seed:
         ],  # fmt: skip
         templates=templates,
         business_users=[
-            BusinessUserSeed(id="6000000001", name="Ana Alves", email="ana@jaspers-market.example", role="ADMIN",
-                             tasks=["MANAGE", "DEVELOP", "ADVERTISE", "ANALYZE", "DRAFT"]),
+            BusinessUserSeed(id="6000000001", name="Ana Alves", email="ana@jaspers-market.example",
+                             role="ADMIN", tasks=admin_tasks),
             BusinessUserSeed(id="6000000002", name="Ben Brooks", email="ben@jaspers-market.example",
-                             role="ADMIN", tasks=["MANAGE", "DEVELOP", "ADVERTISE", "ANALYZE", "DRAFT"]),
+                             role="ADMIN", tasks=admin_tasks),
             BusinessUserSeed(id="6000000003", name="Eve Evans", email="eve@jaspers-market.example",
                              role="EMPLOYEE", tasks=["ANALYZE", "DRAFT"]),
         ],  # fmt: skip
         system_users=[SystemUserSeed(id="7000000001", name="waguard-automation", role="ADMIN",
-                                     created_by="6000000001")],
+                                     created_by="6000000001")],  # fmt: skip
         assigned_users=[
             AssignmentSeed(waba_id=waba, user_id="6000000001", tasks=["MANAGE"]),
             AssignmentSeed(waba_id=waba, user_id="6000000002", tasks=["MANAGE"]),
@@ -334,9 +346,8 @@ def demo_seed(*, app_secret: str, system_user_token: str) -> Seed:
         ],
         subscribed_apps=[SubscribedAppSeed(waba_id=waba, app_id=app, app_name="Jasper's Market Bot")],
         tokens=[
-            TokenSeed(id="tok-system-user-1", value=system_user_token, type="SYSTEM_USER", user_id="7000000001",
-                      scopes=[*wa_scopes, "business_management"], issued_at=t0,
-                      granular_scopes=[GranularScopeSeed(scope=s, target_ids=[waba]) for s in wa_scopes]
-                      + [GranularScopeSeed(scope="business_management", target_ids=[business])]),
+            TokenSeed(id="tok-system-user-1", value=system_user_token, type="SYSTEM_USER",
+                      user_id="7000000001", scopes=[*wa_scopes, "business_management"],
+                      granular_scopes=granular, issued_at=DEMO_EPOCH),
         ],  # fmt: skip
     )

@@ -132,10 +132,13 @@ class SimState:
             return "app"
         if object_id == self.business.id:
             return "business"
-        for kind, table in (("waba", self.wabas), ("phone_number", self.numbers), ("template", self.templates),
-                            ("business_user", self.business_users), ("system_user", self.system_users)):
+        tables: tuple[tuple[Kind, dict[str, Any]], ...] = (
+            ("waba", self.wabas), ("phone_number", self.numbers), ("template", self.templates),
+            ("business_user", self.business_users), ("system_user", self.system_users),
+        )  # fmt: skip
+        for kind, table in tables:
             if object_id in table:
-                return kind  # type: ignore[return-value]
+                return kind
         return None
 
     def waba_of(self, kind: Kind | None, object_id: str) -> str | None:
@@ -170,8 +173,9 @@ class SimState:
         if sep:
             ok = app_id == self.app.id and secrets.compare_digest(secret.encode(), self.app.secret.encode())
             return AppToken(app_id) if ok else None
-        return next((t for t in self.tokens.values() if secrets.compare_digest(t.value.encode(), value.encode())),
-                    None)  # fmt: skip
+        wanted = value.encode()
+        matches = (t for t in self.tokens.values() if secrets.compare_digest(t.value.encode(), wanted))
+        return next(matches, None)
 
     def token_problem(self, token: TokenSeed, now: float) -> E.GraphError | None:
         """Why a known token does not work (revoked, expired), or None if it works."""
@@ -199,7 +203,12 @@ class SimState:
             return len(live)
 
     def issue_token(
-        self, user_id: str, scopes: list[str], *, token_type: str = "SYSTEM_USER", lifetime_s: float | None = None
+        self,
+        user_id: str,
+        scopes: list[str],
+        *,
+        token_type: Literal["SYSTEM_USER", "USER"] = "SYSTEM_USER",
+        lifetime_s: float | None = None,
     ) -> TokenSeed:
         """A new token for a user; WhatsApp scopes target the WABAs the user can reach."""
         with self.lock:
@@ -208,10 +217,10 @@ class SimState:
             granular = [GranularScopeSeed(scope=s, target_ids=wabas) for s in scopes if s in WHATSAPP_SCOPES]
             if "business_management" in scopes:
                 granular.append(GranularScopeSeed(scope="business_management", target_ids=[self.business.id]))
+            value = "EAAG" + secrets.token_urlsafe(48).replace("-", "x").replace("_", "y")  # Meta's alphabet
             token = TokenSeed(
-                id=self.new_id("tok"), value="EAAG" + secrets.token_urlsafe(48).replace("-", "x").replace("_", "y"),
-                type=token_type, user_id=user_id, app_id=self.app.id, scopes=list(scopes),  # type: ignore[arg-type]
-                granular_scopes=granular, issued_at=now,
+                id=self.new_id("tok"), value=value, type=token_type, user_id=user_id, app_id=self.app.id,
+                scopes=list(scopes), granular_scopes=granular, issued_at=now,
                 expires_at=int(now + lifetime_s) if lifetime_s else 0,
             )  # fmt: skip
             self.tokens[token.id] = token
@@ -267,8 +276,9 @@ class SimState:
                     waba_regain = max(regain, rules.regain_minutes(calls, now, lim.waba_calls_per_hour, hour))
                     error = error or E.waba_throttled()
                 entries[waba] = (rules.percent(len(calls), lim.waba_calls_per_hour), waba_regain)
+            app_pct = rules.percent(len(self.app_calls), lim.app_calls_per_hour)
             headers = {
-                "x-app-usage": rules.app_usage_header(rules.percent(len(self.app_calls), lim.app_calls_per_hour)),
+                "x-app-usage": rules.app_usage_header(app_pct),
                 "x-business-use-case-usage": rules.buc_header(entries),
             }
             return error, headers
@@ -276,7 +286,10 @@ class SimState:
     def saturated_headers(self, waba_ids: list[str], regain_minutes: int) -> dict[str, str]:
         """Usage headers of an injected throttle: every budget at 100 %."""
         entries = {w: (100, regain_minutes) for w in (waba_ids or list(self.wabas))}
-        return {"x-app-usage": rules.app_usage_header(100), "x-business-use-case-usage": rules.buc_header(entries)}
+        return {
+            "x-app-usage": rules.app_usage_header(100),
+            "x-business-use-case-usage": rules.buc_header(entries),
+        }
 
     def count_registration(self, number_id: str, now: float) -> int:
         """Record one register/deregister request for a number; the count in the moving window."""
@@ -317,14 +330,15 @@ class SimState:
             for n in self.numbers.values():
                 row = n.model_dump()
                 row["two_step_pin"] = MASK if n.two_step_pin else None
-                row["registration_attempts_in_window"] = len(
-                    rules.in_window(self.registration_attempts.get(n.id, []), now, self.limits.registration_window_s)
-                )
+                attempts = self.registration_attempts.get(n.id, [])
+                window = self.limits.registration_window_s
+                row["registration_attempts_in_window"] = len(rules.in_window(attempts, now, window))
                 numbers.append(row)
             return {
                 "now": now,
                 "settable_clock": self.settable_clock,
-                "app": {**self.app.model_dump(), "secret": MASK, "previous_secrets": len(self.previous_secrets)},
+                "app": {**self.app.model_dump(), "secret": MASK,
+                        "previous_secrets": len(self.previous_secrets)},
                 "business": self.business.model_dump(),
                 "wabas": [w.model_dump() for w in self.wabas.values()],
                 "phone_numbers": numbers,
@@ -334,7 +348,8 @@ class SimState:
                 "system_users": [u.model_dump() for u in self.system_users.values()],
                 "assigned_users": [{"waba_id": w, "user_id": u, "tasks": t}
                                    for w, users in self.assignments.items() for u, t in users.items()],
-                "subscribed_apps": [s.model_dump() for subs in self.subscriptions.values() for s in subs.values()],
+                "subscribed_apps": [s.model_dump() for subs in self.subscriptions.values()
+                                    for s in subs.values()],
                 "tokens": tokens,
                 "limits": self.limits.model_dump(),
                 "usage": {"app_calls_in_hour": len(rules.in_window(self.app_calls, now, rules.HOUR_S)),

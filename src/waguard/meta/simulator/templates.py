@@ -62,7 +62,8 @@ def matches(t: TemplateSeed, call: Call) -> bool:
         return False
     if category is not None and t.category not in rules.enum_list("category", category, CATEGORIES):
         return False
-    if (status := call.param("status")) is not None and t.status not in rules.enum_list("status", status, STATUSES):
+    status = call.param("status")
+    if status is not None and t.status not in rules.enum_list("status", status, STATUSES):
         return False
     if (quality := call.param("quality_score")) is not None and t.quality_score not in rules.enum_list(
         "quality_score", quality, QUALITY
@@ -85,7 +86,8 @@ async def list_templates(call: Call) -> Answer:
     """GET /{waba-id}/message_templates."""
     with call.sim.lock:
         found = [t for t in call.sim.templates.values() if t.waba_id == call.object_id and matches(t, call)]
-        rows = [rules.select_fields(template_fields(t), call.param("fields"), LIST_DEFAULT, NODE_TYPE) for t in found]
+        nodes = [template_fields(t) for t in found]
+    rows = [rules.select_fields(n, call.param("fields"), LIST_DEFAULT, NODE_TYPE) for n in nodes]
     return Answer(rules.paginate(rows, call.params, call.page_url))
 
 
@@ -123,6 +125,7 @@ async def delete_templates(call: Call) -> Answer:
 
 OPERATIONS = {
     ("waba", "message_templates", "GET"): Operation("waba.message_templates.list", list_templates, ONLY_200),
-    ("waba", "message_templates", "DELETE"): Operation("waba.message_templates.delete", delete_templates, ONLY_200),
+    ("waba", "message_templates", "DELETE"): Operation(
+        "waba.message_templates.delete", delete_templates, ONLY_200),
     ("template", NODE, "GET"): Operation("template.get", get_template, ONLY_200),
 }

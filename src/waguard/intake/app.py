@@ -1,0 +1,259 @@
+"""The intake service: verified alert webhooks start deduplicated playbook runs; Slack clicks vote.
+
+Every delivery goes through one pipeline (style-anchors pattern 10): cap the size and check the
+content type, read the raw bytes, verify them (constant time, before any parsing), parse, remember
+the nonce and claim the incident in one SQLite transaction, answer, then start new runs in the
+background. Each step that refuses answers with a 4xx JSON error (503 when Vault or Prefect cannot
+be reached), writes one audit record and counts it; nothing refused ever starts a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from waguard.intake.audit import AuditLog, safe_id
+from waguard.intake.dispatch import Dispatcher, Joined
+from waguard.intake.keys import SecretCache, SecretReader, SecretsUnavailable
+from waguard.intake.metrics import CONTENT_TYPE, IntakeMetrics
+from waguard.intake.replay import IntakeStore
+from waguard.intake.routing import ROUTING_FILE, RoutingPolicy, load_routing
+from waguard.intake.slack_actions import PrefectRunDirectory, RunDirectory
+from waguard.intake.slack_flow import SlackClicks
+from waguard.intake.sources import Inbound, Interpreted, Problem, Sources
+from waguard.intake.starter import RunStarter
+from waguard.intake.verify import Rejected, verify_token
+from waguard.policy import PLAYBOOKS, Playbook, PlaybookPolicy, load_policy
+from waguard.settings import Settings
+
+log = logging.getLogger(__name__)
+JSON_TYPES = ("application/json",)
+_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+class IntakeService:
+    """Everything one intake app holds; `app.state.intake` in the Starlette app."""
+
+    def __init__(self, settings: Settings, vault: SecretReader, starter: RunStarter,
+                 clock: Callable[[], float], *, runs: RunDirectory, routing: RoutingPolicy,
+                 policies: dict[Playbook, PlaybookPolicy], registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.routing = routing
+        state = settings.intake.state_dir
+        self.store = IntakeStore(state / "intake.sqlite3")
+        self.audit = AuditLog(state / "audit.jsonl")
+        self.metrics = IntakeMetrics(registry)
+        self.secrets = SecretCache(vault, clock)
+        self.dispatcher = Dispatcher(self.store, starter, self.audit, self.metrics, clock)
+        self.sources = Sources(settings, routing, self.secrets, clock)
+        self.slack = SlackClicks(self, runs, policies)
+
+    async def aclose(self) -> None:
+        """Stop background starts and close the store and the audit log."""
+        await self.dispatcher.aclose()
+        self.store.close()
+        self.audit.close()
+
+    # -- the pipeline ---------------------------------------------------------------------------
+
+    async def receive(self, request: Request, source: str, content_types: tuple[str, ...]) -> Inbound:
+        """Check size and content type, then read the raw body (never more than the limit)."""
+        limit = self.settings.intake.max_body_bytes
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise Problem(413, "body_too_large", f"the body exceeds {limit} bytes", "rejected-input")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in content_types:
+            raise Problem(415, "unsupported_media_type", f"content type must be {' or '.join(content_types)}",
+                          "rejected-input")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise Problem(413, "body_too_large", f"the body exceeds {limit} bytes", "rejected-input")
+        return Inbound(source, bytes(body), {k.lower(): v for k, v in request.headers.items()})
+
+    def rejected(self, d: Inbound, err: Rejected, request: Request) -> Problem:
+        """Count and log a failed verification (a detection signal) and turn it into a 401."""
+        d.verification = f"failed:{err.reason}"
+        self.metrics.signature_failures.labels(d.source, err.reason).inc()
+        client = request.client.host if request.client else "?"
+        level = logging.ERROR if err.reason == "no-secret" else logging.WARNING
+        log.log(level, "intake: %s delivery failed verification (%s) from %s, body sha256 %s",
+                d.source, err.reason, client, d.sha256[:16])
+        return Problem(401, "unauthorized", str(err), "rejected-signature")
+
+    def answer(self, source: str, d: Inbound | None, status: int, outcome: str, body: dict[str, Any],
+               **audit: Any) -> JSONResponse:
+        """Write the audit record and the delivery metric, and build the JSON answer."""
+        self.metrics.deliveries.labels(source, outcome).inc()
+        self.audit.write(at=self.clock(), source=source, outcome=outcome, status=status,
+                         verification=d.verification if d else "not-checked",
+                         body_sha256=d.sha256 if d else None, delivery_id=safe_id(d.delivery_id) if d else None,
+                         **audit)
+        return JSONResponse(body, status_code=status)
+
+    def problem(self, source: str, d: Inbound | None, p: Problem, **audit: Any) -> JSONResponse:
+        return self.answer(source, d, p.status, p.outcome, {"error": p.code, "message": str(p)},
+                           note=p.code, **audit)
+
+    async def deliver(self, request: Request, source: str) -> Response:
+        """The alert pipeline shared by Alertmanager, GitHub, Grafana and Meta."""
+        d: Inbound | None = None
+        try:
+            d = await self.receive(request, source, JSON_TYPES)
+            try:
+                d.verification = await self.sources.verifier(source)(d)
+            except Rejected as err:
+                raise self.rejected(d, err, request) from None
+            try:
+                payload = json.loads(d.body)
+            except (UnicodeDecodeError, ValueError):
+                raise Problem(400, "malformed_json", "the body is not valid JSON", "rejected-input") from None
+            got = await self.sources.interpreter(source)(d, payload)
+            now = self.clock()
+            with self.store.transaction():
+                fresh = self.store.remember(f"{source}:{got.nonce}", now=now,
+                                            ttl_s=self.settings.intake.replay_ttl_s)
+                joined = self._dispatch(source, got, now) if fresh else []
+        except Problem as p:
+            return self.problem(source, d, p)
+        except SecretsUnavailable:
+            return self.problem(source, d, Problem(503, "unavailable", "secrets cannot be read now; retry later",
+                                                   "unavailable"))
+        if not fresh:
+            self.metrics.duplicates.labels(source, "replay").inc()
+            return self.answer(source, d, 200, "duplicate", {"outcome": "duplicate"})
+        self.dispatcher.launch(joined)
+        for j in joined:
+            if j.outcome == "joined":
+                self.metrics.duplicates.labels(source, "incident").inc()
+        outcome = ("started" if any(j.outcome == "started" for j in joined)
+                   else "joined" if joined else "recorded")
+        incidents = [{"incident_key": j.incident_id, "playbook": j.playbook, "outcome": j.outcome,
+                      "run_id": j.run_id} for j in joined]
+        first = joined[0] if joined else None
+        return self.answer(source, d, 200, outcome,
+                           {"outcome": outcome, "incidents": incidents, "notes": list(got.route.notes)},
+                           incident_key=first.incident_id if first else None,
+                           run_id=first.run_id if first else None,
+                           incidents=incidents if len(incidents) > 1 else None,
+                           closed=list(got.route.closes) or None,
+                           note="; ".join(got.route.notes) or None)
+
+    def _dispatch(self, source: str, got: Interpreted, now: float) -> list[Joined]:
+        try:
+            return self.dispatcher.dispatch(source, got.route, now=now, quiet_s=got.quiet_s)
+        except ValidationError:
+            # The route's parameters failed the playbook's model (a label/policy problem); the
+            # transaction rolls back, so a corrected retry is not taken for a replay.
+            raise Problem(422, "unroutable", "the alert's parameters are invalid for the playbook",
+                          "rejected-input") from None
+
+    async def meta_handshake(self, request: Request) -> Response:
+        """Meta's GET verification: echo hub.challenge only when hub.verify_token matches."""
+        q = request.query_params
+        d = Inbound("meta", b"", {})
+        d.extra["handshake"] = True
+        try:
+            if q.get("hub.mode") != "subscribe":
+                raise Problem(400, "bad_handshake", "hub.mode must be subscribe", "rejected-input")
+            challenge = q.get("hub.challenge", "")
+            if not _CHALLENGE.fullmatch(challenge):
+                raise Problem(400, "bad_handshake", "hub.challenge is missing or malformed", "rejected-input")
+            tokens = await self.secrets.values(self.settings.intake.meta_verify_token_path)
+            try:
+                verify_token(tokens, q.get("hub.verify_token"))
+            except Rejected as err:
+                d.verification = f"failed:{err.reason}"
+                self.metrics.signature_failures.labels("meta", f"verify-token-{err.reason}").inc()
+                log.warning("intake: Meta handshake with a wrong verify token (%s)", err.reason)
+                raise Problem(403, "forbidden", "the verify token does not match", "rejected-signature") from None
+        except Problem as p:
+            return self.problem("meta", d, p)
+        except SecretsUnavailable:
+            return self.problem("meta", d, Problem(503, "unavailable", "retry later", "unavailable"))
+        d.verification = "ok"
+        self.answer("meta", d, 200, "handshake", {})
+        return PlainTextResponse(challenge)
+
+
+def load_policies(runbooks_dir: Any) -> dict[Playbook, PlaybookPolicy]:
+    """Every playbook's policy (validated at start; a bad file stops the service from starting)."""
+    return {p: load_policy(runbooks_dir, p) for p in PLAYBOOKS}
+
+
+def create_app(settings: Settings, vault: SecretReader, starter: RunStarter,
+               clock: Callable[[], float] = time.time, *, runs: RunDirectory | None = None,
+               routing: RoutingPolicy | None = None, registry: CollectorRegistry | None = None) -> Starlette:
+    """Build the intake ASGI app.
+
+    Args:
+        settings: waguard settings (intake paths and limits, Vault paths, runbooks_dir).
+        vault: where secrets are read (a VaultClient).
+        starter: how runs are started (PrefectRunStarter in service; RecordingStarter in tests).
+        clock: Unix time in seconds (signature windows, TTLs, the rotation window, audit times).
+        runs: where Slack votes go (default: Prefect via PREFECT_API_URL).
+        routing: the routing policy (default: `<runbooks_dir>/routing.yaml`, validated now).
+        registry: the Prometheus registry (default: a fresh one per app).
+
+    Raises:
+        ConfigError: the routing policy or a playbook policy is invalid.
+    """
+    routing = routing or load_routing(settings.runbooks_dir / ROUTING_FILE, settings.runbooks_dir)
+    policies = load_policies(settings.runbooks_dir)
+    service = IntakeService(settings, vault, starter, clock, runs=runs or PrefectRunDirectory(),
+                            routing=routing, policies=policies, registry=registry)
+
+    def source(name: str) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            return await service.deliver(request, name)
+        return endpoint
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status >= 500:
+            log.error("intake: unexpected error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return JSONResponse({"error": "not_found" if status == 404 else "method_not_allowed"
+                             if status == 405 else "error"}, status_code=status)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        resumed = service.dispatcher.resume_pending()
+        if resumed:
+            log.info("intake: resuming %d run start(s) left pending", resumed)
+        yield
+        await service.aclose()
+
+    app = Starlette(routes=[
+        Route("/alerts/alertmanager", source("alertmanager"), methods=["POST"]),
+        Route("/alerts/github", source("github"), methods=["POST"]),
+        Route("/alerts/grafana", source("grafana"), methods=["POST"]),
+        Route("/webhooks/whatsapp", service.meta_handshake, methods=["GET"]),
+        Route("/webhooks/whatsapp", source("meta"), methods=["POST"]),
+        Route("/slack/interactions", service.slack.handle, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ], exception_handlers={HTTPException: http_error, Exception: http_error}, lifespan=lifespan)
+    app.state.intake = service
+    return app

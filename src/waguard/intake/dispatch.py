@@ -1,0 +1,126 @@
+"""From a routing decision to playbook runs: one run per incident, started in the background.
+
+`dispatch` runs inside the delivery's SQLite transaction: it closes what the source says is over,
+then claims each incident (opening it, or joining the open one). New incidents are started after
+the answer has gone back: the start is a background task, retried with back-off until Prefect takes
+it, and resumed from the store if the service restarts first. The delivery is never kept waiting on
+Prefect, and an incident is never lost because Prefect was briefly down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from waguard.intake.audit import AuditLog
+from waguard.intake.metrics import IntakeMetrics
+from waguard.intake.params import build_parameters, incident_id
+from waguard.intake.replay import IntakeStore, PendingStart
+from waguard.intake.routing import Route, Start
+from waguard.intake.starter import RunStarter
+
+log = logging.getLogger(__name__)
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True)
+class Joined:
+    """What one delivery did to one incident."""
+
+    incident_id: str
+    playbook: str
+    outcome: str  # "started" (opened: its run is being started) or "joined"
+    run_id: str | None
+    parameters: dict[str, object] | None = None  # a new incident's run parameters
+
+
+class Dispatcher:
+    """Claims incidents and starts their runs."""
+
+    def __init__(self, store: IntakeStore, starter: RunStarter, audit: AuditLog, metrics: IntakeMetrics,
+                 clock: Callable[[], float], retry_delays_s: Sequence[float] = RETRY_DELAYS_S) -> None:
+        self.store, self.starter, self.audit, self.metrics = store, starter, audit, metrics
+        self.clock = clock
+        self.retry_delays_s = tuple(retry_delays_s)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._starting: set[str] = set()
+
+    def dispatch(self, source: str, route: Route, *, now: float, quiet_s: float) -> list[Joined]:
+        """Apply a route to the incident map (call inside the delivery's transaction)."""
+        for key in route.closes:
+            for closed in self.store.close(key, now=now):
+                log.info("intake: incident %s closed by its source", closed)
+        joined = []
+        for start in route.starts:
+            claim = self.store.claim(start.key, start.playbook, now=now, quiet_s=quiet_s,
+                                     build=lambda generation, s=start: self._new(source, s, generation))
+            joined.append(Joined(claim.incident_id, claim.playbook, "started" if claim.new else "joined",
+                                 claim.run_id, claim.parameters if claim.new else None))
+        return joined
+
+    @staticmethod
+    def _new(source: str, start: Start, generation: int) -> tuple[str, dict[str, object]]:
+        ident = incident_id(f"{start.key}:{start.playbook}:{generation}")
+        params = build_parameters(start.playbook, {
+            **start.parameters, "incident_id": ident, "severity": start.severity,
+            "initiator": f"intake:{source}", "source": start.source,
+        })
+        return ident, params
+
+    def launch(self, joined: Sequence[Joined]) -> None:
+        """Start the runs of newly opened incidents in the background (after the transaction committed)."""
+        for j in joined:
+            if j.outcome == "started" and j.parameters is not None:
+                self._spawn(PendingStart(j.incident_id, j.playbook, dict(j.parameters)))
+
+    def resume_pending(self) -> int:
+        """Start every incident whose run has not started yet (at service start); return how many."""
+        pending = self.store.pending()
+        for p in pending:
+            self._spawn(p)
+        return len(pending)
+
+    def _spawn(self, pending: PendingStart) -> None:
+        if pending.incident_id in self._starting:
+            return
+        self._starting.add(pending.incident_id)
+        task = asyncio.get_running_loop().create_task(self._start(pending), name=f"start {pending.incident_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start(self, pending: PendingStart) -> None:
+        attempt = 0
+        try:
+            while True:
+                try:
+                    run_id = await self.starter.start(pending.playbook,  # type: ignore[arg-type]
+                                                      pending.parameters, pending.incident_id)
+                    break
+                except Exception as err:  # the starter is a port: any failure is retried
+                    self.metrics.run_start_errors.labels(pending.playbook).inc()
+                    delay = self.retry_delays_s[min(attempt, len(self.retry_delays_s) - 1)]
+                    log.warning("intake: starting %s for %s failed (%s); retrying in %.1fs",
+                                pending.playbook, pending.incident_id, type(err).__name__, delay)
+                    attempt += 1
+                    await asyncio.sleep(delay)
+            self.store.set_run(pending.incident_id, run_id)
+            self.metrics.runs_started.labels(pending.playbook).inc()
+            self.audit.write(at=self.clock(), source="intake", outcome="run-started", status=0,
+                             verification="n/a", body_sha256=None, incident_key=pending.incident_id,
+                             run_id=run_id, playbook=pending.playbook)
+            log.info("intake: started %s run %s for incident %s", pending.playbook, run_id, pending.incident_id)
+        finally:
+            self._starting.discard(pending.incident_id)
+
+    async def settle(self) -> None:
+        """Wait until every start under way has gone through (tests, the benchmark, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Stop retrying; pending incidents stay in the store and resume at the next start."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
