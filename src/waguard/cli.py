@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     intake.set_defaults(func=_cmd_intake)
     sub.add_parser("config", help="print the effective settings (secrets masked)").set_defaults(func=_cmd_config)
     sub.add_parser("version", help="print the version").set_defaults(func=_cmd_version)
+    from waguard.evidence.commands import add_parser as add_evidence_commands
+
+    add_evidence_commands(sub)
     return parser
 
 

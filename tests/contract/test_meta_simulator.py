@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -30,6 +32,8 @@ from waguard.meta.simulator import (
     message_template_status_update,
     security,
 )
+from waguard.meta.simulator import rules
+from waguard.meta.simulator.record import Masker
 from waguard.meta.simulator.rules import appsecret_proof
 from waguard.meta.simulator.seed import LimitsSeed
 from waguard.servers import ServedApp
@@ -180,7 +184,7 @@ def test_system_user_tokens_generate_with_proof_and_revoke_together(meta_sim: Me
     info = debug(m, new).json()["data"]
     assert info["is_valid"] and info["type"] == "SYSTEM_USER" and info["expires_at"] > info["issued_at"]
     assert graph(m, "DELETE", path).json() == {"success": True}
-    assert [t["is_valid"] for t in m.admin.get("/_sim/tokens").json()["data"]] == [False, False]
+    assert [t["is_valid"] for t in m.admin.get("/_sim/tokens").json()["tokens"]] == [False, False]
 
 
 # ---- phone numbers --------------------------------------------------------------------------------
@@ -407,6 +411,15 @@ async def test_latency_fault_delays_the_answer(meta_sim: MetaSim) -> None:
         assert (await client.get_phone_number(meta_sim.number_id)).id == meta_sim.number_id
 
 
+def test_injected_throttle_looks_like_a_spent_budget(meta_sim: MetaSim) -> None:
+    inject(meta_sim, kind="throttle80007", count=1)
+    throttled = graph(meta_sim, "GET", f"/{meta_sim.number_id}")
+    assert throttled.status_code == 429 and code(throttled) == 80007  # GET /{pn} declares 429
+    usage = json.loads(throttled.headers["x-business-use-case-usage"])[meta_sim.waba_id][0]
+    assert usage["call_count"] == 100 and usage["estimated_time_to_regain_access"] >= 1
+    assert graph(meta_sim, "GET", f"/{meta_sim.number_id}").status_code == 200
+
+
 def test_faulted_calls_change_nothing(meta_sim: MetaSim) -> None:
     inject(meta_sim, kind="http5xx", count=1)
     assert graph(meta_sim, "POST", f"/{meta_sim.number_id}/deregister").status_code == 500
@@ -430,7 +443,7 @@ def test_request_record_and_state_mask_every_secret(meta_sim: MetaSim) -> None:
     hook = {"override_callback_uri": "https://hooks.example/x", "verify_token": "verify-me-please"}
     graph(m, "POST", f"/{m.waba_id}/subscribed_apps", json=hook)
     graph(m, "GET", f"/{pn}", token=None, params={"access_token": token, "note": token})
-    graph(m, "GET", f"/{token}")  # a token pasted where an id goes
+    assert token not in graph(m, "GET", f"/{token}").text  # a token pasted where an id goes: not echoed
     secret = m.admin.post("/_sim/app/reset-secret").json()["app_secret"]
     debug(m, token, token=f"{m.app_id}|{secret}", proof=None)
     record, state = m.admin.get("/_sim/requests").text, m.admin.get("/_sim/state").text
@@ -515,3 +528,41 @@ def test_webhook_payload_builders_follow_metas_shapes() -> None:
     reset = security("3000000001", time=2, event="PIN_RESET_REQUEST", display_phone_number="15550100001",
                      requester="6000000003")  # fmt: skip
     assert reset["entry"][0]["changes"][0]["value"]["requester"] == "6000000003"
+
+
+# ---- the pure rules, by property ------------------------------------------------------------------
+
+
+@given(st.integers(min_value=0, max_value=40), st.integers(min_value=1, max_value=12))
+def test_paging_visits_every_item_once_whatever_the_page_size(count: int, limit: int) -> None:
+    items = [{"id": str(1000 + i)} for i in range(count)]
+    seen, params = [], {"limit": str(limit)}
+    for _ in range(count + 2):
+        page = rules.paginate(items, params, "http://sim/v23.0/1/edge")
+        seen += [i["id"] for i in page["data"]]
+        if "next" not in page.get("paging", {}):
+            break
+        params = {"limit": str(limit), "after": page["paging"]["cursors"]["after"]}
+    assert seen == [i["id"] for i in items]
+
+
+@given(st.lists(st.floats(min_value=0, max_value=500_000), max_size=30), st.floats(0, 500_000))
+def test_registration_window_counts_only_the_last_72_hours(times: list[float], now: float) -> None:
+    window = 72 * 3600.0
+    kept = rules.in_window(times, now, window)
+    assert all(now - window < t <= now for t in kept)
+    assert len(kept) == sum(1 for t in times if now - window < t <= now)
+    assert rules.registration_refused(len(kept), 10) == (len(kept) > 10)
+
+
+secret_text = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=12, max_size=40)
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
+
+
+@given(secret_text, st.recursive(json_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12),
+    st.sampled_from(["note", "input_token", "x"]))  # fmt: skip
+def test_masker_never_lets_a_known_secret_through(secret: str, noise: Any, key: str) -> None:
+    params = {key: f"prefix-{secret}-suffix", "nested": {"list": [secret, noise]}, "pin": "123456"}
+    masked = Masker([secret, "123456"]).params(params)
+    assert secret not in json.dumps(masked) and masked["pin"] == "***"

@@ -60,3 +60,90 @@ async def test_template_abuse_deletes_the_phishing_template(local_stack) -> None
     assert "5000000001" in after              # other templates untouched
     deletes = [r for r in local_stack.meta_requests() if r["method"] == "DELETE"]
     assert len(deletes) == 1 and "hsm_id" in str(deletes[0])
+
+
+async def vault_read(local_stack, path: str, version: int | None = None) -> str:
+    from waguard.vault.client import VaultClient
+
+    vault = VaultClient.from_settings(local_stack.settings.vault)
+    return (await vault.read_secret(path, version=version)).value.get_secret_value()
+
+
+async def responder_resets_app_secret(local_stack) -> None:
+    """What a person does in the App Dashboard, then in a shell: the simulator's admin API and Vault."""
+    from pydantic import SecretStr
+
+    from waguard.vault.client import VaultClient
+
+    await wait_paused("leaked-secret")   # the manual step is waiting
+    new = httpx.post(f"{local_stack.meta}/_sim/app/reset-secret").json()["app_secret"]
+    vault = VaultClient.from_settings(local_stack.settings.vault)
+    await vault.write_secret(local_stack.settings.meta.app_secret_path, SecretStr(new))
+
+
+async def test_leaked_secret_rotates_and_verifies(local_stack) -> None:
+    from pydantic import SecretStr
+
+    from waguard.meta.client import GraphClient
+    from waguard.meta.errors import MetaError
+
+    meta = local_stack.settings.meta
+    old_secret = await vault_read(local_stack, meta.app_secret_path)
+    old_token = await vault_read(local_stack, "meta/messaging-token")
+    run = asyncio.create_task(leaked_secret(incident_id="INC-L1", initiator="intake:github", poll_interval_s=1))
+    await approve("leaked-secret", "U0ONCALL")
+    await responder_resets_app_secret(local_stack)
+    result = await run
+    assert result["status"] == "contained", result
+    admin_token = SecretStr(await vault_read(local_stack, meta.token_path))
+    new_secret = await vault_read(local_stack, meta.app_secret_path)
+    # The old secret's appsecret_proof is rejected, the new one's accepted: asked of the simulator directly.
+    for secret, works in ((old_secret, False), (new_secret, True)):
+        g = GraphClient(base_url=meta.graph_url, version=meta.graph_version, token=admin_token,
+                        app_secret=SecretStr(secret), max_retries=0)
+        try:
+            await g.list_phone_numbers(meta.waba_id)
+            assert works
+        except MetaError:
+            assert not works
+        finally:
+            await g.aclose()
+    g = GraphClient(base_url=meta.graph_url, version=meta.graph_version, token=admin_token,
+                    app_secret=SecretStr(new_secret), max_retries=0)
+    new_token = await vault_read(local_stack, "meta/messaging-token")
+    assert new_token != old_token
+    assert (await g.debug_token(SecretStr(old_token))).is_valid is False
+    assert (await g.debug_token(SecretStr(new_token))).is_valid is True
+    await g.aclose()
+    # No secret value in Slack.
+    slack_text = str(local_stack.slack_messages())
+    for value in (old_secret, new_secret, old_token, new_token, admin_token.get_secret_value()):
+        assert value not in slack_text
+
+
+async def test_account_takeover_leaves_only_named_admins(local_stack) -> None:
+    meta = local_stack.settings.meta
+    # The attacker: a foreign webhook override and a new admin, planted through the simulator's own API.
+    state = local_stack.meta_state()
+    assert any(u["id"] == "6000000003" for u in state["business_users"])
+    run = asyncio.create_task(account_takeover(incident_id="INC-A1", phone_number_ids=["4000000001"],
+                                               initiator="intake:meta", poll_interval_s=1))
+    await approve("account-takeover", "U0ONCALL", "U0SECLEAD")   # quorum 2
+    result = await run
+    assert result["status"] == "contained", result
+    state = local_stack.meta_state()
+    assert {u["id"] for u in state["business_users"]} == {"6000000001", "6000000002"}
+    number = next(n for n in state["phone_numbers"] if n["id"] == "4000000001")
+    assert number["registered"] is False
+    pin = httpx.get(f"{local_stack.meta}/_sim/phone_numbers/4000000001/pin").json()["pin"]
+    assert pin == await vault_read(local_stack, "meta/two-step-pin")
+
+
+async def test_plan_mode_makes_no_mutating_call(local_stack) -> None:
+    httpx.delete(f"{local_stack.meta}/_sim/requests")
+    result = await account_takeover(incident_id="INC-P1", plan=True, poll_interval_s=1)
+    assert result["status"] == "planned"
+    calls = {c["call"].split(" ")[0] for c in result["planned_calls"]}
+    assert calls & {"POST", "DELETE"}
+    methods = {r["method"] for r in local_stack.meta_requests()}
+    assert methods == {"GET"}, methods

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import os
 import secrets
 import tarfile
@@ -35,7 +34,7 @@ from waguard.evidence.manifest import (
     sha256_hex,
 )
 from waguard.evidence.redact import Counts, known_ids
-from waguard.evidence.stream import Staging
+from waguard.evidence.stream import Staging, file_sha256
 from waguard.incident import canonical, now_iso
 from waguard.settings import EvidenceSettings
 from waguard.vault.client import VaultClient
@@ -57,14 +56,6 @@ def bundle_name(created_at: str, phase: Phase) -> str:
 def key_file_path(settings: EvidenceSettings, key: str) -> Path:
     """The default public-key file: written by `export-key` and refreshed by every bundle."""
     return settings.dir / f"{key}.pub.pem"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_tar(dst: Path, head: list[tuple[str, bytes]], members: list[tuple[str, Path]], *,
@@ -100,8 +91,9 @@ async def export_public_keys(vault: VaultClient, key: str, path: Path) -> Path:
     return path
 
 
-async def _collect_all(sources: EvidenceSources, staging: Staging, vault: VaultClient,
-                       settings: EvidenceSettings) -> tuple[Manifest, list[str]]:
+async def _collect_all(sources: EvidenceSources, phase: Phase, created_at: str, signing_key: str,
+                       staging: Staging, vault: VaultClient, settings: EvidenceSettings) -> Manifest:
+    """Every source, redacted into `staging`; the manifest that lists them (not yet signed)."""
     errors: list[str] = []
     redactor = await collect.load_redactor(vault, settings, sources.policy)
     state = {}
@@ -120,8 +112,8 @@ async def _collect_all(sources: EvidenceSources, staging: Staging, vault: VaultC
                             errors)
     collect.collect_extra(staging, sources.extra, redactor)
     counts = Counts()
-    manifest = Manifest(
-        incident_id=sources.incident_id, phase="open", created_at=now_iso(), signing_key="",
+    return Manifest(
+        incident_id=sources.incident_id, phase=phase, created_at=created_at, signing_key=signing_key,
         files=list(staging.entries), timeline=timeline,
         errors=[redactor.text(e, counts) for e in errors], retention_days=sources.policy.retention_days,
         redaction={"phones": "HMAC-SHA256 of the digits, keyed by the Vault secret at redaction_key_path",
@@ -130,7 +122,6 @@ async def _collect_all(sources: EvidenceSources, staging: Staging, vault: VaultC
                    "secret_values_too_short": redactor.too_short,
                    "message_bodies": "kept" if sources.policy.keep_message_bodies else "dropped",
                    "known_ids_kept": len(ids)})
-    return manifest, errors
 
 
 async def write_bundle(sources: EvidenceSources, phase: Phase, *, vault: VaultClient,
@@ -146,8 +137,7 @@ async def write_bundle(sources: EvidenceSources, phase: Phase, *, vault: VaultCl
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = Staging(settings.dir)
     try:
-        draft, _ = await _collect_all(sources, staging, vault, settings)
-        manifest = draft.model_copy(update={"phase": phase, "created_at": started, "signing_key": signing_key})
+        manifest = await _collect_all(sources, phase, started, signing_key, staging, vault, settings)
         manifest_bytes = manifest.to_bytes()
         signature = await _sign(vault, signing_key, manifest_bytes)
         mtime = datetime.fromisoformat(started).timestamp()

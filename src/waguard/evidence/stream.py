@@ -94,6 +94,15 @@ def redact_stream(chunks: Iterable[bytes], redactor: Redactor, counts: Counts, *
         yield redactor.text(buf, counts)
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_chunks(path: Path, size: int = CHUNK) -> Iterator[bytes]:
     """A file's bytes in pieces; `.gz` files are decompressed on the fly (rotated logs)."""
     import gzip

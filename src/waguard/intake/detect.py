@@ -67,7 +67,8 @@ def detect(delivery: MetaDelivery, cfg: MetaRouting) -> Route:
                 reason = _text(value.get("reason"), 64)
                 abusive = event in t.statuses or (event == "REJECTED" and reason in t.rejected_reasons)
                 if abusive:
-                    bucket = found.setdefault((waba, "template_abuse"), {})
+                    bucket = found.setdefault((waba, "template_abuse"),
+                                              {"template_names": [], "statuses": [], "reasons": []})
                     _add(bucket, "template_names", _text(value.get("message_template_name"), 512))
                     _add(bucket, "statuses", event)
                     _add(bucket, "reasons", reason)
@@ -75,7 +76,8 @@ def detect(delivery: MetaDelivery, cfg: MetaRouting) -> Route:
                 a = cfg.account_takeover
                 events = a.account_update_events if change.field == "account_update" else a.security_events
                 if event in events:
-                    bucket = found.setdefault((waba, "account_takeover"), {})
+                    bucket = found.setdefault((waba, "account_takeover"),
+                                              {"phone_number_ids": [], "suspect_users": []})
                     metadata = value.get("metadata")
                     pn = value.get("phone_number_id") or (metadata.get("phone_number_id")
                                                           if isinstance(metadata, dict) else None)

@@ -50,7 +50,7 @@ class Dispatcher:
     def dispatch(self, source: str, route: Route, *, now: float, quiet_s: float) -> list[Joined]:
         """Apply a route to the incident map (call inside the delivery's transaction)."""
         for key in route.closes:
-            for closed in self.store.close(key, now=now):
+            for closed in self.store.close_incidents(key, now=now):
                 log.info("intake: incident %s closed by its source", closed)
         joined = []
         for start in route.starts:

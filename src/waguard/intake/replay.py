@@ -164,7 +164,7 @@ class IntakeStore:
                 (base, playbook, generation, incident_id, json.dumps(params, sort_keys=True), now, now))
             return Claim(incident_id, playbook, generation, True, None, params)
 
-    def close(self, base: str, *, now: float) -> list[str]:
+    def close_incidents(self, base: str, *, now: float) -> list[str]:
         """Close every open incident for `base` (its source said it resolved); return their ids."""
         with self.transaction():
             ids = [r[0] for r in self._db.execute(

@@ -6,13 +6,13 @@
     POST   /_sim/app/reset-secret            the dashboard-only reset: {"app_secret": <new>}; the old
                                              secret stops working at once (proofs, app tokens, webhooks)
     POST   /_sim/app/require-proof           {"enabled": bool}: the 'Require App Secret' switch
-    GET    /_sim/tokens                      ids, owners, scopes, validity; never values
+    GET    /_sim/tokens                      {"tokens": [...]}: ids, owners, scopes, validity; never values
     POST   /_sim/tokens                      {"user_id", "scopes"?, "type"?, "lifetime_s"?}
                                              -> {"id", "access_token"}
     POST   /_sim/tokens/revoke               {"token_id"}: revoke in the Business Settings UI
     GET    /_sim/phone_numbers/{id}/pin      {"pin": ...}: the one place a PIN is readable
-    GET|POST|DELETE /_sim/faults             list, inject ({"kind", "count"|"seconds", ...}), clear
-    GET|DELETE /_sim/requests                the request record (secrets masked), clear it
+    GET|POST|DELETE /_sim/faults             {"faults": [...]}; inject {"kind", "count"|"seconds", ...}; clear
+    GET|DELETE /_sim/requests                {"requests": [...], "dropped": n}: the record (secrets masked)
     GET|POST /_sim/clock                     {"now"}; POST {"advance_s": s} moves the BUILT-IN clock
                                              only: with an injected clock it answers 409
     POST   /_sim/webhooks/deliver            sign and POST a webhook (see `deliver_webhook`)
@@ -151,7 +151,7 @@ async def tokens(request: Request) -> JSONResponse:
     sim = _sim(request)
     with sim.lock:
         now = sim.now()
-        return JSONResponse({"data": [sim.token_view(t, now) for t in sim.tokens.values()]})
+        return JSONResponse({"tokens": [sim.token_view(t, now) for t in sim.tokens.values()]})
 
 
 async def issue_token(request: Request) -> JSONResponse:
@@ -201,7 +201,7 @@ async def faults(request: Request) -> JSONResponse:
         return JSONResponse(sim.add_fault(spec).model_dump())
     with sim.lock:
         now = sim.now()
-        return JSONResponse({"data": [f.model_dump() for f in sim.faults if not f.spent(now)]})
+        return JSONResponse({"faults": [f.model_dump() for f in sim.faults if not f.spent(now)]})
 
 
 async def requests(request: Request) -> JSONResponse:
@@ -213,7 +213,7 @@ async def requests(request: Request) -> JSONResponse:
             return JSONResponse({"ok": True})
         since = int(request.query_params.get("since_seq", "0") or 0)
         data = [e.model_dump() for e in sim.log.entries if e.seq > since]
-        return JSONResponse({"data": data, "dropped": sim.log.dropped})
+        return JSONResponse({"requests": data, "dropped": sim.log.dropped})
 
 
 async def clock(request: Request) -> JSONResponse:

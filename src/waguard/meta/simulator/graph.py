@@ -4,7 +4,8 @@ Order of checks, as Graph applies them: injected fault, access token (104 / 190)
 (100), the object (100/33) and the edge or field (100), permissions (200), then the app and WABA
 call budgets (4, 80007), then the operation itself. Every answer carries X-App-Usage,
 X-Business-Use-Case-Usage, x-fb-trace-id, x-fb-request-id and facebook-api-version, and every call
-is recorded with its secrets masked (see `record.py`).
+is recorded with its secrets masked (see `record.py`). Error messages that would echo a secret the
+simulator knows (a token pasted into a path) have it masked too.
 
 An unversioned path (`/debug_token`) is served with the seed's default version, as Graph serves
 unversioned calls with the app's default version.
@@ -140,13 +141,15 @@ def _authorise(sim: SimState, op: Operation, token: TokenSeed | AppToken, waba_i
         if not op.app_token:
             raise E.permission()
         return
-    if op.scope is not None:
-        if op.scope not in token.scopes:
-            raise E.permission(op.scope)
-        target = waba_id or sim.business.id
-        granted = [g for g in token.granular_scopes if g.scope == op.scope]
-        if granted and all(g.target_ids and target not in g.target_ids for g in granted):
-            raise E.permission()
+    if op.scope is None:
+        return  # not a business asset (debug_token, the app node): any valid token of the app will do
+    if op.scope not in token.scopes:
+        raise E.permission(op.scope)
+    target = waba_id or sim.business.id
+    granted = [g for g in token.granular_scopes if g.scope == op.scope]
+    if granted and all(g.target_ids and target not in g.target_ids for g in granted):
+        raise E.permission()
+    # The token acts for its user: that user must still belong to the business and reach the WABA.
     user_id = token.user_id
     if user_id not in sim.business_users and user_id not in sim.system_users:
         raise E.permission()
@@ -204,24 +207,25 @@ async def _serve(sim: SimState, request: Request) -> Response:
     usage: dict[str, str] = {}
     try:
         version, segments = _split(path, sim.default_version)
-        unversioned = "/" + "/".join(segments)
-        fault_error, fault_kind = await _fault(sim, path, unversioned, now)
+        # Route first so that faults and token errors get the operation's declared HTTP status;
+        # a routing error is still answered in Graph's order, after the token checks.
+        with sim.lock:
+            try:
+                op, object_id, kind = _route(sim, method, segments, path)
+                routed.operation, route_error = op, None
+                waba_id = sim.waba_of(kind, object_id)  # type: ignore[arg-type]
+                routed.waba_ids = [waba_id] if waba_id else []
+            except E.GraphError as err:
+                route_error = err
+        fault_error, fault_kind = await _fault(sim, path, "/" + "/".join(segments), now)
         if fault_error is not None:
             raise fault_error
         query, body = await _params(request)
         params = {**query, **(body or {})}
         with sim.lock:
-            # Route first so token errors get the operation's declared status; answer in Graph's order.
-            try:
-                op, object_id, kind = _route(sim, method, segments, path)
-                routed.operation, route_error = op, None
-            except E.GraphError as err:
-                route_error = err
             _authenticate(sim, request, params, routed, now)
             if route_error is not None:
                 raise route_error
-            waba_id = sim.waba_of(kind, object_id)  # type: ignore[arg-type]
-            routed.waba_ids = [waba_id] if waba_id else []
             assert routed.token is not None
             has_proof = bool(params.get("appsecret_proof"))
             _authorise(sim, op, routed.token, waba_id, has_proof)
@@ -239,6 +243,8 @@ async def _serve(sim: SimState, request: Request) -> Response:
         payload = None
     trace = E.fbtrace_id()
     if error is not None:
+        # Graph echoes path components in some messages; a secret pasted into a path is not echoed.
+        error.message = sim.masker().text(error.message)
         payload = error.body(trace)
     if fault_kind in ("throttle4", "throttle80007", "http429"):
         usage = sim.saturated_headers(routed.waba_ids, 1)
