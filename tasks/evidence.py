@@ -72,20 +72,28 @@ async def _thread(run: EvidenceRun) -> tuple[list[dict[str, Any]], str | None]:
 
 
 def sources_for(run: EvidenceRun, slack_messages: list[dict[str, Any]],
-                extra: dict[str, Any]) -> EvidenceSources:
-    """The sources of one playbook run's bundle."""
+                extra: dict[str, Any], waba_id: str | None = None) -> EvidenceSources:
+    """The sources of one playbook run's bundle (the settings' WABA unless the run names another)."""
     settings = run.settings
     return EvidenceSources(
         incident_id=run.incident_id, incident=run.incident, graph=getattr(run.ports, "graph", None),
-        waba_id=settings.meta.waba_id, business_id=settings.meta.business_id, policy=run.policy.evidence,
+        waba_id=waba_id or getattr(run, "waba_id", None) or settings.meta.waba_id, business_id=settings.meta.business_id, policy=run.policy.evidence,
         intake_audit_path=Path(settings.intake.state_dir) / "audit.jsonl", flow_run_ids=[run.run_id],
         slack_messages=slack_messages, extra=extra)
 
 
 @task(name=STEP, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 3], retry_condition_fn=_only_retryable)
-async def snapshot_evidence(run: EvidenceRun, phase: Phase, extra: dict[str, Any] | None = None) -> BundleRef:
+async def snapshot_evidence(run: EvidenceRun, phase: Phase, extra: dict[str, Any] | None = None,
+                            waba_id: str | None = None) -> BundleRef:
     """Write (or, for "open", find) the incident's evidence bundle; record it on the timeline and as an
-    artifact. `extra`: small non-secret facts to record, e.g. the alert payload (it is redacted too)."""
+    artifact.
+
+    Args:
+        run: the playbook run (its incident, settings, policy, ports and flow-run id).
+        phase: "open" before the first containment step, "close" after the last.
+        extra: small facts to record, e.g. the alert payload (redacted like everything else).
+        waba_id: the WABA whose state to collect, when the run acts on another than the settings'.
+    """
     target = f"evidence:{phase}"
     if phase == "open":
         done = run.incident.last(STEP, "done", target=target)
@@ -97,7 +105,7 @@ async def snapshot_evidence(run: EvidenceRun, phase: Phase, extra: dict[str, Any
     if slack_error:
         facts["slack_thread_error"] = slack_error
     settings = run.settings
-    ref = await write_bundle(sources_for(run, messages, facts), phase, vault=run.ports.vault,
+    ref = await write_bundle(sources_for(run, messages, facts, waba_id), phase, vault=run.ports.vault,
                              settings=settings.evidence, signing_key=settings.vault.evidence_key)
     run.incident.append(STEP, "done", ref.summary_line(), target=target, data=ref.model_dump())
     await acreate_markdown_artifact(key=artifact_key(run.incident_id, phase),

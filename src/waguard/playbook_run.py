@@ -70,6 +70,13 @@ class PlaybookRun:
         """Pause for the policy's approvers. Plan mode does not pause: it reports what it would ask."""
         if self.plan:
             return Decision("approved", by="plan-mode")
+        earlier = self.incident.last(step, "decided")
+        if earlier is not None and earlier.detail in ("approved", "proceeded"):
+            # A re-run of this incident (after a crash, say) resumes under the decision already taken.
+            self.incident.append(step, "already", f"re-run under the earlier decision: {earlier.detail}",
+                                 actor=earlier.actor)
+            await self.slack.say(f"*{step}*: already {earlier.detail} by {earlier.actor}; resuming.")
+            return Decision(earlier.detail, tuple(earlier.data.get("approvers", [])), by=earlier.actor or "")  # type: ignore[arg-type]
         gate = ApprovalGate(self.run_id, step, self.policy, self.severity, self.initiator, self.incident,
                             self.slack, poll_interval_s=self.poll_interval_s, timeout_s=self.approval_timeout_s)
         return await gate.decide(summary)

@@ -147,3 +147,17 @@ async def test_plan_mode_makes_no_mutating_call(local_stack) -> None:
     assert calls & {"POST", "DELETE"}
     methods = {r["method"] for r in local_stack.meta_requests()}
     assert methods == {"GET"}, methods
+
+
+async def test_a_rerun_of_the_same_incident_repeats_no_destructive_call(local_stack) -> None:
+    """Crash-and-rerun: the second run for INC-R1 finds the approval and the deletion already done."""
+    httpx.delete(f"{local_stack.meta}/_sim/requests")
+    first = asyncio.create_task(template_abuse(incident_id="INC-R1", template_names=["spring_sale"],
+                                               statuses=["APPROVED"], poll_interval_s=1))
+    await approve("template-abuse", "U0ONCALL")
+    assert (await first)["status"] == "contained"
+    again = await template_abuse(incident_id="INC-R1", template_names=["spring_sale"], statuses=["APPROVED"],
+                                 poll_interval_s=1)   # no approval needed: it would hang if it asked
+    assert again["status"] == "contained"
+    deletes = [r for r in local_stack.meta_requests() if r["method"] == "DELETE"]
+    assert len(deletes) == 1, deletes
