@@ -161,3 +161,22 @@ async def test_a_rerun_of_the_same_incident_repeats_no_destructive_call(local_st
     assert again["status"] == "contained"
     deletes = [r for r in local_stack.meta_requests() if r["method"] == "DELETE"]
     assert len(deletes) == 1, deletes
+
+
+async def test_no_secret_reaches_prefect_slack_or_the_meta_record(local_stack) -> None:
+    """After the playbooks above ran: every value Vault holds (all versions) is searched for, raw and
+    encoded, in Prefect's parameters, run inputs, logs and artifacts and in the simulators' records."""
+    from waguard.canary import prefect_texts, scan_text
+    from waguard.vault.client import VaultClient
+
+    vault = VaultClient.from_settings(local_stack.settings.vault)
+    secrets = [s.get_secret_value() for s in await vault.read_all_secret_values(
+        ["meta/", "slack/", "intake/", "waguard/"])]
+    assert len(secrets) >= 8  # the stack's credentials, plus what the playbooks rotated
+    async with get_client() as client:
+        texts = await prefect_texts(client)
+    assert any("prefect:logs" in where for where, _ in texts)
+    texts.append(("slack:messages", str(local_stack.slack_messages())))
+    texts.append(("meta:requests", str(local_stack.meta_requests())))
+    hits = [hit for where, text in texts for hit in scan_text(where, text, secrets)]
+    assert hits == [], [str(h) for h in hits]
