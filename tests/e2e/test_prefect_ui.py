@@ -1,0 +1,120 @@
+"""A responder's path through the Prefect UI, in a real browser (Playwright driving Debian's chromium):
+Deployments -> template-abuse -> Run -> Quick run, the run pauses at `approve-containment`, the
+responder fills the approval form in the Resume dialog, and the run completes. The final state is
+read back through the Prefect API as well, not only from the page.
+
+Needs the `playwright` Python package and /usr/bin/chromium (apt package `chromium`); browsers are
+never downloaded. Missing either: skipped locally, a failure under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from uuid import UUID
+
+import pytest
+
+CHROMIUM = os.environ.get("WAGUARD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+UI_TIMEOUT_MS = 30_000
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+pytestmark = pytest.mark.slow
+
+
+def _require_browser() -> None:
+    missing = []
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("Python package `playwright` (pip install playwright)")
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which(CHROMIUM):
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    if missing:
+        reason = "browser test needs " + " and ".join(missing)
+        if IN_CI:
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+def _wait_state(run_id: UUID, wanted: str, timeout_s: float = 30.0):
+    """Poll the run through the Prefect API until it is `wanted` or final; return its state."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(run_id).state
+            if state is not None and (state.type.value == wanted or state.is_final()
+                                      or time.monotonic() > deadline):
+                return state
+            time.sleep(0.3)
+
+
+@pytest.mark.skip(reason="NOT WORKING YET: in Prefect 3.9.1's classic UI the Quick-run dialog's Run shows "Oops. "
+                  "Something went wrong" and creates no run (the only API call seen is /ui/schemas/validate). "
+                  "The pause -> Resume form -> Completed part was seen working by hand. Next: capture that "
+                  "validate answer and fix the deployment's parameter schema or defaults.")
+def test_quick_run_pause_approve_complete_in_the_ui(local_stack) -> None:
+    _require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    ui = local_stack.stack.urls.prefect_ui
+    offending = {t["id"] for t in local_stack.meta_state()["templates"]
+                 if t.get("status") in ("PAUSED", "FLAGGED", "REJECTED")}
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        try:
+            # Deployments -> template-abuse -> Run -> Quick run (a dialog with prefect.yaml's defaults) -> Run.
+            page.goto(f"{ui}/deployments")
+            page.get_by_role("link", name="template-abuse", exact=True).first.click()
+            page.get_by_role("button", name="Run", exact=True).click()
+            page.get_by_role("button", name="Quick run", exact=True).click()
+            page.get_by_role("dialog").get_by_role("button", name="Run", exact=True).click()
+            # The toast is rendered in two stacked toast apps; the last one is on top and takes the click.
+            page.get_by_role("button", name="View run").last.click()
+            page.wait_for_url(re.compile(r"/runs/flow-run/[0-9a-f-]{36}"))
+            run_id = UUID(page.url.rstrip("/").split("/")[-1].split("?")[0])
+
+            # Paused at the approval step: by the API (with the reason if not), then on the page.
+            state = _wait_state(run_id, "PAUSED")
+            assert state.type.value == "PAUSED", f"Quick run did not pause: {state.type.value}: {state.message}"
+            header = page.get_by_role("banner")
+            expect(header.get_by_text("Paused", exact=True)).to_be_visible()
+
+            # Resume -> the ApprovalForm dialog: approver, decision, note -> Submit.
+            page.get_by_role("button", name="Resume", exact=True).click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog.get_by_text("Resume Flow Run")).to_be_visible()
+            expect(dialog.get_by_text("Approver", exact=False).first).to_be_visible()
+            boxes = dialog.get_by_role("textbox")          # approver, note (labels are not tied to inputs)
+            boxes.nth(0).fill("U0ONCALL")
+            expect(dialog.get_by_role("button", name="approve", exact=True)).to_be_visible()  # decision
+            boxes.nth(1).fill("e2e: approved from the Prefect UI")
+            dialog.get_by_role("button", name="Submit", exact=True).click()
+            expect(dialog).to_be_hidden()
+
+            # Completed: on the page, and through the API.
+            expect(header.get_by_text("Completed", exact=True)).to_be_visible()
+        except Exception:
+            page.screenshot(path=str(local_stack.settings.stack.home / "prefect-ui-failure.png"))
+            raise
+        finally:
+            browser.close()
+
+    state = _wait_state(run_id, "COMPLETED", timeout_s=10)
+    assert state.type.value == "COMPLETED", f"{state.type.value}: {state.message}"
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+    assert run.parameters["initiator"] == "prefect-ui"          # it really was the Quick run defaults
+    left = {t["id"] for t in local_stack.meta_state()["templates"]}
+    assert offending and not (offending & left), "the offending templates are still in the Meta simulator"
