@@ -214,7 +214,7 @@ TAMPERABLE = [MANIFEST, SIGNATURE, TIMELINE, "meta/templates.json", "logs/000-ci
               "slack/thread.jsonl", "extra.json"]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(TAMPERABLE), where=st.floats(0, 1), delta=st.integers(1, 255))
 def test_changing_any_byte_of_any_member_fails(written: tuple[Path, Path, bytes, Case], tmp_path_factory,
                                                name: str, where: float, delta: int) -> None:
@@ -371,3 +371,4 @@ async def test_vault_down_means_no_bundle_rather_than_an_unredacted_one(openbao:
         denied.close()
     assert not list((tmp_path / "evidence").rglob("*.tar.gz"))
     assert not [p for p in (tmp_path / "evidence").iterdir() if p.name.startswith(".staging")]
+

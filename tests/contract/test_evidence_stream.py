@@ -73,3 +73,19 @@ def test_one_huge_line_without_newlines_is_cut_safely_and_still_bounded(tmp_path
     peak, staging = collect_measured(tmp_path, log)
     assert peak < 12 * MB, f"peak {peak / MB:.1f} MiB"
     assert_clean(staging.file(staging.entries[0].name))
+
+
+def test_globs_name_per_incident_files_and_never_the_evidence_directory(tmp_path: Path) -> None:
+    from waguard.evidence.collect import expand_globs
+
+    (tmp_path / "ci" / "INC-9").mkdir(parents=True)
+    (tmp_path / "ci" / "INC-9" / "build.log").write_text("x")
+    (tmp_path / "ci" / "INC-8").mkdir()
+    (tmp_path / "ci" / "INC-8" / "build.log").write_text("x")
+    (tmp_path / "evidence").mkdir()
+    (tmp_path / "evidence" / "old.log").write_text("x")
+    files, empty = expand_globs([str(tmp_path / "ci" / "{incident_id}" / "*.log"), str(tmp_path / "**" / "*.log"),
+                                 str(tmp_path / "none-*.log")], tmp_path / "evidence", "INC-9")
+    assert files[0] == tmp_path / "ci" / "INC-9" / "build.log"
+    assert tmp_path / "evidence" / "old.log" not in files and len(files) == 2
+    assert empty == [str(tmp_path / "none-*.log")]

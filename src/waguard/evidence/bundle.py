@@ -35,7 +35,7 @@ from waguard.evidence.manifest import (
 )
 from waguard.evidence.redact import Counts, known_ids
 from waguard.evidence.stream import Staging, file_sha256
-from waguard.incident import canonical, now_iso
+from waguard.incident import INCIDENT_ID, canonical, now_iso
 from waguard.settings import EvidenceSettings
 from waguard.vault.client import VaultClient
 
@@ -43,7 +43,13 @@ BUNDLE_SUFFIX = ".tar.gz"
 
 
 def incident_dir(root: Path, incident_id: str) -> Path:
-    """Where an incident's bundles live (the incident id with ':' made file-system safe)."""
+    """Where an incident's bundles live (the incident id with ':' made file-system safe).
+
+    Raises:
+        ValueError: the id is not a valid incident id (so it can never name a path outside `root`).
+    """
+    if not INCIDENT_ID.match(incident_id):
+        raise ValueError("incident_id must be 3-128 characters of letters, digits and . _ : -")
     return root / incident_id.replace(":", "_")
 
 
@@ -109,7 +115,7 @@ async def _collect_all(sources: EvidenceSources, phase: Phase, created_at: str, 
     await collect.collect_flow_logs(staging, sources.flow_run_ids, redactor, errors)
     collect.collect_slack(staging, sources.slack_messages, redactor)
     await asyncio.to_thread(collect.collect_logs, staging, sources.policy.log_globs, settings.dir, redactor,
-                            errors)
+                            errors, sources.incident_id)
     collect.collect_extra(staging, sources.extra, redactor)
     counts = Counts()
     return Manifest(
@@ -149,11 +155,13 @@ async def write_bundle(sources: EvidenceSources, phase: Phase, *, vault: VaultCl
         if settings.encrypt:
             final, outer_bytes, signature = await _encrypt(plain, manifest, manifest_bytes, staging, vault,
                                                            settings, signing_key, mtime)
+        # Refresh the exported public keys before the bundle appears, so a bundle is never there
+        # without the key that verifies it (and a Vault failure here leaves no half-done state).
+        await export_public_keys(vault, signing_key, key_file_path(settings, signing_key))
         target = out_dir / bundle_name(started, phase)
         os.chmod(final, 0o600)
         os.replace(final, target)
         key_version = SignatureRecord.model_validate_json(signature).key_version
-        await export_public_keys(vault, signing_key, key_file_path(settings, signing_key))
         return BundleRef(path=str(target), sha256=await asyncio.to_thread(file_sha256, target),
                          manifest_sha256=sha256_hex(outer_bytes), key_version=key_version, phase=phase)
     finally:

@@ -21,7 +21,7 @@ from uuid import UUID
 from pydantic import SecretStr
 
 from waguard.evidence.manifest import TIMELINE, TimelineInfo, chain_head, rechain
-from waguard.evidence.redact import Counts, Redactor, known_ids
+from waguard.evidence.redact import Counts, Redactor
 from waguard.evidence.stream import Staging, read_chunks, redact_stream
 from waguard.incident import IncidentRecord
 from waguard.meta.client import GraphClient
@@ -105,6 +105,7 @@ async def fetch_meta_state(graph: GraphClient, waba_id: str, business_id: str,
 
 
 def collect_meta(staging: Staging, state: Mapping[str, Any], redactor: Redactor) -> None:
+    """One member per Meta edge, `meta/<edge>.json`, redacted."""
     for name, data in state.items():
         _json_member(staging, f"meta/{name}.json", f"meta:{name}", data, redactor)
 
@@ -189,6 +190,7 @@ async def collect_flow_logs(staging: Staging, run_ids: Sequence[UUID], redactor:
 
 
 def collect_slack(staging: Staging, messages: Sequence[Mapping[str, Any]], redactor: Redactor) -> None:
+    """The incident's Slack thread, one redacted message per line."""
     if not messages:
         return
     with staging.member("slack/thread.jsonl", "slack:thread") as out:
@@ -197,16 +199,19 @@ def collect_slack(staging: Staging, messages: Sequence[Mapping[str, Any]], redac
                                  ensure_ascii=False) + "\n")
 
 
-def expand_globs(patterns: Sequence[str], exclude: Path) -> tuple[list[Path], list[str]]:
+def expand_globs(patterns: Sequence[str], exclude: Path, incident_id: str = "") -> tuple[list[Path], list[str]]:
     """Files matched by the policy's globs (sorted, de-duplicated), and the globs that matched none.
 
-    Nothing under `exclude` (the evidence directory) is collected: bundles must not nest.
+    `{incident_id}` in a glob is replaced by the incident's id, so a policy can name per-incident
+    files (`/var/log/ci/{incident_id}/*.log`, the CI log where a secret was found). Nothing under
+    `exclude` (the evidence directory) is collected: bundles must not nest.
     """
     files: dict[Path, None] = {}
     empty: list[str] = []
     skip = exclude.resolve()
     for pattern in patterns:
-        hits = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True))
+        concrete = os.path.expanduser(pattern.replace("{incident_id}", glob.escape(incident_id)))
+        hits = sorted(Path(p) for p in glob.glob(concrete, recursive=True))
         hits = [p for p in hits if p.is_file() and not p.resolve().is_relative_to(skip)]
         if not hits:
             empty.append(pattern)
@@ -215,9 +220,9 @@ def expand_globs(patterns: Sequence[str], exclude: Path) -> tuple[list[Path], li
 
 
 def collect_logs(staging: Staging, patterns: Sequence[str], exclude: Path, redactor: Redactor,
-                 errors: list[str]) -> None:
+                 errors: list[str], incident_id: str = "") -> None:
     """Log files named by the policy, streamed in bounded memory."""
-    files, empty = expand_globs(patterns, exclude)
+    files, empty = expand_globs(patterns, exclude, incident_id)
     errors += [f"log:{pattern}: matched no file" for pattern in empty]
     for i, path in enumerate(files):
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in path.name)[:100] or "log"
@@ -230,5 +235,6 @@ def collect_logs(staging: Staging, patterns: Sequence[str], exclude: Path, redac
 
 
 def collect_extra(staging: Staging, extra: Mapping[str, Any], redactor: Redactor) -> None:
+    """The playbook's own facts (the alert, severity ...), redacted, as `extra.json`."""
     if extra:
         _json_member(staging, "extra.json", "playbook:extra", dict(extra), redactor)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -33,7 +34,7 @@ def encrypt_file(src: Path, dst: Path, key: bytes, aad: bytes) -> tuple[bytes, b
     return nonce, encryptor.tag
 
 
-def decrypt_stream(fin: object, dst: Path, key: bytes, nonce: bytes, tag: bytes, aad: bytes) -> None:
+def decrypt_stream(fin: BinaryIO, dst: Path, key: bytes, nonce: bytes, tag: bytes, aad: bytes) -> None:
     """Decrypt the readable binary stream `fin` into `dst`.
 
     Raises:
@@ -45,10 +46,9 @@ def decrypt_stream(fin: object, dst: Path, key: bytes, nonce: bytes, tag: bytes,
         raise DecryptionFailed("data key, nonce or tag has the wrong length")
     decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, tag)).decryptor()
     decryptor.authenticate_additional_data(aad)
-    read = fin.read  # type: ignore[attr-defined]
     try:
         with dst.open("wb") as fout:
-            while chunk := read(CHUNK):
+            while chunk := fin.read(CHUNK):
                 fout.write(decryptor.update(chunk))
             fout.write(decryptor.finalize())
     except InvalidTag:

@@ -140,6 +140,7 @@ def safe_member_name(name: str) -> bool:
 
 
 def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of `data`."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -158,6 +159,7 @@ def rechain(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def chain_head(records: list[dict[str, Any]]) -> str:
+    """Digest of the last record, GENESIS for an empty timeline."""
     return record_digest(records[-1]) if records else GENESIS
 
 

@@ -41,17 +41,19 @@ def _spans(buf: str, redactor: Redactor) -> tuple[list[int], list[int]]:
     return starts, ends
 
 
-def safe_cut(buf: str, redactor: Redactor) -> int:
+def safe_cut(buf: str, redactor: Redactor) -> tuple[int, bool]:
     """Where to split an over-long `buf` so that no redaction match straddles the cut. Pure.
 
-    The cut stays at least the longest possible match before the end, so every match that starts
-    before it is complete in `buf` and seen. Prefers a whitespace boundary. Returns `len(buf)` when
-    `buf` is too short to cut safely (the caller reads more first).
+    Returns `(cut, withhold)`. The cut stays at least the longest possible match before the end, so
+    every match that starts before it is complete in `buf` and seen; a whitespace boundary is
+    preferred. Only when back-to-back overlapping matches cover everything from the start of `buf`
+    past the window (adversarial input) is `withhold` True: `buf[:cut]` is then one chain of
+    sensitive matches and must be replaced whole, not redacted, so memory stays bounded.
     """
     hi = len(buf) - max(redactor.longest, REACH)
     lo = hi - _WINDOW
     if lo < 1:
-        return len(buf)
+        return len(buf), False
     starts, ends = _spans(buf, redactor)
 
     def free(p: int) -> bool:
@@ -62,12 +64,12 @@ def safe_cut(buf: str, redactor: Redactor) -> int:
     for p in range(hi, lo, -1):
         if free(p):
             if buf[p - 1].isspace():
-                return p
+                return p, False
             fallback = fallback or p
     if fallback is not None:
-        return fallback
-    # Matches cover the whole window: cut before the one that straddles `hi` (it starts after lo - REACH).
-    return starts[bisect.bisect_right(starts, hi) - 1]
+        return fallback, False
+    i = bisect.bisect_right(starts, hi) - 1  # the merged interval covering the whole window
+    return (starts[i], False) if starts[i] > 0 else (ends[i], True)
 
 
 def redact_stream(chunks: Iterable[bytes], redactor: Redactor, counts: Counts, *,
@@ -86,8 +88,12 @@ def redact_stream(chunks: Iterable[bytes], redactor: Redactor, counts: Counts, *
             yield redactor.text(buf[: newline + 1], counts)
             buf = buf[newline + 1:]
         while len(buf) >= limit:
-            cut = safe_cut(buf, redactor)
-            yield redactor.text(buf[:cut], counts)
+            cut, withhold = safe_cut(buf, redactor)
+            if withhold:
+                counts.secrets += 1
+                yield f"[withheld: {cut} characters of back-to-back sensitive matches]"
+            else:
+                yield redactor.text(buf[:cut], counts)
             buf = buf[cut:]
     buf += decoder.decode(b"", final=True)
     if buf:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import tarfile
 import tempfile
 import zlib
@@ -46,8 +47,9 @@ from waguard.evidence.manifest import (
     safe_member_name,
 )
 from waguard.evidence.stream import file_sha256
-from waguard.incident import TimelineBroken, verify_chain
+from waguard.incident import TimelineBroken, canonical, verify_chain
 
+_VAULT_SIGNATURE = re.compile(r"^vault:v([0-9]+):([A-Za-z0-9+/]+={0,2})$")
 MAX_SMALL = 16 << 20  # manifest, signature and timeline are read into memory; nothing else is
 
 
@@ -138,10 +140,18 @@ def _check_signature(manifest: Manifest, manifest_bytes: bytes, sig_bytes: bytes
 
     try:
         sig = SignatureRecord.model_validate_json(sig_bytes or b"")
-        raw = sig.raw
-        embedded = int(sig.signature.split(":", 2)[1].removeprefix("v"))
-    except (ValidationError, ValueError, IndexError):
-        raise _Fail("signature.json is not a valid signature record") from None
+        m = _VAULT_SIGNATURE.match(sig.signature)
+    except (ValidationError, ValueError):
+        m = None
+    # Byte-exact: the record must be what the writer produced (canonical JSON, canonical base64), so
+    # no byte of signature.json can change without failing, not even one the signature ignores.
+    try:
+        raw = base64.b64decode(m.group(2), validate=True) if m else b""
+    except ValueError:
+        m = None
+    if m is None or canonical(sig.model_dump()) != sig_bytes or base64.b64encode(raw).decode() != m.group(2):
+        raise _Fail("signature.json is not a valid signature record")
+    embedded = int(m.group(1))
     if embedded != sig.key_version:
         raise _Fail(f"signature.json says key version {sig.key_version} but the signature is by v{embedded}")
     if sig.key != manifest.signing_key:
