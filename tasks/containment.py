@@ -11,17 +11,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from waguard import containment, manual
-from waguard.errors import Retryable
-
-
-def only_retryable(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        state.result()
-    except Retryable:
-        return True
-    except Exception:
-        return False
-    return False
+from waguard.errors import only_retryable
 
 
 step = task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 3], retry_condition_fn=only_retryable)

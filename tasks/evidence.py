@@ -17,7 +17,7 @@ from prefect import task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from waguard.errors import Retryable
+from waguard.errors import only_retryable
 from waguard.evidence import BundleRef, EvidenceSources, Phase, write_bundle
 from waguard.incident import IncidentRecord
 from waguard.policy import PlaybookPolicy
@@ -35,16 +35,6 @@ class EvidenceRun(Protocol):
     policy: PlaybookPolicy
     ports: Any  # .vault, .graph, .slack
     run_id: UUID
-
-
-def _only_retryable(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except Retryable:
-        return True
-    except Exception:
-        return False
-    return False
 
 
 def artifact_key(incident_id: str, phase: Phase) -> str:
@@ -82,7 +72,7 @@ def sources_for(run: EvidenceRun, slack_messages: list[dict[str, Any]],
         slack_messages=slack_messages, extra=extra)
 
 
-@task(name=STEP, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 3], retry_condition_fn=_only_retryable)
+@task(name=STEP, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 3], retry_condition_fn=only_retryable)
 async def snapshot_evidence(run: EvidenceRun, phase: Phase, extra: dict[str, Any] | None = None,
                             waba_id: str | None = None) -> BundleRef:
     """Write (or, for "open", find) the incident's evidence bundle; record it on the timeline and as an

@@ -21,3 +21,14 @@ class Retryable(WaguardError):
 
 class ConfigError(WaguardError):
     """A setting is missing or invalid; the message names the setting."""
+
+
+def only_retryable(task: object, task_run: object, state: object) -> bool:
+    """Prefect `retry_condition_fn`: retry a task only when it failed with a `Retryable` error."""
+    try:
+        state.result()  # type: ignore[attr-defined]
+    except Retryable:
+        return True
+    except Exception:
+        return False
+    return False
