@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 test: setup
+	sh scripts/sysdeps.sh
 	$(PY) -m pytest
 
 drill: setup

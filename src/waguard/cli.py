@@ -54,10 +54,7 @@ def _cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_intake(settings: Settings, args: argparse.Namespace) -> int:
     from waguard.intake.service import serve
 
-    host = args.host or settings.stack.host
-    port = args.port or settings.stack.intake_port
-    print(f"waguard intake listening on http://{host}:{port} (Ctrl-C to stop)", flush=True)
-    serve(settings, host, port)
+    serve(settings, args.host, args.port, say=lambda line: print(line, flush=True))
     return 0
 
 

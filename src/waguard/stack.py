@@ -30,6 +30,7 @@ class StackUrls:
     vault: str
     meta: str
     slack: str
+    intake: str
 
     def lines(self) -> list[tuple[str, str]]:
         return [
@@ -38,6 +39,7 @@ class StackUrls:
             ("OpenBao (Vault)", self.vault),
             ("Meta Graph simulator", self.meta),
             ("Slack simulator", self.slack + "/api/"),
+            ("Intake service", self.intake),
         ]
 
 
@@ -78,13 +80,15 @@ class LocalStack:
             vault=f"http://{s.host}:{s.vault_port}",
             meta=f"http://{s.host}:{s.meta_port}",
             slack=f"http://{s.host}:{s.slack_port}",
+            intake=f"http://{s.host}:{s.intake_port}",
         )
 
     def check_ports(self) -> None:
         """Fail before starting anything, naming the first port that is taken."""
         s = self.settings.stack
         for service, port in (("the Prefect server", s.prefect_port), ("OpenBao", s.vault_port),
-                              ("the Meta simulator", s.meta_port), ("the Slack simulator", s.slack_port)):
+                              ("the Meta simulator", s.meta_port), ("the Slack simulator", s.slack_port),
+                              ("the intake service", s.intake_port)):
             ensure_port_free(service, s.host, port)
 
     def start(self) -> StackUrls:
@@ -96,6 +100,7 @@ class LocalStack:
             self._start_prefect(home)
             credentials = self._start_vault(home)
             self._start_simulators(credentials)
+            self._start_intake(home)
             self._start_runner(home)
         except BaseException:
             self.stop()
@@ -146,6 +151,19 @@ class LocalStack:
             ServedApp(slack_app(bot_tokens={bot_token}), host=s.host, port=s.slack_port,
                       name="Slack simulator").start()
         )
+
+    def _start_intake(self, home: Path) -> None:
+        s = self.settings.stack
+        self.say(f"starting the intake service on {self.urls.intake}")
+        child = ChildProcess(
+            name="intake service",
+            argv=[_exe("waguard"), "intake", "--host", s.host, "--port", str(s.intake_port)],
+            health_url=f"{self.urls.intake}/healthz",
+            log_path=home / "logs" / "intake.log",
+            env=prefect_env(self.settings),
+            ready_timeout_s=30,
+        )
+        self._children.append(child.start())
 
     def _start_runner(self, home: Path) -> None:
         """Serve every deployment in prefect.yaml; ready once Prefect knows the last of them."""

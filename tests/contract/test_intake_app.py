@@ -1,50 +1,42 @@
 """The intake app end to end in-process: real OpenBao for secrets, a recording starter for runs.
 
-Each source's happy path, every refusal with its status and error, replays, one run per incident,
-the Meta rotation window, managed-credential matching for GitHub, and what the audit log and the
+Alertmanager, GitHub and Grafana: happy paths, every refusal with its status and error, replays,
+one run per incident, managed-credential matching for GitHub, and what the audit log and the
 metrics hold (never a secret, a body or a phone number).
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
-
 import pytest
-from pydantic import SecretStr
 
-from tests.fixtures.intake import (  # noqa: F401  (fixtures)
+import tests.fixtures.intake as fx
+from tests.fixtures.intake import (
     T0,
     Harness,
     am_headers,
     am_notification,
+    audit,
     dumps,
     github_alert,
     github_headers,
     grafana_headers,
     grafana_notification,
-    intake,
-    intake_env,
     meta_delivery,
-    meta_headers,
+    post_am,
+    post_gh,
+    post_meta,
     template_change,
 )
-from waguard.intake.audit import read_audit
+
+# The intake room's fixtures (tests/fixtures/intake.py), bound here so pytest finds them.
+intake = fx.intake
+intake_env = fx.intake_env
 
 pytestmark = pytest.mark.slow
 
 
-def audit(h: Harness) -> list[dict]:
-    return read_audit(h.env.settings.intake.state_dir / "audit.jsonl")
-
-
-async def post_am(h: Harness, payload: dict, token: str | None = None):
-    body = dumps(payload)
-    return await h.client.post("/alerts/alertmanager", content=body,
-                               headers=am_headers(token or h.env.secrets.alertmanager_token))
-
-
 # --- Alertmanager -------------------------------------------------------------------------------
+
 
 async def test_alertmanager_firing_starts_one_run_with_policy_parameters(intake: Harness) -> None:
     r = await post_am(intake, am_notification(alerts=2))
@@ -63,8 +55,8 @@ async def test_alertmanager_redelivery_and_group_updates_join_the_run(intake: Ha
     first = am_notification()
     assert (await post_am(intake, first)).json()["outcome"] == "started"
     await intake.settle()
-    assert (await post_am(intake, first)).json()["outcome"] == "duplicate"        # same bytes
-    second = am_notification(alerts=3)                                             # the group grew
+    assert (await post_am(intake, first)).json()["outcome"] == "duplicate"  # same bytes
+    second = am_notification(alerts=3)  # the group grew
     r = await post_am(intake, second)
     await intake.settle()
     assert r.json()["outcome"] == "joined" and r.json()["incidents"][0]["run_id"] is not None
@@ -95,33 +87,53 @@ async def test_alertmanager_without_playbook_label_is_recorded(intake: Harness) 
     assert intake.starter.starts == []
 
 
-@pytest.mark.parametrize(("headers", "status", "error", "reason"), [
-    ({"Content-Type": "application/json"}, 401, "unauthorized", "missing"),
-    ({"Content-Type": "application/json", "Authorization": "Bearer nope"}, 401, "unauthorized", "mismatch"),
-    ({"Content-Type": "application/json", "Authorization": "Basic YW06czNjcmV0"}, 401, "unauthorized", "malformed"),
-    ({"Content-Type": "text/plain", "Authorization": "Bearer x"}, 415, "unsupported_media_type", None),
-])
+@pytest.mark.parametrize(
+    ("headers", "status", "error", "reason"),
+    [
+        ({"Content-Type": "application/json"}, 401, "unauthorized", "missing"),
+        (
+            {"Content-Type": "application/json", "Authorization": "Bearer nope"},
+            401,
+            "unauthorized",
+            "mismatch",
+        ),
+        (
+            {"Content-Type": "application/json", "Authorization": "Basic YW06czNjcmV0"},
+            401,
+            "unauthorized",
+            "malformed",
+        ),
+        ({"Content-Type": "text/plain", "Authorization": "Bearer x"}, 415, "unsupported_media_type", None),
+    ],
+)
 async def test_alertmanager_refusals(intake: Harness, headers, status, error, reason) -> None:
     r = await intake.client.post("/alerts/alertmanager", content=dumps(am_notification()), headers=headers)
     assert r.status_code == status and r.json()["error"] == error
     assert intake.starter.starts == []
     metrics = (await intake.client.get("/metrics")).text
     if reason:
-        assert f'waguard_intake_signature_failures_total{{reason="{reason}",source="alertmanager"}} 1.0' in metrics
+        assert (
+            f'waguard_intake_signature_failures_total{{reason="{reason}",source="alertmanager"}} 1.0'
+            in metrics
+        )
 
 
-@pytest.mark.parametrize(("body", "status", "error"), [
-    (b"{not json", 400, "malformed_json"),
-    (b"\xff\xfe", 400, "malformed_json"),
-    (dumps({**am_notification(), "version": "3"}), 400, "unsupported_event"),
-    (dumps([1, 2]), 400, "unsupported_event"),
-    (dumps({**am_notification(), "status": "exploded"}), 422, "invalid_payload"),
-    (dumps({**am_notification(), "alerts": "nope"}), 422, "invalid_payload"),
-    (dumps({k: v for k, v in am_notification().items() if k != "groupKey"}), 422, "invalid_payload"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"{not json", 400, "malformed_json"),
+        (b"\xff\xfe", 400, "malformed_json"),
+        (dumps({**am_notification(), "version": "3"}), 400, "unsupported_event"),
+        (dumps([1, 2]), 400, "unsupported_event"),
+        (dumps({**am_notification(), "status": "exploded"}), 422, "invalid_payload"),
+        (dumps({**am_notification(), "alerts": "nope"}), 422, "invalid_payload"),
+        (dumps({k: v for k, v in am_notification().items() if k != "groupKey"}), 422, "invalid_payload"),
+    ],
+)
 async def test_alertmanager_bad_bodies_after_valid_auth(intake: Harness, body, status, error) -> None:
-    r = await intake.client.post("/alerts/alertmanager", content=body,
-                                 headers=am_headers(intake.env.secrets.alertmanager_token))
+    r = await intake.client.post(
+        "/alerts/alertmanager", content=body, headers=am_headers(intake.env.secrets.alertmanager_token)
+    )
     assert (r.status_code, r.json()["error"]) == (status, error)
     assert intake.starter.starts == []
 
@@ -129,33 +141,31 @@ async def test_alertmanager_bad_bodies_after_valid_auth(intake: Harness, body, s
 async def test_body_size_limit(intake: Harness) -> None:
     limit = intake.env.settings.intake.max_body_bytes
     big = b'{"pad":"' + b"x" * limit + b'"}'
-    r = await intake.client.post("/alerts/alertmanager", content=big,
-                                 headers=am_headers(intake.env.secrets.alertmanager_token))
+    r = await intake.client.post(
+        "/alerts/alertmanager", content=big, headers=am_headers(intake.env.secrets.alertmanager_token)
+    )
     assert r.status_code == 413 and r.json()["error"] == "body_too_large"
 
     async def chunks():  # no Content-Length: the cap holds while streaming
         for _ in range(limit // 65536 + 2):
             yield b"x" * 65536
 
-    r = await intake.client.post("/alerts/alertmanager", content=chunks(),
-                                 headers=am_headers(intake.env.secrets.alertmanager_token))
+    r = await intake.client.post(
+        "/alerts/alertmanager", content=chunks(), headers=am_headers(intake.env.secrets.alertmanager_token)
+    )
     assert r.status_code == 413
 
 
 # --- GitHub -------------------------------------------------------------------------------------
-
-async def post_gh(h: Harness, payload: dict, delivery: str | None = None, secret: str | None = None,
-                  event: str = "secret_scanning_alert"):
-    body = dumps(payload)
-    return await h.client.post("/alerts/github", content=body, headers=github_headers(
-        secret or h.env.secrets.github_secret, body, delivery, event))
 
 
 async def test_github_managed_token_starts_leaked_secret_once(intake: Harness) -> None:
     leaked = intake.env.secrets.meta_token
     r = await post_gh(intake, github_alert(secret=leaked), delivery="d-1")
     assert r.json()["outcome"] == "started"
-    assert (await post_gh(intake, github_alert(secret=leaked), delivery="d-1")).json()["outcome"] == "duplicate"
+    assert (await post_gh(intake, github_alert(secret=leaked), delivery="d-1")).json()[
+        "outcome"
+    ] == "duplicate"
     r = await post_gh(intake, github_alert("publicly_leaked", secret=leaked), delivery="d-2")
     assert r.json()["outcome"] == "joined"
     await intake.settle()
@@ -172,17 +182,20 @@ async def test_github_app_secret_and_unmanaged_values(intake: Harness) -> None:
     assert r.json()["outcome"] == "started"
     r = await post_gh(intake, github_alert(number=8, secret="EAAGsomeoneelsestoken"))
     assert r.json()["outcome"] == "recorded"
-    r = await post_gh(intake, github_alert(number=9))          # GitHub's own webhook: no value
+    r = await post_gh(intake, github_alert(number=9))  # GitHub's own webhook: no value
     assert r.json()["outcome"] == "recorded"
     await intake.settle()
     assert [s[1]["leaked"] for s in intake.starter.starts] == ["app_secret"]
 
 
-@pytest.mark.parametrize(("event", "delivery", "status", "error"), [
-    ("push", "d-x", 400, "unsupported_event"),
-    ("secret_scanning_alert", "", 400, "missing_delivery_id"),
-    ("secret_scanning_alert", "../etc/passwd", 400, "missing_delivery_id"),
-])
+@pytest.mark.parametrize(
+    ("event", "delivery", "status", "error"),
+    [
+        ("push", "d-x", 400, "unsupported_event"),
+        ("secret_scanning_alert", "", 400, "missing_delivery_id"),
+        ("secret_scanning_alert", "../etc/passwd", 400, "missing_delivery_id"),
+    ],
+)
 async def test_github_bad_events(intake: Harness, event, delivery, status, error) -> None:
     body = dumps(github_alert(secret=intake.env.secrets.meta_token))
     headers = github_headers(intake.env.secrets.github_secret, body, "placeholder", event)
@@ -200,11 +213,19 @@ async def test_github_ping_and_wrong_secret(intake: Harness) -> None:
 
 # --- Grafana ------------------------------------------------------------------------------------
 
+
 async def test_grafana_signed_with_and_without_timestamp(intake: Harness) -> None:
     secret = intake.env.secrets.grafana_secret
-    body = dumps(grafana_notification(playbook="account-takeover", group="TakeoverSuspected",
-                                      extra_labels={"phone_number_id": "1100000001"}))
-    r = await intake.client.post("/alerts/grafana", content=body, headers=grafana_headers(secret, body, int(T0)))
+    body = dumps(
+        grafana_notification(
+            playbook="account-takeover",
+            group="TakeoverSuspected",
+            extra_labels={"phone_number_id": "1100000001"},
+        )
+    )
+    r = await intake.client.post(
+        "/alerts/grafana", content=body, headers=grafana_headers(secret, body, int(T0))
+    )
     assert r.json()["outcome"] == "started"
     r = await intake.client.post("/alerts/grafana", content=body, headers=grafana_headers(secret, body, None))
     assert r.json()["outcome"] == "joined"
@@ -216,83 +237,8 @@ async def test_grafana_signed_with_and_without_timestamp(intake: Harness) -> Non
     assert playbook == "account_takeover" and params["phone_number_ids"] == ["1100000001"]
 
 
-# --- Meta ---------------------------------------------------------------------------------------
-
-async def post_meta(h: Harness, payload: dict, secret: str | None = None):
-    body = dumps(payload)
-    return await h.client.post("/webhooks/whatsapp", content=body,
-                               headers=meta_headers(secret or h.env.secrets.app_secret, body))
-
-
-async def test_meta_handshake(intake: Harness) -> None:
-    token = intake.env.secrets.meta_verify_token
-    ok = await intake.client.get("/webhooks/whatsapp", params={
-        "hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": token})
-    assert ok.status_code == 200 and ok.text == "1158201444"
-    bad = await intake.client.get("/webhooks/whatsapp", params={
-        "hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": token + "x"})
-    assert bad.status_code == 403 and "1158201444" not in bad.text
-    junk = await intake.client.get("/webhooks/whatsapp", params={
-        "hub.mode": "subscribe", "hub.challenge": "<script>", "hub.verify_token": token})
-    assert junk.status_code == 400
-
-
-async def test_meta_template_abuse_storm_is_one_run(intake: Harness) -> None:
-    for i in range(20):
-        payload = meta_delivery(template_change("FLAGGED" if i % 2 else "PAUSED", name=f"phish_{i % 3}"), time=1 + i)
-        assert (await post_meta(intake, payload)).status_code == 200
-    await post_meta(intake, meta_delivery(template_change("FLAGGED", name="phish_0"), time=1))   # a Meta retry
-    await intake.settle()
-    [(playbook, params, _)] = intake.starter.starts
-    assert playbook == "template_abuse" and params["waba_id"] == "3000000001"
-    assert params["template_names"] == ["phish_0"] and set(params["statuses"]) == {"PAUSED"}
-
-
-async def test_meta_rejected_for_scam_and_takeover(intake: Harness) -> None:
-    r = await post_meta(intake, meta_delivery(
-        template_change("REJECTED", reason="SCAM"),
-        ("security", {"event": "PIN_RESET_REQUEST", "display_phone_number": "+15551234567",
-                      "requester": "4000000099"})))
-    assert r.json()["outcome"] == "started" and len(r.json()["incidents"]) == 2
-    r = await post_meta(intake, meta_delivery(template_change("REJECTED", reason="INVALID_FORMAT"), time=9))
-    assert r.json()["outcome"] == "recorded"       # REJECTED for a format problem is not abuse
-    await intake.settle()
-    by_playbook = {s[0]: s[1] for s in intake.starter.starts}
-    assert by_playbook["account_takeover"]["suspect_users"] == ["4000000099"]
-    text = (intake.env.settings.intake.state_dir / "audit.jsonl").read_text()
-    assert "5551234567" not in text and "+1555" not in json.dumps(by_playbook)
-
-
-async def test_meta_fields_not_acted_on_are_recorded_not_refused(intake: Harness) -> None:
-    r = await post_meta(intake, meta_delivery(("messages", {"messages": [{"from": "15551234567", "text": {
-        "body": "hello"}}]})))
-    assert r.status_code == 200 and r.json()["outcome"] == "recorded"
-    r = await post_meta(intake, {"object": "page", "entry": []})
-    assert (r.status_code, r.json()["error"]) == (400, "unsupported_event")
-
-
-async def test_meta_previous_app_secret_only_inside_rotation_window(intake: Harness) -> None:
-    env, s = intake.env, intake.env.secrets
-    meta_path = env.settings.meta.app_secret_path
-    old_version = (await env.vault.read_secret(meta_path)).version
-    await env.vault.write_secret(meta_path, SecretStr("brand-new-app-secret"))
-    intake.clock.advance(10)  # past the secret cache's TTL: the rotation is picked up
-    payload = meta_delivery(template_change("FLAGGED", name="t1"))
-    assert (await post_meta(intake, payload, secret=s.app_secret)).status_code == 401   # no window yet
-    until = datetime.fromtimestamp(intake.clock.now, UTC) + timedelta(hours=1)
-    await env.vault.write_secret(env.settings.intake.rotation_window_path, SecretStr(json.dumps(
-        {"previous_version": old_version, "until": until.isoformat()})))
-    intake.clock.advance(10)
-    r = await post_meta(intake, payload, secret=s.app_secret)
-    assert r.status_code == 200
-    assert audit(intake)[-1]["verification"] == "ok:previous-secret"
-    assert (await post_meta(intake, meta_delivery(template_change(name="t2")), "brand-new-app-secret")).status_code == 200
-    intake.clock.advance(3600 + 10)   # the window closed
-    r = await post_meta(intake, meta_delivery(template_change(name="t3"), time=5), secret=s.app_secret)
-    assert r.status_code == 401
-
-
 # --- audit, metrics, health ---------------------------------------------------------------------
+
 
 async def test_audit_and_metrics_carry_no_secret(intake: Harness) -> None:
     s = intake.env.secrets
@@ -302,8 +248,13 @@ async def test_audit_and_metrics_carry_no_secret(intake: Harness) -> None:
     await post_meta(intake, meta_delivery(template_change()), secret=s.app_secret)
     await intake.settle()
     records = audit(intake)
-    assert {"at", "source", "delivery_id", "outcome", "body_sha256", "incident_key", "run_id"} <= set(records[0])
-    assert [r["outcome"] for r in records if r["source"] == "alertmanager"] == ["started", "rejected-signature"]
+    assert {"at", "source", "delivery_id", "outcome", "body_sha256", "incident_key", "run_id"} <= set(
+        records[0]
+    )
+    assert [r["outcome"] for r in records if r["source"] == "alertmanager"] == [
+        "started",
+        "rejected-signature",
+    ]
     started = [r for r in records if r["outcome"] == "run-started"]
     assert len(started) == 3 and all(r["run_id"] for r in started)
     everything = (intake.env.settings.intake.state_dir / "audit.jsonl").read_text()
@@ -322,3 +273,12 @@ async def test_missing_secret_in_vault_is_a_rejection(intake: Harness) -> None:
     r = await post_am(intake, am_notification())
     assert r.status_code == 401 and intake.starter.starts == []
     assert audit(intake)[-1]["verification"] == "failed:no-secret"
+
+
+async def test_error_answers_name_fields_not_sender_chosen_keys(intake: Harness) -> None:
+    payload = am_notification()
+    payload["alerts"][0]["labels"]["+15551234567"] = 5  # a label value must be a string
+    r = await post_am(intake, payload)
+    assert r.status_code == 422 and "alerts" in r.json()["message"]
+    assert "5551234567" not in r.text
+    assert "5551234567" not in (intake.env.settings.intake.state_dir / "audit.jsonl").read_text()

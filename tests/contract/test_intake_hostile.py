@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import httpx
 
 from tests.fixtures.intake import (
     T0,
@@ -80,6 +80,7 @@ class Target:
 
 # --- deliveries that would start a run --------------------------------------------------------------
 
+
 def legit(source: str, s: IntakeSecrets, n: int, body: bytes | None = None) -> Request:
     """A correctly authenticated delivery about a fresh incident `n` (or with `body`, signed as is)."""
     if source == "alertmanager":
@@ -98,11 +99,18 @@ def legit(source: str, s: IntakeSecrets, n: int, body: bytes | None = None) -> R
 SOURCES = ("alertmanager", "github", "grafana", "meta")
 # Field -> values that make a payload invalid (no bool for ints: pydantic would accept True as 1).
 BAD_FIELDS: dict[str, list[tuple[str, list[Any]]]] = {
-    "alertmanager": [("version", ["3", 4, None]), ("alerts", [None, "x", 5, {"a": 1}]),
-                     ("groupKey", [None, "", 7, []]), ("status", ["exploded", None, 1])],
+    "alertmanager": [
+        ("version", ["3", 4, None]),
+        ("alerts", [None, "x", 5, {"a": 1}]),
+        ("groupKey", [None, "", 7, []]),
+        ("status", ["exploded", None, 1]),
+    ],
     "grafana": [("version", ["4", 1, None]), ("alerts", [None, "x"]), ("groupKey", ["", None])],
-    "github": [("alert", [None, "x", [], {"number": "x"}, {"number": 0}, {"number": 1.5}]),
-               ("repository", [None, {"id": "x"}, {}]), ("action", [None, "", 5])],
+    "github": [
+        ("alert", [None, "x", [], {"number": "x"}, {"number": 0}, {"number": 1.5}]),
+        ("repository", [None, {"id": "x"}, {}]),
+        ("action", [None, "", 5]),
+    ],
     "meta": [("object", ["page", None, 1]), ("entry", [None, "x", {"id": "1"}])],
 }
 
@@ -113,8 +121,24 @@ def hostile(draw: st.DrawFn, target: Target) -> tuple[str, Request]:
     source = draw(st.sampled_from(SOURCES))
     n = draw(st.integers(10_000, 10**9))
     req = legit(source, s, n)
-    kind = draw(st.sampled_from(["no-auth", "forged", "truncated", "wrong-secret", "tampered", "oversize",
-                                 "content-type", "signed-junk", "replay", "stale", "wrong-event", "method"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "no-auth",
+                "forged",
+                "truncated",
+                "wrong-secret",
+                "tampered",
+                "oversize",
+                "content-type",
+                "signed-junk",
+                "replay",
+                "stale",
+                "wrong-event",
+                "method",
+            ]
+        )
+    )
     if kind == "tampered" and source == "alertmanager":
         kind = "forged"  # a bearer token covers no body: whoever holds it may send any body
     headers = dict(req.headers)
@@ -122,9 +146,14 @@ def hostile(draw: st.DrawFn, target: Target) -> tuple[str, Request]:
     if kind == "no-auth":
         del headers[auth]
     elif kind == "forged":
-        headers[auth] = draw(st.one_of(st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80),
-                                       st.just("sha256=" + "0" * 64),
-                                       st.just("Bearer " + "x" * 40), st.just("0" * 64)))
+        headers[auth] = draw(
+            st.one_of(
+                st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80),
+                st.just("sha256=" + "0" * 64),
+                st.just("Bearer " + "x" * 40),
+                st.just("0" * 64),
+            )
+        )
     elif kind == "truncated":
         headers[auth] = headers[auth][: draw(st.integers(0, len(headers[auth]) - 1))]
     elif kind == "wrong-secret":
@@ -139,16 +168,26 @@ def hostile(draw: st.DrawFn, target: Target) -> tuple[str, Request]:
         pad = json.loads(req.body) | {"pad": "x" * (LIMIT + draw(st.integers(1, 5000)))}
         return kind, legit(source, s, n, dumps(pad))  # signed over the oversize body: size still refuses
     elif kind == "content-type":
-        headers["Content-Type"] = draw(st.sampled_from(["text/plain", "application/x-www-form-urlencoded",
-                                                        "application/xml", "", "multipart/form-data"]))
+        headers["Content-Type"] = draw(
+            st.sampled_from(
+                [
+                    "text/plain",
+                    "application/x-www-form-urlencoded",
+                    "application/xml",
+                    "",
+                    "multipart/form-data",
+                ]
+            )
+        )
     elif kind == "signed-junk":
-        return kind, legit(source, s, n, draw(junk(source, req.body)))
+        return kind, legit(source, s, n, junk(draw, source, req.body))
     elif kind == "replay":
         return kind, draw(st.sampled_from(target.replays))
     elif kind == "stale" and source == "grafana":
         body = req.body
-        return kind, Request(req.path, grafana_headers(s.grafana_secret, body, int(T0) - draw(
-            st.integers(301, 10**6))), body)
+        return kind, Request(
+            req.path, grafana_headers(s.grafana_secret, body, int(T0) - draw(st.integers(301, 10**6))), body
+        )
     elif kind == "wrong-event" and source == "github":
         headers["X-GitHub-Event"] = draw(st.sampled_from(["push", "", "SECRET_SCANNING_ALERT", "issues"]))
     elif kind == "method":
@@ -160,16 +199,21 @@ def hostile(draw: st.DrawFn, target: Target) -> tuple[str, Request]:
     return kind, Request(req.path, headers, req.body)
 
 
-def junk(source: str, good: bytes) -> st.SearchStrategy[bytes]:
+def junk(draw: st.DrawFn, source: str, good: bytes) -> bytes:
+    """A body that is not a valid delivery for `source` (drawn without building strategies per example)."""
     payload = json.loads(good)
-    not_json = st.binary(max_size=300).filter(lambda b: not _is_json(b))
-    wrong_top = st.sampled_from([b"[]", b"null", b"42", b'"text"', b"[{}]", b"true"])
-    truncated = st.integers(1, len(good) - 1).map(lambda i: good[:i]).filter(lambda b: not _is_json(b))
-    bad_field = st.sampled_from(BAD_FIELDS[source]).flatmap(
-        lambda fv: st.sampled_from(fv[1]).map(lambda v: dumps(payload | {fv[0]: v})))
-    missing = st.sampled_from([k for k, _ in BAD_FIELDS[source]]).map(
-        lambda k: dumps({key: val for key, val in payload.items() if key != k}))
-    return st.one_of(not_json, wrong_top, truncated, bad_field, missing)
+    mode = draw(st.sampled_from(["not-json", "wrong-top", "truncated", "bad-field", "missing"]))
+    if mode == "not-json":
+        body = draw(st.binary(max_size=300))
+        return body if not _is_json(body) else body + b"{"
+    if mode == "wrong-top":
+        return draw(st.sampled_from([b"[]", b"null", b"42", b'"text"', b"[{}]", b"true"]))
+    if mode == "truncated":
+        return good[: draw(st.integers(1, len(good) - 1))]  # a strict prefix of an object is never JSON
+    name, values = draw(st.sampled_from(BAD_FIELDS[source]))
+    if mode == "bad-field":
+        return dumps(payload | {name: draw(st.sampled_from(values))})
+    return dumps({key: val for key, val in payload.items() if key != name})
 
 
 def _is_json(b: bytes) -> bool:
@@ -181,6 +225,7 @@ def _is_json(b: bytes) -> bool:
 
 
 # --- the app under attack -----------------------------------------------------------------------
+
 
 @pytest.fixture
 def target(openbao, vault_prefix: str, tmp_path: Path) -> Iterator[Target]:
@@ -218,8 +263,12 @@ def target(openbao, vault_prefix: str, tmp_path: Path) -> Iterator[Target]:
     vault.close()
 
 
-HYPOTHESIS = settings(max_examples=2500, deadline=None, derandomize=False,
-                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+HYPOTHESIS = settings(
+    max_examples=2000,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def test_hostile_alert_deliveries_start_nothing(target: Target) -> None:
@@ -251,11 +300,14 @@ def test_hostile_alert_deliveries_start_nothing(target: Target) -> None:
     attack()
     target.settle()
     assert len(target.starter.starts) == baseline_runs
-    assert sum(seen.values()) >= 2000 and len(seen) == 12
+    assert sum(seen.values()) >= 1500 and len(seen) == 12
     # Still answering, and still doing its job.
     assert target.client.get("/healthz").json() == {"status": "ok"}
     fresh = legit("github", target.secrets, 99)
-    assert target.client.post(fresh.path, content=fresh.body, headers=fresh.headers).json()["outcome"] == "started"
+    assert (
+        target.client.post(fresh.path, content=fresh.body, headers=fresh.headers).json()["outcome"]
+        == "started"
+    )
     target.settle()
     assert len(target.starter.starts) == baseline_runs + 1
 
@@ -270,14 +322,24 @@ def test_hostile_slack_clicks_cast_no_vote(target: Target) -> None:
     assert len(target.runs.votes) == 1
 
     @HYPOTHESIS.__class__(HYPOTHESIS, max_examples=500)
-    @given(kind=st.sampled_from(["forged", "stale", "tampered", "replay", "stranger", "junk", "truncated"]),
-           data=st.data())
+    @given(
+        kind=st.sampled_from(["forged", "stale", "tampered", "replay", "stranger", "junk", "truncated"]),
+        data=st.data(),
+    )
     def attack(kind: str, data: st.DataObject) -> None:
         user = "U0SECLEAD" if kind != "stranger" else data.draw(st.sampled_from(["U0EVIL", "U0NOBODY"]))
-        body = click_body(user, run, "approve-rotation", "n0nce-abcdefgh",
-                          action_ts=f"{data.draw(st.integers(1, 10**9))}.000001")
-        ts = int(T0) if kind != "stale" else int(T0) + data.draw(st.sampled_from([-1, 1])) * data.draw(
-            st.integers(301, 10**6))
+        body = click_body(
+            user,
+            run,
+            "approve-rotation",
+            "n0nce-abcdefgh",
+            action_ts=f"{data.draw(st.integers(1, 10**9))}.000001",
+        )
+        ts = (
+            int(T0)
+            if kind != "stale"
+            else int(T0) + data.draw(st.sampled_from([-1, 1])) * data.draw(st.integers(301, 10**6))
+        )
         headers = slack_headers(s.slack_signing_secret if kind != "forged" else "forged-secret", body, ts)
         if kind == "tampered":
             body = body.replace(b"U0SECLEAD", b"U0CISO")
@@ -289,8 +351,18 @@ def test_hostile_slack_clicks_cast_no_vote(target: Target) -> None:
         elif kind == "truncated":
             headers["X-Slack-Signature"] = headers["X-Slack-Signature"][: data.draw(st.integers(0, 66))]
         r = target.client.post("/slack/interactions", content=body, headers=headers)
-        assert r.status_code in {"forged": {401}, "stale": {401}, "tampered": {401}, "replay": {409},
-                                 "stranger": {403}, "junk": {400, 409, 415}, "truncated": {401}}[kind], kind
+        assert (
+            r.status_code
+            in {
+                "forged": {401},
+                "stale": {401},
+                "tampered": {401},
+                "replay": {409},
+                "stranger": {403},
+                "junk": {400, 409, 415},
+                "truncated": {401},
+            }[kind]
+        ), kind
         assert len(target.runs.votes) == 1
 
     attack()

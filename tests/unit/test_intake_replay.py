@@ -25,7 +25,7 @@ def test_nonce_is_new_once_then_a_replay_until_it_expires(store: IntakeStore) ->
     assert store.remember("github:d-1", now=100, ttl_s=50)
     assert not store.remember("github:d-1", now=120, ttl_s=50)
     assert not store.remember("github:d-1", now=149, ttl_s=50)
-    assert store.remember("github:d-1", now=150, ttl_s=50)            # expired: new again
+    assert store.remember("github:d-1", now=150, ttl_s=50)  # expired: new again
     store.forget("github:d-1")
     assert store.remember("github:d-1", now=151, ttl_s=50)
 

@@ -66,17 +66,45 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
 
 # --- Alertmanager / Grafana ---------------------------------------------------------------------
 
-CFG = AlertRouting.model_validate({
-    "playbooks": {"template_abuse": {"labels": {"waba_id": "waba_id", "template_names": "template"}},
-                  "leaked_secret": {"parameters": {"leaked": "app_secret"}, "severity": "SEV1"}}})
+CFG = AlertRouting.model_validate(
+    {
+        "playbooks": {
+            "template_abuse": {"labels": {"waba_id": "waba_id", "template_names": "template"}},
+            "leaked_secret": {"parameters": {"leaked": "app_secret"}, "severity": "SEV1"},
+        }
+    }
+)
 
 
-def note(status: str = "firing", alerts: list[dict] | None = None, group_key: str = '{}:{alertname="A"}',
-         **kw) -> AlertNotification:
-    alerts = alerts if alerts is not None else [{"status": status, "labels": {
-        "alertname": "A", "playbook": "template-abuse", "waba_id": "42", "template": "t1", "severity": "warning"}}]
-    return AlertNotification.model_validate({"version": "4", "groupKey": group_key, "status": status,
-                                             "alerts": alerts, "groupLabels": {"alertname": "A"}, **kw})
+def note(
+    status: str = "firing", alerts: list[dict] | None = None, group_key: str = '{}:{alertname="A"}', **kw
+) -> AlertNotification:
+    alerts = (
+        alerts
+        if alerts is not None
+        else [
+            {
+                "status": status,
+                "labels": {
+                    "alertname": "A",
+                    "playbook": "template-abuse",
+                    "waba_id": "42",
+                    "template": "t1",
+                    "severity": "warning",
+                },
+            }
+        ]
+    )
+    return AlertNotification.model_validate(
+        {
+            "version": "4",
+            "groupKey": group_key,
+            "status": status,
+            "alerts": alerts,
+            "groupLabels": {"alertname": "A"},
+            **kw,
+        }
+    )
 
 
 def alert(playbook: str | None, status: str = "firing", **labels: str) -> dict:
@@ -86,21 +114,33 @@ def alert(playbook: str | None, status: str = "firing", **labels: str) -> dict:
     return {"status": status, "labels": base}
 
 
-@pytest.mark.parametrize(("alerts", "expected"), [
-    ([alert("template-abuse", waba_id="42", template="t1", severity="warning")],
-     [("template_abuse", "SEV2", {"waba_id": "42", "template_names": ["t1"]})]),
-    ([alert("template_abuse", template="t2", severity="critical"), alert("template-abuse", template="t1"),
-      alert("template-abuse", template="t1", severity="info")],
-     [("template_abuse", "SEV1", {"template_names": ["t1", "t2"]})]),              # worst severity, union
-    ([alert("leaked-secret", severity="info")], [("leaked_secret", "SEV1", {"leaked": "app_secret"})]),
-    ([alert("template-abuse"), alert("leaked-secret")],
-     [("leaked_secret", "SEV1", {"leaked": "app_secret"}), ("template_abuse", "SEV2", {})]),
-    ([alert("account-takeover")], []),                      # not listed for this source
-    ([alert("rm -rf")], []),
-    ([alert(None)], []),
-    ([alert("template-abuse", status="resolved")], []),    # a resolved alert inside a firing group
-    ([alert("template-abuse", waba_id="not-digits")], []),  # invalid parameter: recorded, not started
-])
+@pytest.mark.parametrize(
+    ("alerts", "expected"),
+    [
+        (
+            [alert("template-abuse", waba_id="42", template="t1", severity="warning")],
+            [("template_abuse", "SEV2", {"waba_id": "42", "template_names": ["t1"]})],
+        ),
+        (
+            [
+                alert("template_abuse", template="t2", severity="critical"),
+                alert("template-abuse", template="t1"),
+                alert("template-abuse", template="t1", severity="info"),
+            ],
+            [("template_abuse", "SEV1", {"template_names": ["t1", "t2"]})],
+        ),  # worst severity, union
+        ([alert("leaked-secret", severity="info")], [("leaked_secret", "SEV1", {"leaked": "app_secret"})]),
+        (
+            [alert("template-abuse"), alert("leaked-secret")],
+            [("leaked_secret", "SEV1", {"leaked": "app_secret"}), ("template_abuse", "SEV2", {})],
+        ),
+        ([alert("account-takeover")], []),  # not listed for this source
+        ([alert("rm -rf")], []),
+        ([alert(None)], []),
+        ([alert("template-abuse", status="resolved")], []),  # a resolved alert inside a firing group
+        ([alert("template-abuse", waba_id="not-digits")], []),  # invalid parameter: recorded, not started
+    ],
+)
 def test_alert_route(alerts, expected) -> None:
     route = alert_route("alertmanager", note(alerts=alerts), CFG)
     got = [(s.playbook, s.severity, s.parameters) for s in route.starts]
@@ -122,10 +162,17 @@ def test_resolved_group_closes_and_starts_nothing() -> None:
     assert route.starts == () and route.closes == (alert_route("alertmanager", note(), CFG).starts[0].key,)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("leaked-secret", "leaked_secret"), ("Template_Abuse", "template_abuse"), (" account-takeover ", "account_takeover"),
-    ("other", None), ("", None), (None, None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("leaked-secret", "leaked_secret"),
+        ("Template_Abuse", "template_abuse"),
+        (" account-takeover ", "account_takeover"),
+        ("other", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_playbook_named(value, expected) -> None:
     assert playbook_named(value) == expected
 
@@ -146,17 +193,20 @@ TOKEN = CredentialMatch("token", "meta/system-user-token")
 APP = CredentialMatch("app_secret", "meta/app-secret")
 
 
-@pytest.mark.parametrize(("delivery", "cfg", "match", "expected"), [
-    (gh(secret="x"), GH, TOKEN, {"leaked": "token", "leaked_token_path": "meta/system-user-token"}),
-    (gh("publicly_leaked", secret="x"), GH, APP, {"leaked": "app_secret", "leaked_token_path": None}),
-    (gh("reopened", secret="x"), GH, APP, {"leaked": "app_secret", "leaked_token_path": None}),
-    (gh(secret="x"), GH, None, None),                                      # not ours
-    (gh(), GH, None, None),                                                # no value, policy says record
-    (gh(), GH.model_copy(update={"when_value_absent": "start"}), None, {"leaked": "token"}),
-    (gh(secret_type="aws_access_key"), GH.model_copy(update={"when_value_absent": "start"}), None, None),
-    (gh("assigned", secret="x"), GH, TOKEN, None),
-    (gh("validated", secret="x"), GH, TOKEN, None),
-])
+@pytest.mark.parametrize(
+    ("delivery", "cfg", "match", "expected"),
+    [
+        (gh(secret="x"), GH, TOKEN, {"leaked": "token", "leaked_token_path": "meta/system-user-token"}),
+        (gh("publicly_leaked", secret="x"), GH, APP, {"leaked": "app_secret", "leaked_token_path": None}),
+        (gh("reopened", secret="x"), GH, APP, {"leaked": "app_secret", "leaked_token_path": None}),
+        (gh(secret="x"), GH, None, None),  # not ours
+        (gh(), GH, None, None),  # no value, policy says record
+        (gh(), GH.model_copy(update={"when_value_absent": "start"}), None, {"leaked": "token"}),
+        (gh(secret_type="aws_access_key"), GH.model_copy(update={"when_value_absent": "start"}), None, None),
+        (gh("assigned", secret="x"), GH, TOKEN, None),
+        (gh("validated", secret="x"), GH, TOKEN, None),
+    ],
+)
 def test_github_route(delivery, cfg, match, expected) -> None:
     route = github_route(delivery, cfg, match)
     if expected is None:
@@ -164,7 +214,11 @@ def test_github_route(delivery, cfg, match, expected) -> None:
     else:
         [start] = route.starts
         assert (start.playbook, start.key, start.severity, start.parameters) == (
-            "leaked_secret", "github:7:42", "SEV1", expected)
+            "leaked_secret",
+            "github:7:42",
+            "SEV1",
+            expected,
+        )
         assert start.source == "github:secret_scanning_alert:42"
 
 
@@ -178,11 +232,15 @@ def test_github_secret_never_in_repr() -> None:
 
 # --- parameters ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("key", "expected"), [
-    ("github:7:42:leaked_secret:1", "github:7:42:leaked_secret:1"),
-    ("alertmanager:A b/c:1", "alertmanager:A-b-c:1"),
-    ("%%%", "incident"),
-])
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("github:7:42:leaked_secret:1", "github:7:42:leaked_secret:1"),
+        ("alertmanager:A b/c:1", "alertmanager:A-b-c:1"),
+        ("%%%", "incident"),
+    ],
+)
 def test_incident_id(key, expected) -> None:
     assert incident_id(key) == expected
 
@@ -202,11 +260,28 @@ def test_long_keys_stay_distinct() -> None:
 def test_build_parameters_matches_the_flow_signatures() -> None:
     common = {"incident_id": "i", "severity": "SEV2", "initiator": "intake:meta", "source": "s"}
     assert build_parameters("account_takeover", common) == {
-        **common, "plan": False, "waba_id": None, "phone_number_ids": [], "suspect_users": []}
+        **common,
+        "plan": False,
+        "waba_id": None,
+        "phone_number_ids": [],
+        "suspect_users": [],
+    }
     assert set(build_parameters("template_abuse", common)) == {
-        *common, "plan", "waba_id", "template_names", "statuses", "reasons", "deregister_numbers"}
-    assert set(build_parameters("leaked_secret", common)) == {*common, "plan", "waba_id", "leaked",
-                                                              "leaked_token_path"}
+        *common,
+        "plan",
+        "waba_id",
+        "template_names",
+        "statuses",
+        "reasons",
+        "deregister_numbers",
+    }
+    assert set(build_parameters("leaked_secret", common)) == {
+        *common,
+        "plan",
+        "waba_id",
+        "leaked",
+        "leaked_token_path",
+    }
     with pytest.raises(ValueError):
         build_parameters("leaked_secret", {**common, "unknown": 1})
 

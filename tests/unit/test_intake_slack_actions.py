@@ -29,16 +29,37 @@ def payload(**over) -> bytes:
     return urlencode({"payload": json.dumps(base)}).encode()
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"payload=", b"payload=%5B%5D", b"a=1&b=2", b"payload=1&payload=2", b"\xff",
-    payload(type="view_submission"),
-    payload(user={"id": "u0lower"}), payload(user={"id": "U0" + "X" * 40}), payload(user="U0ONCALL"),
-    payload(actions=[]), payload(actions=[{"action_id": "approve"}, {"action_id": "deny"}]),
-    payload(actions=[{"action_id": "approve", "value": "{}"}]),
-    payload(actions=[{"action_id": "approve", "value": json.dumps({"run": "x", "step": "s", "nonce": "n0nce-abc"})}]),
-    payload(actions=[{"action_id": "escalate", "value": json.dumps(
-        {"run": str(RUN), "step": "s", "nonce": "n0nce-abcdefgh"})}]),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"payload=",
+        b"payload=%5B%5D",
+        b"a=1&b=2",
+        b"payload=1&payload=2",
+        b"\xff",
+        payload(type="view_submission"),
+        payload(user={"id": "u0lower"}),
+        payload(user={"id": "U0" + "X" * 40}),
+        payload(user="U0ONCALL"),
+        payload(actions=[]),
+        payload(actions=[{"action_id": "approve"}, {"action_id": "deny"}]),
+        payload(actions=[{"action_id": "approve", "value": "{}"}]),
+        payload(
+            actions=[
+                {"action_id": "approve", "value": json.dumps({"run": "x", "step": "s", "nonce": "n0nce-abc"})}
+            ]
+        ),
+        payload(
+            actions=[
+                {
+                    "action_id": "escalate",
+                    "value": json.dumps({"run": str(RUN), "step": "s", "nonce": "n0nce-abcdefgh"}),
+                }
+            ]
+        ),
+    ],
+)
 def test_malformed_clicks(body: bytes) -> None:
     with pytest.raises(BadClick):
         parse_click(body)
@@ -48,22 +69,29 @@ def click(user: str) -> Click:
     return Click(user, "approve", RUN, "s1", "n0nce-abcdefgh", None)
 
 
-@pytest.mark.parametrize(("user", "info", "expected"), [
-    ("U0ONCALL", RunInfo("leaked_secret", "intake:github"), None),
-    ("U0ONCALL", RunInfo("leaked_secret", None), None),
-    ("U0EVIL", RunInfo("leaked_secret", "intake:github"), "not-approver"),
-    ("U0ONCALL", RunInfo("leaked_secret", "U0ONCALL"), "self-approval"),
-    ("U0ONCALL", RunInfo("leaked_secret", "slack:U0ONCALL"), "self-approval"),
-    ("U0ONCALL", None, "no-such-run"),
-    ("U0ONCALL", RunInfo(None, "x"), "not-a-playbook"),
-])
+@pytest.mark.parametrize(
+    ("user", "info", "expected"),
+    [
+        ("U0ONCALL", RunInfo("leaked_secret", "intake:github"), None),
+        ("U0ONCALL", RunInfo("leaked_secret", None), None),
+        ("U0EVIL", RunInfo("leaked_secret", "intake:github"), "not-approver"),
+        ("U0ONCALL", RunInfo("leaked_secret", "U0ONCALL"), "self-approval"),
+        ("U0ONCALL", RunInfo("leaked_secret", "slack:U0ONCALL"), "self-approval"),
+        ("U0ONCALL", None, "no-such-run"),
+        ("U0ONCALL", RunInfo(None, "x"), "not-a-playbook"),
+    ],
+)
 def test_refusal(user, info, expected) -> None:
     assert refusal(click(user), info, POLICIES) == expected
 
 
 def test_self_approval_when_the_policy_allows_it() -> None:
-    lenient = {**POLICIES, "leaked_secret": PlaybookPolicy(playbook="leaked_secret", approvers=["U0ONCALL"],
-                                                          allow_self_approval=True)}
+    lenient = {
+        **POLICIES,
+        "leaked_secret": PlaybookPolicy(
+            playbook="leaked_secret", approvers=["U0ONCALL"], allow_self_approval=True
+        ),
+    }
     assert refusal(click("U0ONCALL"), RunInfo("leaked_secret", "U0ONCALL"), lenient) is None
 
 

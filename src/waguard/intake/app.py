@@ -72,20 +72,29 @@ class IntakeService:
 
     async def receive(self, request: Request, source: str, content_types: tuple[str, ...]) -> Inbound:
         """Check size and content type, then read the raw body (never more than the limit)."""
+        headers: dict[str, str] = {}
+        for name, value in request.scope["headers"]:  # raw ASGI headers: cheaper than Starlette's view
+            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
         limit = self.settings.intake.max_body_bytes
-        length = request.headers.get("content-length")
+        length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             raise Problem(413, "body_too_large", f"the body exceeds {limit} bytes", "rejected-input")
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in content_types:
             raise Problem(415, "unsupported_media_type", f"content type must be {' or '.join(content_types)}",
                           "rejected-input")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
+        while True:
+            message = await request.receive()
+            if message["type"] != "http.request":
+                raise Problem(400, "incomplete_body", "the client went away before the body ended",
+                              "rejected-input")
+            body += message.get("body", b"")
             if len(body) > limit:
                 raise Problem(413, "body_too_large", f"the body exceeds {limit} bytes", "rejected-input")
-        return Inbound(source, bytes(body), {k.lower(): v for k, v in request.headers.items()})
+            if not message.get("more_body", False):
+                break
+        return Inbound(source, bytes(body), headers)
 
     def rejected(self, d: Inbound, err: Rejected, request: Request) -> Problem:
         """Count and log a failed verification (a detection signal) and turn it into a 401."""
@@ -103,7 +112,8 @@ class IntakeService:
         self.metrics.deliveries.labels(source, outcome).inc()
         self.audit.write(at=self.clock(), source=source, outcome=outcome, status=status,
                          verification=d.verification if d else "not-checked",
-                         body_sha256=d.sha256 if d else None, delivery_id=safe_id(d.delivery_id) if d else None,
+                         body_sha256=d.sha256 if d else None,
+                         delivery_id=safe_id(d.delivery_id) if d else None,
                          **audit)
         return JSONResponse(body, status_code=status)
 
@@ -133,8 +143,8 @@ class IntakeService:
         except Problem as p:
             return self.problem(source, d, p)
         except SecretsUnavailable:
-            return self.problem(source, d, Problem(503, "unavailable", "secrets cannot be read now; retry later",
-                                                   "unavailable"))
+            return self.problem(source, d, Problem(
+                503, "unavailable", "the delivery cannot be taken now; retry", "unavailable"))
         if not fresh:
             self.metrics.duplicates.labels(source, "replay").inc()
             return self.answer(source, d, 200, "duplicate", {"outcome": "duplicate"})
@@ -168,7 +178,6 @@ class IntakeService:
         """Meta's GET verification: echo hub.challenge only when hub.verify_token matches."""
         q = request.query_params
         d = Inbound("meta", b"", {})
-        d.extra["handshake"] = True
         try:
             if q.get("hub.mode") != "subscribe":
                 raise Problem(400, "bad_handshake", "hub.mode must be subscribe", "rejected-input")
@@ -182,7 +191,8 @@ class IntakeService:
                 d.verification = f"failed:{err.reason}"
                 self.metrics.signature_failures.labels("meta", f"verify-token-{err.reason}").inc()
                 log.warning("intake: Meta handshake with a wrong verify token (%s)", err.reason)
-                raise Problem(403, "forbidden", "the verify token does not match", "rejected-signature") from None
+                raise Problem(403, "forbidden", "the verify token does not match",
+                              "rejected-signature") from None
         except Problem as p:
             return self.problem("meta", d, p)
         except SecretsUnavailable:
@@ -233,7 +243,8 @@ def create_app(settings: Settings, vault: SecretReader, starter: RunStarter,
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status >= 500:
-            log.error("intake: unexpected error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+            log.error("intake: unexpected error on %s %s: %s", request.method, request.url.path,
+                      type(exc).__name__)
         return JSONResponse({"error": "not_found" if status == 404 else "method_not_allowed"
                              if status == 405 else "error"}, status_code=status)
 

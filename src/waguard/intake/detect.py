@@ -8,6 +8,7 @@ Phone numbers are never copied out of a payload; only Graph phone-number ids are
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -16,6 +17,7 @@ from waguard.intake.routing import MetaRouting, Route, Start
 from waguard.policy import Playbook
 
 _ID_CHARS = frozenset("0123456789")
+_WORD = re.compile(r"[^A-Za-z0-9_]+")
 
 
 class MetaChange(BaseModel):
@@ -90,5 +92,6 @@ def detect(delivery: MetaDelivery, cfg: MetaRouting) -> Route:
         event = "template_status" if playbook == "template_abuse" else "account"
         starts.append(Start(playbook, f"meta:{waba}:{playbook}", severity, f"meta:{waba}:{event}",
                             {"waba_id": waba, **params}))
-    notes = () if starts else (f"no detection in fields {sorted(fields_seen)[:10]}",)
+    plain = sorted({_WORD.sub("", f)[:40] for f in fields_seen})[:10]  # notes reach the audit log
+    notes = () if starts else (f"no detection in fields {', '.join(plain)}",)
     return Route(starts=tuple(starts), notes=notes)

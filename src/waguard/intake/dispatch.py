@@ -86,7 +86,8 @@ class Dispatcher:
         if pending.incident_id in self._starting:
             return
         self._starting.add(pending.incident_id)
-        task = asyncio.get_running_loop().create_task(self._start(pending), name=f"start {pending.incident_id}")
+        task = asyncio.get_running_loop().create_task(self._start(pending),
+                                                      name=f"start {pending.incident_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -110,7 +111,8 @@ class Dispatcher:
             self.audit.write(at=self.clock(), source="intake", outcome="run-started", status=0,
                              verification="n/a", body_sha256=None, incident_key=pending.incident_id,
                              run_id=run_id, playbook=pending.playbook)
-            log.info("intake: started %s run %s for incident %s", pending.playbook, run_id, pending.incident_id)
+            log.info("intake: started %s run %s for incident %s", pending.playbook, run_id,
+                     pending.incident_id)
         finally:
             self._starting.discard(pending.incident_id)
 

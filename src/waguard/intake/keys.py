@@ -124,8 +124,8 @@ class SecretCache:
         try:
             window = RotationWindow.model_validate(json.loads(raw.value.get_secret_value()))
         except (ValueError, ValidationError):
-            log.warning("intake: the rotation window at %s is malformed; only the current app secret verifies",
-                        intake.rotation_window_path)
+            log.warning("intake: the rotation window at %s is malformed; only the current app secret "
+                        "verifies", intake.rotation_window_path)
             return None
         if window.until.tzinfo is None or window.until.timestamp() <= self._clock():
             return None

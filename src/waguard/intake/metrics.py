@@ -21,7 +21,8 @@ class IntakeMetrics:
         self.deliveries = Counter("waguard_intake_deliveries", "Deliveries by source and outcome.",
                                   ["source", "outcome"], registry=r)
         self.signature_failures = Counter(
-            "waguard_intake_signature_failures", "Deliveries that failed authentication (a detection signal).",
+            "waguard_intake_signature_failures",
+            "Deliveries that failed authentication (a detection signal).",
             ["source", "reason"], registry=r)
         self.runs_started = Counter("waguard_intake_runs_started", "Playbook runs started.", ["playbook"],
                                     registry=r)

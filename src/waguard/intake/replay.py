@@ -10,8 +10,9 @@ a crash between them can neither lose an incident (nonce stored, incident not) n
   after a quiet period without deliveries; the next alert about the same key then opens generation
   n+1. Prefect's idempotency key is permanent (prefect-notes §1.4), so the generation is part of it.
 
-All calls are synchronous and short (WAL, synchronous=NORMAL: no fsync per commit); the service calls
-them from its event loop thread only, so no await ever splits a check from its update.
+All calls are synchronous and short (WAL, synchronous=NORMAL: no fsync per commit; checkpoints run
+in a thread of their own); the service calls them from its event loop thread only, so no await ever
+splits a check from its update.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 PRUNE_EVERY = 2000  # nonce inserts between two sweeps of expired rows
+CHECKPOINT_EVERY_S = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nonces (
@@ -83,9 +86,29 @@ class IntakeStore:
         self._db.executescript(_SCHEMA)
         self._inserts = 0
         self._depth = 0
+        # Checkpoints (the only fsyncs in WAL mode with synchronous=NORMAL) run in a thread of their
+        # own, not inside a delivery's commit on the event loop.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(path,), daemon=True,
+                                              name="intake-sqlite-checkpoint")
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self, path: Path) -> None:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(CHECKPOINT_EVERY_S):
+                with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
 
     def close(self) -> None:
-        """Close the database."""
+        """Stop the checkpointer (after a last checkpoint) and close the database."""
+        self._stop.set()
+        self._checkpointer.join(timeout=10)
         self._db.close()
 
     @contextlib.contextmanager
@@ -148,18 +171,21 @@ class IntakeStore:
         with self.transaction():
             row = self._db.execute(
                 "SELECT generation, incident_id, closed, last_seen, run_id, parameters FROM incidents "
-                "WHERE base = ? AND playbook = ? ORDER BY generation DESC LIMIT 1", (base, playbook)).fetchone()
+                "WHERE base = ? AND playbook = ? ORDER BY generation DESC LIMIT 1",
+                (base, playbook)).fetchone()
             if row is not None:
                 generation, incident_id, closed, last_seen, run_id, parameters = row
                 if not closed and now - last_seen <= quiet_s:
                     self._db.execute(
-                        "UPDATE incidents SET last_seen = ?, deliveries = deliveries + 1 WHERE incident_id = ?",
+                        "UPDATE incidents SET last_seen = ?, deliveries = deliveries + 1 "
+                        "WHERE incident_id = ?",
                         (now, incident_id))
-                    return Claim(incident_id, playbook, generation, False, run_id, json.loads(parameters))
+                    return Claim(incident_id, playbook, generation, False, run_id, {})
             generation = (row[0] + 1) if row is not None else 1
             incident_id, params = build(generation)
             self._db.execute(
-                "INSERT INTO incidents (base, playbook, generation, incident_id, parameters, opened, last_seen) "
+                "INSERT INTO incidents "
+                "(base, playbook, generation, incident_id, parameters, opened, last_seen) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (base, playbook, generation, incident_id, json.dumps(params, sort_keys=True), now, now))
             return Claim(incident_id, playbook, generation, True, None, params)
@@ -180,13 +206,15 @@ class IntakeStore:
 
     def run_of(self, incident_id: str) -> str | None:
         """The run id of an incident, if its run has started."""
-        row = self._db.execute("SELECT run_id FROM incidents WHERE incident_id = ?", (incident_id,)).fetchone()
+        row = self._db.execute("SELECT run_id FROM incidents WHERE incident_id = ?",
+                               (incident_id,)).fetchone()
         return row[0] if row else None
 
     def pending(self) -> list[PendingStart]:
         """Incidents whose run has not started (to resume after a restart)."""
         rows = self._db.execute(
-            "SELECT incident_id, playbook, parameters FROM incidents WHERE status = 'pending' ORDER BY opened")
+            "SELECT incident_id, playbook, parameters FROM incidents "
+            "WHERE status = 'pending' ORDER BY opened")
         return [PendingStart(i, p, json.loads(params)) for i, p, params in rows]
 
     def incident_count(self) -> int:
@@ -195,5 +223,6 @@ class IntakeStore:
 
     def deliveries(self, incident_id: str) -> int:
         """How many deliveries opened or joined an incident."""
-        row = self._db.execute("SELECT deliveries FROM incidents WHERE incident_id = ?", (incident_id,)).fetchone()
+        row = self._db.execute("SELECT deliveries FROM incidents WHERE incident_id = ?",
+                               (incident_id,)).fetchone()
         return int(row[0]) if row else 0

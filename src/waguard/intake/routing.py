@@ -103,7 +103,8 @@ class TemplateAbuseDetection(BaseModel):
 class AccountTakeoverDetection(BaseModel):
     model_config = {"extra": "forbid"}
 
-    account_update_events: list[str] = Field(default_factory=lambda: ["PARTNER_ADDED", "PARTNER_APP_INSTALLED"])
+    account_update_events: list[str] = Field(
+        default_factory=lambda: ["PARTNER_ADDED", "PARTNER_APP_INSTALLED"])
     security_events: list[str] = Field(default_factory=lambda: ["PIN_CHANGED", "PIN_RESET_REQUEST"])
     severity: Severity = "SEV1"
 
@@ -309,10 +310,11 @@ def github_route(d: SecretScanningDelivery, cfg: GitHubRouting, match: Credentia
     """
     key = github_key(d)
     source = f"github:secret_scanning_alert:{d.alert.number}"
+    action = _NAME.sub("", d.action)[:40]  # notes reach the audit log: keep them plain words
     if d.action in cfg.close_actions:
-        return Route(closes=(key,), notes=(f"alert {d.action}; recorded",))
+        return Route(closes=(key,), notes=(f"alert {action}; recorded",))
     if d.action not in cfg.start_actions:
-        return Route(notes=(f"action {d.action} is recorded, not acted on",))
+        return Route(notes=(f"action {action} is recorded, not acted on",))
     if d.alert.secret is not None:
         if match is None:
             return Route(notes=("the leaked value is not a credential waguard manages",))

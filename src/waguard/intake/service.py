@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from starlette.applications import Starlette
 
@@ -43,8 +43,13 @@ def prefect_api(settings: Settings) -> Iterator[None]:
         yield
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    """Run the intake in the foreground until interrupted (`waguard intake`)."""
+def serve(settings: Settings, host: str | None = None, port: int | None = None,
+          say: Callable[[str], None] = print) -> None:
+    """Run the intake in the foreground until interrupted (`waguard intake`).
+
+    Raises:
+        ConfigError, VaultError, PortInUse: before anything listens, with a message naming the fix.
+    """
     import uvicorn
 
     from waguard.servers import ensure_port_free
@@ -54,6 +59,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     ensure_port_free("the intake service", host, port)
     with prefect_api(settings):
         app, vault = build(settings)
+        say(f"waguard intake listening on http://{host}:{port} (Ctrl-C to stop)")
         try:
             uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
         finally:

@@ -81,7 +81,8 @@ def parse_click(body: bytes) -> Click:
         raise BadClick(str(err)) from None
     ts = action.get("action_ts")
     return Click(user=user_id, decision=action["action_id"], run_id=value.run, step=value.step,
-                 nonce=value.nonce, action_ts=ts if isinstance(ts, str) and _ACTION_TS.fullmatch(ts) else None)
+                 nonce=value.nonce,
+                 action_ts=ts if isinstance(ts, str) and _ACTION_TS.fullmatch(ts) else None)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ def all_approvers(policies: Mapping[Playbook, PlaybookPolicy]) -> frozenset[str]
     return frozenset(a for p in policies.values() for a in p.approvers)
 
 
-def refusal(click: Click, info: RunInfo | None, policies: Mapping[Playbook, PlaybookPolicy]) -> Refusal | None:
+def refusal(click: Click, info: RunInfo | None,
+            policies: Mapping[Playbook, PlaybookPolicy]) -> Refusal | None:
     """Why the intake refuses this click for this run, or None to pass the vote on (pure)."""
     if info is None:
         return "no-such-run"

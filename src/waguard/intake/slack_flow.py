@@ -79,7 +79,8 @@ class SlackClicks:
             d.verification = "ok"
             # A signed request replayed inside the window: same timestamp and signature.
             if not svc.store.remember(f"slack:request:{ts}:{sig}", now=svc.clock(), ttl_s=REQUEST_TTL_S):
-                raise Problem(409, "repeated_request", "this request was already received", "refused-repeated")
+                raise Problem(409, "repeated_request", "this request was already received",
+                              "refused-repeated")
             try:
                 click = parse_click(d.body)
             except BadClick as err:
@@ -94,7 +95,8 @@ class SlackClicks:
                 info = await self.runs.describe(click.run_id)
             except Exception as err:  # Prefect unreachable: the click can be repeated
                 log.warning("intake: could not read run %s (%s)", click.run_id, type(err).__name__)
-                raise Problem(503, "unavailable", "the run cannot be read now; try again", "unavailable") from None
+                raise Problem(503, "unavailable", "the run cannot be read now; try again",
+                              "unavailable") from None
             reason = refusal(click, info, self.policies)
             if reason is not None:
                 status, outcome = _REFUSAL_ANSWERS[reason]
@@ -109,8 +111,10 @@ class SlackClicks:
                     approver=click.user, decision=click.decision, nonce=click.nonce))
             except Exception as err:  # Prefect unreachable: let the person click again
                 svc.store.forget(vote_key)
-                log.warning("intake: could not deliver a vote to run %s (%s)", click.run_id, type(err).__name__)
-                raise Problem(503, "unavailable", "the run cannot be reached now; try again", "unavailable") from None
+                log.warning("intake: could not deliver a vote to run %s (%s)", click.run_id,
+                            type(err).__name__)
+                raise Problem(503, "unavailable", "the run cannot be reached now; try again",
+                              "unavailable") from None
             status, outcome = _SUBMIT_ANSWERS[result]
             code = None if status == 200 else f"{result}_step"
             return self._answer(d, status, outcome, click, code, None if status == 200 else result)

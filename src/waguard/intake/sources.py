@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -51,7 +51,6 @@ class Inbound:
     sha256: str = ""
     delivery_id: str | None = None
     verification: str = "not-checked"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sha256 = hashlib.sha256(self.body).hexdigest()
@@ -69,7 +68,9 @@ def model(cls: type[BaseModel], payload: Any) -> Any:
     try:
         return cls.model_validate(payload)
     except ValidationError as err:
-        where = sorted({".".join(map(str, e["loc"])) or "(body)" for e in err.errors()})[:5]
+        # Top-level field names only: deeper locations can be keys the sender chose (alert labels).
+        where = sorted({str(e["loc"][0]) if e["loc"] and e["loc"][0] in cls.model_fields else "(body)"
+                        for e in err.errors()})[:5]
         raise Problem(422, "invalid_payload", "the payload does not match the expected shape at: "
                       + ", ".join(where), "rejected-input") from None
 
@@ -152,7 +153,8 @@ class Sources:
 
     async def interpret_meta(self, d: Inbound, payload: Any) -> Interpreted:
         if not isinstance(payload, dict) or payload.get("object") != "whatsapp_business_account":
-            raise Problem(400, "unsupported_event", "object must be whatsapp_business_account", "rejected-input")
+            raise Problem(400, "unsupported_event", "object must be whatsapp_business_account",
+                          "rejected-input")
         parsed: MetaDelivery = model(MetaDelivery, payload)
         cfg = self.routing.meta
         # Meta sends no delivery id and retries for 7 days: the body hash is the nonce.

@@ -82,7 +82,8 @@ def verify_hub_signature(secrets: Sequence[Secret], body: bytes, header: str | N
     if not header:
         raise Rejected("missing", "the X-Hub-Signature-256 header is missing")
     if not _HUB.fullmatch(header):
-        raise Rejected("malformed", "X-Hub-Signature-256 is not 'sha256=' followed by 64 lower-case hex digits")
+        raise Rejected("malformed",
+                       "X-Hub-Signature-256 is not 'sha256=' followed by 64 lower-case hex digits")
     given = header.encode()
     matched = -1
     # Check every key, not just until the first match, so timing does not tell which one signed.
