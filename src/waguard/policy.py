@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -82,6 +82,28 @@ def policy_path(runbooks_dir: Path, playbook: Playbook) -> Path:
     return runbooks_dir / f"{playbook.replace('_', '-')}.policy.yaml"
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(path: Path, model: type[M], what: str) -> M:
+    """Read a YAML file responders edit into `model`.
+
+    Raises:
+        ConfigError: naming the file and every invalid key.
+    """
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        lines = [f"  {'.'.join(map(str, e['loc'])) or '(file)'}: {e['msg']}" for e in err.errors()]
+        raise ConfigError(f"{what} {path} is invalid:\n" + "\n".join(lines)) from None
+
+
 def load_policy(runbooks_dir: Path, playbook: Playbook) -> PlaybookPolicy:
     """Read and validate one playbook's policy.
 
@@ -89,17 +111,7 @@ def load_policy(runbooks_dir: Path, playbook: Playbook) -> PlaybookPolicy:
         ConfigError: naming the file and every invalid key.
     """
     path = policy_path(runbooks_dir, playbook)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read policy {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"policy {path} is not valid YAML: {err}") from None
-    try:
-        policy = PlaybookPolicy.model_validate(data)
-    except ValidationError as err:
-        lines = [f"  {'.'.join(map(str, e['loc'])) or '(file)'}: {e['msg']}" for e in err.errors()]
-        raise ConfigError(f"policy {path} is invalid:\n" + "\n".join(lines)) from None
+    policy = load_yaml_model(path, PlaybookPolicy, "policy")
     if policy.playbook != playbook:
         raise ConfigError(f"policy {path} is for playbook {policy.playbook}, not {playbook}")
     return policy

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from waguard.errors import ConfigError
 from waguard.intake.params import MANAGED, PARAMETER_MODELS, settable, worst
-from waguard.policy import PLAYBOOKS, Playbook, Severity, load_policy
+from waguard.policy import PLAYBOOKS, Playbook, Severity, load_policy, load_yaml_model
 
 ROUTING_FILE = "routing.yaml"
 Leaked = Literal["app_secret", "token", "both"]
@@ -146,17 +146,7 @@ def load_routing(path: Path, runbooks_dir: Path | None = None) -> RoutingPolicy:
     Raises:
         ConfigError: naming the file and every invalid key.
     """
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read routing policy {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"routing policy {path} is not valid YAML: {err}") from None
-    try:
-        policy = RoutingPolicy.model_validate(data)
-    except ValidationError as err:
-        lines = [f"  {'.'.join(map(str, e['loc'])) or '(file)'}: {e['msg']}" for e in err.errors()]
-        raise ConfigError(f"routing policy {path} is invalid:\n" + "\n".join(lines)) from None
+    policy = load_yaml_model(path, RoutingPolicy, "routing policy")
     if runbooks_dir is not None:
         for playbook in sorted(policy.playbooks()):
             load_policy(runbooks_dir, playbook)  # raises ConfigError naming the policy file
