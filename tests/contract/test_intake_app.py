@@ -182,10 +182,10 @@ async def test_github_app_secret_and_unmanaged_values(intake: Harness) -> None:
     assert r.json()["outcome"] == "started"
     r = await post_gh(intake, github_alert(number=8, secret="EAAGsomeoneelsestoken"))
     assert r.json()["outcome"] == "recorded"
-    r = await post_gh(intake, github_alert(number=9))  # GitHub's own webhook: no value
-    assert r.json()["outcome"] == "recorded"
+    r = await post_gh(intake, github_alert(number=9))  # GitHub's own webhook: no value, starts on the type
+    assert r.json()["outcome"] == "started"
     await intake.settle()
-    assert [s[1]["leaked"] for s in intake.starter.starts] == ["app_secret"]
+    assert [s[1]["leaked"] for s in intake.starter.starts] == ["app_secret", "token"]
 
 
 @pytest.mark.parametrize(

@@ -69,11 +69,10 @@ def detect(delivery: MetaDelivery, cfg: MetaRouting) -> Route:
                 reason = _text(value.get("reason"), 64)
                 abusive = event in t.statuses or (event == "REJECTED" and reason in t.rejected_reasons)
                 if abusive:
-                    bucket = found.setdefault((waba, "template_abuse"),
-                                              {"template_names": [], "statuses": [], "reasons": []})
+                    # The template is named, not filtered by the event: FLAGGED is an event, never a
+                    # template status, so a status filter built from it would find nothing to delete.
+                    bucket = found.setdefault((waba, "template_abuse"), {"template_names": []})
                     _add(bucket, "template_names", _text(value.get("message_template_name"), 512))
-                    _add(bucket, "statuses", event)
-                    _add(bucket, "reasons", reason)
             elif change.field in ("account_update", "security") and cfg.account_takeover:
                 a = cfg.account_takeover
                 events = a.account_update_events if change.field == "account_update" else a.security_events
