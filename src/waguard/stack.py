@@ -127,7 +127,8 @@ class LocalStack:
         root_token = secrets.token_urlsafe(24)
         self.say(f"starting OpenBao dev server on {self.urls.vault}")
         child = devserver.dev_server(host=s.host, port=s.vault_port, root_token=root_token,
-                                     log_path=home / "logs" / "openbao.log")
+                                     log_path=home / "logs" / "openbao.log",
+                                     unseal_key_file=home / "vault-unseal-key")
         self._children.append(child.start())
         token_file = self.settings.vault.token_file or home / "vault-token"
         _write_private(token_file, root_token)

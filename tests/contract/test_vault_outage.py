@@ -123,8 +123,8 @@ def test_scrubber_script_keeps_the_key_and_blanks_it_in_the_output(tmp_path: Pat
     target = tmp_path / "keys" / "unseal"
     child = "import os; print('Unseal Key: KEY-123='); print('Root Token: TOK'); " \
             "print('child sees', os.environ.get('BAO_UNSEAL_KEY_FILE'))"
-    out = subprocess.run([sys.executable, "-I", _logscrub.__file__, "NONE", "--", sys.executable, "-c", child],
-                         env={**os.environ, "BAO_UNSEAL_KEY_FILE": str(target)}, capture_output=True,
+    argv = [sys.executable, "-I", _logscrub.__file__, "NONE", "--", sys.executable, "-c", child]
+    out = subprocess.run(argv, env={**os.environ, "BAO_UNSEAL_KEY_FILE": str(target)}, capture_output=True,
                          check=True, timeout=30).stdout
     assert out == b"Unseal Key: [redacted]\nRoot Token: [redacted]\nchild sees None\n"
     assert target.read_bytes() == b"KEY-123=" and target.stat().st_mode & 0o777 == 0o600

@@ -135,6 +135,7 @@ class IntakeService:
             except (UnicodeDecodeError, ValueError):
                 raise Problem(400, "malformed_json", "the body is not valid JSON", "rejected-input") from None
             got = await self.sources.interpreter(source)(d, payload)
+            await self.dispatcher.retire_ended(got.route, now=self.clock())
             now = self.clock()
             with self.store.transaction():
                 fresh = self.store.remember(f"{source}:{got.nonce}", now=now,

@@ -199,6 +199,19 @@ class IntakeStore:
                              (now, base))
         return ids
 
+    def open_run(self, base: str, playbook: str) -> tuple[str, str] | None:
+        """(incident id, run id) of the open incident for (base, playbook), once its run has started."""
+        row = self._db.execute(
+            "SELECT incident_id, run_id FROM incidents WHERE base = ? AND playbook = ? AND closed = 0 "
+            "AND run_id IS NOT NULL ORDER BY generation DESC LIMIT 1", (base, playbook)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def close_incident(self, incident_id: str, *, now: float) -> None:
+        """Close one incident (its run has ended): the next delivery for its key opens a new one."""
+        with self.transaction():
+            self._db.execute("UPDATE incidents SET closed = 1, last_seen = ? WHERE incident_id = ?",
+                             (now, incident_id))
+
     def set_run(self, incident_id: str, run_id: str) -> None:
         """Record the run an incident started."""
         self._db.execute("UPDATE incidents SET run_id = ?, status = 'started' WHERE incident_id = ?",

