@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from waguard import __version__
 from waguard.errors import WaguardError
@@ -46,9 +47,10 @@ def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
-    print("waguard drill: game-day drills are not built yet (see the drills issue). "
-          "`waguard up` starts the local stack they will run on.")
-    return 0
+    from waguard.drills.command import drill
+
+    return drill(settings, scenarios=args.scenarios, everything=args.all, faults=args.fault or [],
+                 report_path=args.report, human=args.responder == "human", delay_s=args.delay)
 
 
 def _cmd_intake(settings: Settings, args: argparse.Namespace) -> int:
@@ -74,8 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start the local stack on loopback and wait for Ctrl-C").set_defaults(func=_cmd_up)
     drill = sub.add_parser("drill", help="run game-day drills on the local stack")
-    drill.add_argument("scenarios", nargs="*")
-    drill.add_argument("--all", action="store_true")
+    drill.add_argument("scenarios", nargs="*", help="scenario names (files in runbooks/drills/)")
+    drill.add_argument("--all", action="store_true", help="every scenario")
+    drill.add_argument("--fault", action="append", metavar="NAME",
+                       help="inject a fault into every scenario: graph-429, graph-5xx, graph-slow, "
+                            "vault-down, slack-429, kill-flow (repeatable)")
+    drill.add_argument("--report", type=Path, default=Path("drill-report.json"), help="JSON report path")
+    drill.add_argument("--responder", choices=["auto", "human"], default="auto",
+                       help="auto: the stand-in responder approves in Slack; human: wait for a person")
+    drill.add_argument("--delay", type=float, default=1.0, help="seconds the stand-in responder takes to react")
     drill.set_defaults(func=_cmd_drill)
     intake = sub.add_parser("intake", help="run the intake service: alert webhooks in, playbook runs out")
     intake.add_argument("--host", help="address to bind (default: stack.host)")

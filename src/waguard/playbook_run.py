@@ -28,7 +28,10 @@ from waguard.runtime import Effects, PlannedCall, Ports, SlackAnnouncer, open_po
 from waguard.settings import Settings, load_settings
 from waguard.slack.blocks import IncidentView
 
-RUN_SLOT_WAIT_S = 60  # a second run for the same playbook and WABA waits this long, then fails clearly
+RUN_SLOT_WAIT_S = 150  # a second run for the same playbook and WABA waits this long, then fails clearly
+# A run's slot is a lease the run renews while alive. Prefect's shortest (60 s) bounds how long a
+# killed run blocks its own re-run: the server's repossessor frees the slot soon after it lapses.
+RUN_SLOT_LEASE_S = 60
 Status = Literal["contained", "held", "denied", "planned", "failed"]
 
 
@@ -138,7 +141,8 @@ async def one_run_per_waba(playbook: Playbook, waba_id: str, plan: bool) -> Asyn
     name = f"waguard:{playbook}:{waba_id}"
     async with get_client() as client:
         await client.upsert_global_concurrency_limit_by_name(name, 1)
-    async with concurrency(name, occupy=1, timeout_seconds=RUN_SLOT_WAIT_S, strict=True):
+    async with concurrency(name, occupy=1, timeout_seconds=RUN_SLOT_WAIT_S, lease_duration=RUN_SLOT_LEASE_S,
+                           strict=True):
         yield
 
 

@@ -52,6 +52,8 @@ def prefect_env(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        # Free the concurrency slot of a killed run within seconds of its lease lapsing (default 15 s).
+        "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "2",
         "PREFECT_LOGGING_LEVEL": "INFO",
     }
 

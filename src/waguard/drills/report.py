@@ -1,0 +1,105 @@
+"""Scoring and the drill report: the incident timeline becomes steps and times (pure functions), the
+results become JSON, Markdown and the console table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from waguard.incident import TimelineEvent
+
+NOT_CONTAINMENT = {"open", "close", "snapshot-evidence"}
+HUMAN_STEPS = ("approve", "reset-app-secret")  # waiting for a person: approvals and dashboard steps
+
+
+def _t(event: TimelineEvent) -> float:
+    return datetime.fromisoformat(event.at).timestamp()
+
+
+def steps(events: list[TimelineEvent]) -> list[dict[str, Any]]:
+    """One row per runbook step, in the order they began: first and last record, last outcome (pure)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for e in events:
+        row = rows.setdefault(e.step, {"name": e.step, "started_at": e.at, "ended_at": e.at, "outcome": e.outcome})
+        row["ended_at"], row["outcome"] = e.at, e.outcome
+    return list(rows.values())
+
+
+def is_human(step: str) -> bool:
+    return step.startswith(HUMAN_STEPS)
+
+
+def approval_wait_s(events: list[TimelineEvent]) -> float:
+    """Seconds the run waited for people: each approval's request -> decision, each dashboard step (pure)."""
+    waiting: dict[str, float] = {}
+    total = 0.0
+    for e in events:
+        if not is_human(e.step):
+            continue
+        if e.outcome == "started":
+            waiting[e.step] = _t(e)
+        elif e.outcome in ("decided", "done") and e.step in waiting:
+            total += _t(e) - waiting.pop(e.step)
+    return round(total, 3)
+
+
+def contained_at(events: list[TimelineEvent]) -> float | None:
+    """When the last containment step was verified (Unix seconds), if the run closed contained (pure)."""
+    closes = [e for e in events if e.step == "close"]
+    if not closes or closes[-1].outcome != "done" or closes[-1].detail != "contained":
+        return None
+    done = [e for e in events if e.step not in NOT_CONTAINMENT and not e.step.startswith("approve")
+            and e.outcome in ("done", "already")]
+    return _t(done[-1]) if done else _t(closes[-1])
+
+
+def outcome(events: list[TimelineEvent]) -> str:
+    closes = [e for e in events if e.step == "close"]
+    if not closes:
+        return "unfinished"
+    last = closes[-1]
+    return last.detail if last.outcome == "done" else "failed-safe" if last.outcome == "failed" else last.outcome
+
+
+def table(report: dict[str, Any]) -> str:
+    """The console table (pure)."""
+    head = f"{'scenario':<28} {'faults':<18} {'outcome':<12} {'verified':<9} {'contain s':>9} {'human s':>8} {'detect s':>8}"
+    lines = [head, "-" * len(head)]
+    for s in report["scenarios"]:
+        faults = ",".join(f["name"] for f in s["faults"]) or "-"
+        lines.append(f"{s['name']:<28} {faults:<18} {s['status']:<12} {'yes' if s['verified'] else 'NO':<9} "
+                     f"{_num(s['time_to_contain_s']):>9} {_num(s['approval_wait_s']):>8} {_num(s['detection_s']):>8}")
+    lines.append(f"canary hits: {report['canary_hits']} in {report['canary']['places']} places "
+                 f"({report['canary']['secrets']} secrets)   result: {'PASS' if report['passed'] else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The Markdown report (the file and the Prefect artifact) (pure)."""
+    out = [f"# Game-day drill: {'PASS' if report['passed'] else 'FAIL'}", "",
+           f"Started {report['started_at']}, {len(report['scenarios'])} scenario(s), "
+           f"canary hits: **{report['canary_hits']}**.", "",
+           "| scenario | playbook | faults | outcome | verified | time to contain (s) | human wait (s) | detection (s) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for s in report["scenarios"]:
+        faults = ", ".join(f["name"] for f in s["faults"]) or "none"
+        out.append(f"| {s['name']} | {s['playbook']} | {faults} | {s['status']} | {'yes' if s['verified'] else '**no**'} "
+                   f"| {_num(s['time_to_contain_s'])} | {_num(s['approval_wait_s'])} | {_num(s['detection_s'])} |")
+    for s in report["scenarios"]:
+        out += ["", f"## {s['name']}", "", f"Run `{s['run_id']}`, incident `{s['incident_id']}`."]
+        if s.get("error"):
+            out.append(f"\n**Error:** {s['error']}")
+        out += ["", "| check | ok | found |", "|---|---|---|"]
+        out += [f"| {c['check']} | {'yes' if c['ok'] else '**no**'} | {c['detail']} |" for c in s["checks"]]
+        out += ["", "| step | started | ended | outcome |", "|---|---|---|---|"]
+        out += [f"| {st['name']} | {st['started_at'][11:23]} | {st['ended_at'][11:23]} | {st['outcome']} |"
+                for st in s["steps"]]
+        for f in s["faults"]:
+            out.append(f"\nFault `{f['name']}`: " + ("; ".join(f["notes"]) or "armed"))
+    if report["canary"].get("hits"):
+        out += ["", "## Canary hits", ""] + [f"- {h}" for h in report["canary"]["hits"]]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,202 @@
+"""Run drills: for each scenario reset the world, arm the faults, send the signal to the intake, let
+the stand-in responder work the Slack thread, wait for the run to end, verify the end state
+independently, score it; then search every store for every secret and write the report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from waguard.drills import faults as fault_kit
+from waguard.drills import report as scoring
+from waguard.drills.responder import Responder, approval_requests
+from waguard.drills.scenario import Scenario
+from waguard.drills.verify import Verifier
+from waguard.drills.world import reset_world, send_signal
+from waguard.incident import IncidentRecord
+from waguard.settings import Settings
+from waguard.stack import StackUrls
+from waguard.vault.client import VaultClient
+
+RUN_TIMEOUT_S = 300.0
+CANARY_PREFIXES = ("meta/", "slack/", "intake/", "waguard/")
+
+
+class DrillRunner:
+    def __init__(self, settings: Settings, urls: StackUrls, *, faults: list[str], human: bool = False,
+                 delay_s: float = 1.0, say: Callable[[str], None] = print) -> None:
+        self.settings, self.urls, self.faults = settings, urls, faults
+        self.human, self.delay_s, self.say = human, delay_s, say
+        self.vault = VaultClient.from_settings(settings.vault)
+        self.seen_runs: set[str] = set()
+        self.secrets: set[str] = set()
+
+    async def run(self, scenarios: list[Scenario]) -> dict[str, Any]:
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        results = []
+        for scenario in scenarios:
+            self.say(f"▶ {scenario.name} ({scenario.playbook})" + (f" with {', '.join(self.faults)}" if self.faults else ""))
+            result = await self.scenario(scenario)
+            results.append(result)
+            self.say(f"  {'✔' if result['contained'] and result['verified'] else '✘'} {scenario.name}: "
+                     f"{result['status']}, verified={result['verified']}, "
+                     f"time to contain {scoring._num(result['time_to_contain_s'])} s")
+        self.say("searching every store for every secret (canary scan)...")
+        canary = await self.canary()
+        report = {"started_at": started, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                  "stack": dict(self.urls.lines()), "faults": self.faults, "scenarios": results,
+                  "canary_hits": len(canary.hits),
+                  "canary": {"places": canary.places, "secrets": canary.secrets,
+                             "bytes_scanned": canary.bytes_scanned, "hits": [str(h) for h in canary.hits]}}
+        report["passed"] = all(s["contained"] and s["verified"] for s in results) and not canary.hits
+        return report
+
+    async def scenario(self, scenario: Scenario) -> dict[str, Any]:
+        result: dict[str, Any] = {"name": scenario.name, "playbook": scenario.playbook, "run_id": None,
+                                  "incident_id": None, "status": "not-started", "contained": False,
+                                  "verified": False, "time_to_contain_s": None, "approval_wait_s": None,
+                                  "detection_s": None, "steps": [], "checks": [], "faults": [], "error": None,
+                                  "objectives": scenario.objectives.model_dump()}
+        world = await reset_world(self.settings, self.urls, self.vault, scenario)
+        self.secrets.update(world.secrets())
+        logs = await fault_kit.inject_before(self.faults, self.urls)
+        responder = Responder(self.settings, self.urls, self.vault, scenario.responder.approvers,
+                              list(scenario.responder.dashboard_steps), self.delay_s, self.human, self.say)
+        stop = asyncio.Event()
+        t0 = time.time()
+        try:
+            await send_signal(self.settings, self.urls, self.vault, scenario)
+            run = await self._find_run(scenario.playbook, t0)
+            run_id, incident_id = str(run.id), run.parameters["incident_id"]
+            result.update(run_id=run_id, incident_id=incident_id)
+            self.say(f"  run {run_id} started for incident {incident_id}")
+            helpers = [asyncio.create_task(responder.work(run_id, incident_id, stop))]
+            for log in logs:
+                if log.name == "kill-flow":
+                    helpers.append(asyncio.create_task(fault_kit.kill_mid_playbook(run_id, self.urls, log)))
+                elif log.name == "vault-down":
+                    helpers.append(asyncio.create_task(self._vault_down_at_approval(run_id, log)))
+            state = await self._wait_final(run_id, [h for h in helpers[1:]])
+            stop.set()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            started = await self._start_time(run_id)
+            result["detection_s"] = round(started - t0, 3) if started else None
+            self.say(f"  run ended {state}")
+        except Exception as err:  # noqa: BLE001 - a drill reports what went wrong and goes on
+            stop.set()
+            result["error"] = f"{type(err).__name__}: {str(err)[:300]}"
+            self.say(f"  error: {result['error']}")
+        result["faults"] = [log.as_dict() for log in logs]
+        if result["incident_id"]:
+            self._score(result, IncidentRecord(self.settings.incidents_dir, result["incident_id"]).events(), t0)
+        checks = await Verifier(self.settings, self.urls, self.vault, world).run(scenario.expect)
+        checks += await self._no_repeats()
+        result["checks"] = [c.as_dict() for c in checks]
+        result["verified"] = all(c.ok for c in checks)
+        return result
+
+    def _score(self, result: dict[str, Any], events: list, t0: float) -> None:
+        result["steps"] = scoring.steps(events)
+        result["status"] = scoring.outcome(events)
+        result["contained"] = result["status"] == "contained"
+        result["approval_wait_s"] = scoring.approval_wait_s(events)
+        at = scoring.contained_at(events)
+        result["time_to_contain_s"] = round(at - t0, 3) if at else None
+
+    async def _no_repeats(self) -> list[Any]:
+        """No destructive Graph call was made twice for the same target; no number spent extra budget."""
+        from waguard.drills.verify import CheckResult
+
+        async with httpx.AsyncClient(timeout=30) as http:
+            records = (await http.get(f"{self.urls.meta}/_sim/requests")).json()["requests"]
+            numbers = (await http.get(f"{self.urls.meta}/_sim/state")).json()["phone_numbers"]
+        seen: dict[str, int] = {}
+        for r in fault_kit.mutating_requests(records):
+            key = f"{r['method']} {r['path']} {json.dumps(r.get('body') or r.get('query'), sort_keys=True)}"
+            seen[key] = seen.get(key, 0) + 1
+        repeated = sorted(k.split(" {")[0] for k, n in seen.items() if n > 1)
+        spent = {n["id"]: n["registration_attempts_in_window"] for n in numbers if n["registration_attempts_in_window"]}
+        return [CheckResult("no_repeated_destructive_call", not repeated,
+                            f"repeated: {repeated}" if repeated else f"{len(seen)} destructive call(s), each once"),
+                CheckResult("registration_budget", all(v <= 1 for v in spent.values()),
+                            f"register/deregister attempts per number: {spent or 'none'}")]
+
+    async def _find_run(self, playbook: str, t0: float, timeout_s: float = 60) -> Any:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        async with get_client() as client:
+            for _ in range(int(timeout_s / 0.1)):
+                runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[playbook])),
+                                                   sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=10)
+                for run in runs:
+                    if str(run.id) not in self.seen_runs and run.created and run.created.timestamp() >= t0 - 1:
+                        self.seen_runs.add(str(run.id))
+                        return run
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"no {playbook} run started within {timeout_s:.0f} s of the signal")
+
+    async def _wait_final(self, run_id: str, faults: list[asyncio.Task[Any]]) -> str:
+        from prefect.client.orchestration import get_client
+
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        async with get_client() as client:
+            while time.monotonic() < deadline:
+                state = (await client.read_flow_run(UUID(run_id))).state
+                # A killed run is final (crashed) until the fault has retried it: wait for the fault too.
+                if state is not None and state.is_final() and all(f.done() for f in faults):
+                    await asyncio.sleep(0.3)
+                    state = (await client.read_flow_run(UUID(run_id))).state
+                    if state is not None and state.is_final():
+                        return state.type.value
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"run {run_id} did not end within {RUN_TIMEOUT_S:.0f} s")
+
+    async def _start_time(self, run_id: str) -> float | None:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            run = await client.read_flow_run(UUID(run_id))
+        return run.start_time.timestamp() if run.start_time else None
+
+    async def _vault_down_at_approval(self, run_id: str, log: fault_kit.FaultLog) -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            for _ in range(int(RUN_TIMEOUT_S / 0.1)):
+                channels = (await http.get(f"{self.urls.slack}/_sim/messages")).json().get("channels", {})
+                if approval_requests(channels, run_id):
+                    break
+                await asyncio.sleep(0.1)
+        unsealer = fault_kit.seal_vault_for_a_while(self.settings, log)
+        await asyncio.to_thread(unsealer.finish)
+
+    async def canary(self) -> Any:
+        from waguard.drills.canary import scan_everywhere, vault_secret_values
+
+        values = set(await vault_secret_values(self.vault, CANARY_PREFIXES)) | self.secrets
+        return await scan_everywhere(self.settings, sorted(values), meta_url=self.urls.meta,
+                                     slack_url=self.urls.slack, prefect_home=self.settings.stack.home / "prefect")
+
+
+def write_reports(report: dict[str, Any], path: Path) -> Path:
+    """The JSON report at `path` and the Markdown beside it; returns the Markdown path."""
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    md = path.with_suffix(".md")
+    md.write_text(scoring.markdown(report))
+    return md
+
+
+async def publish_artifact(report: dict[str, Any]) -> None:
+    """The Markdown report as a Prefect artifact, for the team to find next to the runs."""
+    from prefect.artifacts import acreate_markdown_artifact
+
+    await acreate_markdown_artifact(key="game-day-drill", markdown=scoring.markdown(report),
+                                    description="waguard game-day drill report")

@@ -1,0 +1,138 @@
+"""Independent verification: after a scenario, read the end state from the Meta simulator and Vault.
+
+Nothing here asks the flow what it did. Each check reads the target the way an auditor would (the
+simulator's admin state, Graph's own `debug_token` and `appsecret_proof` checks, Vault's current
+versions) and says what it found. Values are compared, never printed.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+import httpx
+from pydantic import SecretStr
+
+from waguard.drills.scenario import Expectation
+from waguard.drills.world import World
+from waguard.meta.client import GraphClient
+from waguard.meta.errors import MetaError
+from waguard.settings import Settings
+from waguard.stack import StackUrls
+from waguard.vault.client import VaultClient
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"check": self.check, "ok": self.ok, "detail": self.detail}
+
+
+class Verifier:
+    def __init__(self, settings: Settings, urls: StackUrls, vault: VaultClient, world: World) -> None:
+        self.settings, self.urls, self.vault, self.world = settings, urls, vault, world
+
+    async def run(self, expectations: list[Expectation]) -> list[CheckResult]:
+        async with httpx.AsyncClient(base_url=self.urls.meta, timeout=30) as sim:
+            self.state = (await sim.get("/_sim/state")).json()
+            self.tokens = {t["id"]: t for t in (await sim.get("/_sim/tokens")).json()["tokens"]}
+            self.sim = sim
+            results = []
+            for e in expectations:
+                try:
+                    ok, detail = await getattr(self, e.check)(e.ids)
+                except MetaError as err:
+                    ok, detail = False, f"Graph answered {type(err).__name__}"
+                results.append(CheckResult(e.check, ok, detail))
+            return results
+
+    async def _graph(self, app_secret: SecretStr | None = None) -> GraphClient:
+        meta = self.settings.meta
+        token = (await self.vault.read_secret(meta.token_path)).value
+        secret = app_secret or (await self.vault.read_secret(meta.app_secret_path)).value
+        return GraphClient(base_url=self.urls.meta, version=meta.graph_version, token=token,
+                           app_secret=secret, max_retries=0)
+
+    async def templates_absent(self, ids: list[str]) -> tuple[bool, str]:
+        left = sorted(set(ids) & {t["id"] for t in self.state["templates"]})
+        return not left, f"still present: {left}" if left else f"{len(ids)} gone"
+
+    async def templates_present(self, ids: list[str]) -> tuple[bool, str]:
+        missing = sorted(set(ids) - {t["id"] for t in self.state["templates"]})
+        return not missing, f"wrongly deleted: {missing}" if missing else f"{len(ids)} untouched"
+
+    async def app_secret_rotated(self, _ids: list[str]) -> tuple[bool, str]:
+        """The seeded secret's appsecret_proof is refused, the one Vault now holds accepted."""
+        current = (await self.vault.read_secret(self.settings.meta.app_secret_path)).value
+        if hmac.compare_digest(current.get_secret_value(), self.world.app_secret.get_secret_value()):
+            return False, "Vault still holds the seeded app secret"
+        verdicts = {}
+        for label, secret in (("old", self.world.app_secret), ("new", current)):
+            graph = await self._graph(secret)
+            try:
+                await graph.list_phone_numbers(self.settings.meta.waba_id)
+                verdicts[label] = "accepted"
+            except MetaError:
+                verdicts[label] = "refused"
+            finally:
+                await graph.aclose()
+        ok = verdicts == {"old": "refused", "new": "accepted"}
+        return ok, f"old secret's proof {verdicts['old']}, Vault's new one {verdicts['new']}"
+
+    async def tokens_invalid(self, ids: list[str]) -> tuple[bool, str]:
+        """Seeded tokens (`attacker` = every token the drill issued to the attacker) fail debug_token."""
+        values = {"tok-messaging-service": self.world.messaging_token, **self.world.attacker_tokens}
+        wanted = [t for i in ids for t in (list(self.world.attacker_tokens) if i == "attacker" else [i])]
+        graph = await self._graph()
+        alive = []
+        try:
+            for token_id in wanted:
+                info = await graph.debug_token(values[token_id]) if token_id in values else None
+                if (info is not None and info.is_valid) or self.tokens.get(token_id, {}).get("is_valid"):
+                    alive.append(token_id)
+        finally:
+            await graph.aclose()
+        return not alive, f"still valid: {alive}" if alive else f"{len(wanted)} invalid by debug_token"
+
+    async def vault_token_valid(self, paths: list[str]) -> tuple[bool, str]:
+        graph = await self._graph()
+        bad = []
+        try:
+            for path in paths:
+                value = (await self.vault.read_secret(path)).value
+                if value.get_secret_value() == self.world.messaging_token.get_secret_value():
+                    bad.append(f"{path} (not rotated)")
+                elif not (await graph.debug_token(value)).is_valid:
+                    bad.append(f"{path} (invalid)")
+        finally:
+            await graph.aclose()
+        return not bad, f"bad: {bad}" if bad else f"{len(paths)} new token(s) valid"
+
+    async def only_business_users(self, ids: list[str]) -> tuple[bool, str]:
+        users = {u["id"] for u in self.state["business_users"]}
+        return users == set(ids), f"business users now {sorted(users)}"
+
+    async def overrides_ours(self, _ids: list[str]) -> tuple[bool, str]:
+        ours = self.settings.intake.public_url
+        subs = [s for s in self.state["subscribed_apps"] if s["waba_id"] == self.settings.meta.waba_id]
+        foreign = [s["override_callback_uri"] for s in subs
+                   if s.get("override_callback_uri") and not s["override_callback_uri"].startswith(ours)]
+        ok = bool(subs) and not foreign
+        return ok, f"{len(subs)} subscription(s), foreign overrides: {len(foreign)}"
+
+    async def numbers_deregistered(self, ids: list[str]) -> tuple[bool, str]:
+        registered = sorted(n["id"] for n in self.state["phone_numbers"] if n["id"] in ids and n["registered"])
+        return not registered, f"still registered: {registered}" if registered else f"{len(ids)} deregistered"
+
+    async def pin_rotated(self, ids: list[str]) -> tuple[bool, str]:
+        vault_pin = (await self.vault.read_secret("meta/two-step-pin")).value.get_secret_value()
+        bad = []
+        for number in ids:
+            pin = (await self.sim.get(f"/_sim/phone_numbers/{number}/pin")).json().get("pin")
+            if pin == self.world.pins.get(number) or pin != vault_pin:
+                bad.append(number)
+        return not bad, f"PIN not rotated to Vault's: {bad}" if bad else f"{len(ids)} PIN(s) = Vault's new PIN"
