@@ -27,6 +27,7 @@ Check = Literal[
     "overrides_ours",          # no subscription points anywhere but the intake
     "numbers_deregistered",    # these numbers are unregistered
     "pin_rotated",             # these numbers' PIN changed, and Vault's PIN is the one Meta has
+    "attacker_locked_out",     # the attacker's tokens can no longer read the WABA (code 200 / 190)
 ]
 
 

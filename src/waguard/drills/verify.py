@@ -98,6 +98,22 @@ class Verifier:
             await graph.aclose()
         return not alive, f"still valid: {alive}" if alive else f"{len(wanted)} invalid by debug_token"
 
+    async def attacker_locked_out(self, _ids: list[str]) -> tuple[bool, str]:
+        """A removed user's token stays valid (it is the person's), but must not reach the business."""
+        meta = self.settings.meta
+        still = []
+        for token_id, value in self.world.attacker_tokens.items():
+            graph = GraphClient(base_url=self.urls.meta, version=meta.graph_version, token=value, max_retries=0)
+            try:
+                await graph.list_phone_numbers(meta.waba_id)
+                still.append(token_id)
+            except MetaError:
+                pass
+            finally:
+                await graph.aclose()
+        n = len(self.world.attacker_tokens)
+        return n > 0 and not still, f"still reaching the WABA: {still}" if still else f"{n} attacker token(s) refused"
+
     async def vault_token_valid(self, paths: list[str]) -> tuple[bool, str]:
         graph = await self._graph()
         bad = []

@@ -86,7 +86,9 @@ def build_parameters(playbook: Playbook, values: dict[str, Any]) -> dict[str, An
     Raises:
         pydantic.ValidationError: a parameter is unknown or has the wrong type.
     """
-    return PARAMETER_MODELS[playbook].model_validate(values).model_dump(mode="json")
+    # Unset optional parameters are left out, so the flow's own defaults apply (a None would be
+    # refused by Prefect for a parameter typed `str`).
+    return PARAMETER_MODELS[playbook].model_validate(values).model_dump(mode="json", exclude_none=True)
 
 
 def worst(severities: list[Severity], default: Severity) -> Severity:
