@@ -25,7 +25,7 @@ async def account_takeover(
     rotate_token_path: str = "meta/messaging-token",
     rotate_system_user_id: str = "7000000002",
     approval_timeout_s: int | None = None,
-    poll_interval_s: int = 2,
+    poll_interval_s: int = 1,
 ) -> dict:
     """Take the Business Manager back: only named admins stay, overrides are ours, numbers suspended,
     a new two-step PIN (in Vault first), tokens rotated.

@@ -27,7 +27,7 @@ async def leaked_secret(
     leaked_system_user_id: str = "7000000002",
     dual_secret_window_s: int = 900,
     approval_timeout_s: int | None = None,
-    poll_interval_s: int = 2,
+    poll_interval_s: int = 1,
 ) -> dict:
     """Contain a leaked credential. Parameters name Vault paths and ids, never a secret value.
 

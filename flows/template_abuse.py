@@ -25,7 +25,7 @@ async def template_abuse(
     revoke_token_path: str | None = None,
     revoke_system_user_id: str | None = None,
     approval_timeout_s: int | None = None,
-    poll_interval_s: int = 2,
+    poll_interval_s: int = 1,
 ) -> dict:
     """Remove offending templates; optionally silence the numbers that sent them and the token that made them.
 

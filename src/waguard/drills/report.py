@@ -17,12 +17,19 @@ def _t(event: TimelineEvent) -> float:
 
 
 def steps(events: list[TimelineEvent]) -> list[dict[str, Any]]:
-    """One row per runbook step, in the order they began: first and last record, last outcome (pure)."""
-    rows: dict[str, dict[str, Any]] = {}
+    """One row per step as it happened, in order: first and last record, last outcome (pure).
+
+    A step still in progress ("started") collects its later records; a step that comes back after
+    it ended (the closing evidence snapshot, a re-run's steps) is a new row.
+    """
+    rows: list[dict[str, Any]] = []
     for e in events:
-        row = rows.setdefault(e.step, {"name": e.step, "started_at": e.at, "ended_at": e.at, "outcome": e.outcome})
+        row = next((r for r in reversed(rows) if r["name"] == e.step), None)
+        if row is None or e.step == "open" or (row is not rows[-1] and row["outcome"] != "started"):
+            row = {"name": e.step, "started_at": e.at, "ended_at": e.at, "outcome": e.outcome}
+            rows.append(row)
         row["ended_at"], row["outcome"] = e.at, e.outcome
-    return list(rows.values())
+    return rows
 
 
 def is_human(step: str) -> bool:

@@ -1,0 +1,104 @@
+"""The drills' pure parts: scenario files, seed merging, scoring, Slack thread reading, request records."""
+
+from pathlib import Path
+
+import pytest
+
+from waguard.drills import report
+from waguard.drills.faults import mutating_requests
+from waguard.drills.responder import approval_requests, asks_for_app_secret_reset, click_body
+from waguard.drills.scenario import load_scenarios, select
+from waguard.drills.world import _merge
+from waguard.errors import ConfigError
+from waguard.incident import TimelineEvent
+
+DRILLS = Path(__file__).resolve().parents[2] / "runbooks" / "drills"
+
+
+def ev(seq: int, at: str, step: str, outcome: str, detail: str = "") -> TimelineEvent:
+    return TimelineEvent(seq=seq, at=f"2026-11-24T10:00:{at}+00:00", step=step, outcome=outcome, detail=detail,
+                         prev="0" * 64)
+
+
+RUN = [ev(0, "00.000", "open", "started"), ev(1, "00.500", "snapshot-evidence", "done"),
+       ev(2, "01.000", "approve-containment", "started"), ev(3, "01.100", "approve-containment", "info"),
+       ev(4, "03.000", "approve-containment", "decided", "approved"), ev(5, "03.500", "delete-templates", "done"),
+       ev(6, "04.000", "snapshot-evidence", "done"), ev(7, "04.200", "close", "done", "contained")]
+
+
+def test_the_shipped_scenarios_load_and_cover_every_playbook_and_source() -> None:
+    scenarios = load_scenarios(DRILLS)
+    assert {s.playbook for s in scenarios.values()} == {"leaked-secret", "template-abuse", "account-takeover"}
+    assert {s.signal.source for s in scenarios.values()} == {"github", "meta", "alertmanager"}
+    assert [s.name for s in select(scenarios, ["template-spike"], False)] == ["template-spike"]
+    with pytest.raises(ConfigError, match="unknown scenario"):
+        select(scenarios, ["nope"], False)
+    with pytest.raises(ConfigError, match="--all"):
+        select(scenarios, [], False)
+
+
+def test_a_bad_scenario_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "x-y.yaml").write_text((DRILLS / "template-spike.yaml").read_text() + "surprise: 1\n")
+    with pytest.raises(ConfigError, match="surprise"):
+        load_scenarios(tmp_path)
+
+
+def test_merge_adds_items_and_replaces_the_same_identity() -> None:
+    seed = {"business_users": [{"id": "1", "name": "a"}],
+            "subscribed_apps": [{"waba_id": "3", "app_id": "1", "override_callback_uri": None}]}
+    out = _merge(seed, {"business_users": [{"id": "9", "name": "m"}],
+                        "subscribed_apps": [{"waba_id": "3", "app_id": "1", "override_callback_uri": "https://x"}]})
+    assert [u["id"] for u in out["business_users"]] == ["1", "9"]
+    assert out["subscribed_apps"] == [{"waba_id": "3", "app_id": "1", "override_callback_uri": "https://x"}]
+    assert seed["business_users"] == [{"id": "1", "name": "a"}]  # the input is not changed
+
+
+def test_scoring_reads_the_timeline() -> None:
+    rows = report.steps(RUN)
+    assert [r["name"] for r in rows] == ["open", "snapshot-evidence", "approve-containment", "delete-templates",
+                                         "snapshot-evidence", "close"]
+    assert rows[2]["outcome"] == "decided" and rows[2]["ended_at"].endswith("03.000+00:00")
+    assert report.approval_wait_s(RUN) == 2.0
+    assert report.contained_at(RUN) == report._t(RUN[5])   # the delete, not the closing snapshot
+    assert report.outcome(RUN) == "contained"
+    failed = [*RUN[:5], ev(5, "03.500", "close", "failed", "VerificationFailed")]
+    assert report.outcome(failed) == "failed-safe" and report.contained_at(failed) is None
+    assert report.outcome(RUN[:3]) == "unfinished"
+
+
+def test_the_responder_finds_its_runs_approval_buttons_and_the_manual_step() -> None:
+    value = '{"run":"r1","step":"approve-containment","nonce":"n1"}'
+    actions = {"type": "actions", "block_id": "approval-v1:approve-containment:n1",
+               "elements": [{"action_id": "approve", "value": value}, {"action_id": "deny", "value": value}]}
+    channels = {"C1": [{"ts": "1", "text": "incident", "blocks": [], "replies": [
+        {"ts": "2", "blocks": [actions]},
+        {"ts": "3", "text": "*Manual step: reset the app secret* (incident INC-9). Meta has no API for this."}]}]}
+    assert approval_requests(channels, "r1") == [("C1", {"run": "r1", "step": "approve-containment", "nonce": "n1",
+                                                         "block_id": "approval-v1:approve-containment:n1"})]
+    assert approval_requests(channels, "other-run") == []
+    assert asks_for_app_secret_reset(channels, "INC-9") and not asks_for_app_secret_reset(channels, "INC-1")
+    body = click_body("U0ONCALL", "C1", approval_requests(channels, "r1")[0][1]).decode()
+    assert body.startswith("payload=") and "U0ONCALL" in body and "n1" in body
+
+
+def test_only_successful_destructive_graph_calls_count() -> None:
+    records = [{"method": "POST", "path": "/v23.0/4000000001/deregister", "status": 200},
+               {"method": "POST", "path": "/v23.0/4000000001/deregister", "status": 429},
+               {"method": "GET", "path": "/v23.0/3000000001/message_templates", "status": 200},
+               {"method": "DELETE", "path": "/v23.0/3000000001/message_templates", "status": 200},
+               {"method": "POST", "path": "/_sim/seed", "status": 200},
+               {"method": "POST", "path": "/v23.0/4000000001", "status": 200}]   # a PIN: not destructive
+    assert [r["path"] for r in mutating_requests(records)] == ["/v23.0/4000000001/deregister",
+                                                               "/v23.0/3000000001/message_templates"]
+
+
+def test_the_table_and_markdown_show_every_scenario() -> None:
+    scenario = {"name": "s1", "playbook": "template-abuse", "status": "contained", "verified": True,
+                "time_to_contain_s": 3.2, "approval_wait_s": 2.0, "detection_s": 1.1, "run_id": "r",
+                "incident_id": "i", "error": None, "faults": [{"name": "graph-429", "notes": []}],
+                "checks": [{"check": "templates_absent", "ok": True, "detail": "1 gone"}], "steps": report.steps(RUN)}
+    rep = {"started_at": "t", "scenarios": [scenario], "canary_hits": 0,
+           "canary": {"places": 3, "secrets": 2, "hits": []}, "passed": True}
+    assert "s1" in report.table(rep) and "PASS" in report.table(rep)
+    md = report.markdown(rep)
+    assert "| s1 | template-abuse | graph-429 | contained | yes | 3.20 |" in md and "delete-templates" in md
