@@ -70,11 +70,11 @@ def outcome(events: list[TimelineEvent]) -> str:
 
 def table(report: dict[str, Any]) -> str:
     """The console table (pure)."""
-    head = f"{'scenario':<28} {'faults':<18} {'outcome':<12} {'verified':<9} {'contain s':>9} {'human s':>8} {'detect s':>8}"
+    head = f"{'scenario':<28} {'faults':<30} {'outcome':<12} {'verified':<9} {'contain s':>9} {'human s':>8} {'detect s':>8}"
     lines = [head, "-" * len(head)]
     for s in report["scenarios"]:
         faults = ",".join(f["name"] for f in s["faults"]) or "-"
-        lines.append(f"{s['name']:<28} {faults:<18} {s['status']:<12} {'yes' if s['verified'] else 'NO':<9} "
+        lines.append(f"{s['name']:<28} {faults[:30]:<30} {s['status']:<12} {'yes' if s['verified'] else 'NO':<9} "
                      f"{_num(s['time_to_contain_s']):>9} {_num(s['approval_wait_s']):>8} {_num(s['detection_s']):>8}")
     lines.append(f"canary hits: {report['canary_hits']} in {report['canary']['places']} places "
                  f"({report['canary']['secrets']} secrets)   result: {'PASS' if report['passed'] else 'FAIL'}")

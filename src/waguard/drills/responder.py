@@ -26,6 +26,7 @@ from waguard.stack import StackUrls
 from waguard.vault.client import VaultClient
 
 POLL_S = 0.1
+RECLICK_S = 1.0
 APPROVAL_BLOCK = "approval-v1:"
 APP_SECRET_STEP = "Manual step: reset the app secret"
 
@@ -85,6 +86,7 @@ class Responder:
     say: Any = print
     done: set[str] = field(default_factory=set)     # (step, nonce) approved, dashboard steps done
     clicks: list[dict[str, Any]] = field(default_factory=list)
+    clicked: set[tuple[str, str]] = field(default_factory=set)  # (nonce, approver) the intake took
 
     async def work(self, run_id: str, incident_id: str, stop: asyncio.Event) -> None:
         """Act on the run's thread until `stop` is set."""
@@ -103,8 +105,10 @@ class Responder:
                                  f"{self.settings.prefect.ui_url}/runs/flow-run/{run_id}")
                         self.done.add(key)
                     elif time.monotonic() - first >= self.delay_s:
-                        await self._approve(http, signing, channel, value)
-                        self.done.add(key)
+                        if await self._approve(http, signing, channel, value):
+                            self.done.add(key)
+                        else:  # the intake could not take it (Vault down, say): click again shortly
+                            seen_at[key] = time.monotonic() - self.delay_s + RECLICK_S
                 if ("reset-app-secret" in self.dashboard_steps and "reset-app-secret" not in self.done
                         and asks_for_app_secret_reset(channels, incident_id)):
                     self.done.add("reset-app-secret")
@@ -118,18 +122,32 @@ class Responder:
                 await asyncio.sleep(POLL_S)
 
     async def _approve(self, http: httpx.AsyncClient, signing: SecretStr, channel: str,
-                       value: dict[str, str]) -> None:
-        for user in self.approvers:
+                       value: dict[str, str]) -> bool:
+        """Each approver clicks once; False if the intake could not take a click (5xx): try again later."""
+        approvers = [u for u in self.approvers if (value["nonce"], u) not in self.clicked]
+        for user in approvers:
             body = click_body(user, channel, value)
             headers = {**signature_headers(signing.get_secret_value(), int(time.time()), body),
                        "Content-Type": "application/x-www-form-urlencoded"}
             r = await http.post(f"{self.urls.intake}/slack/interactions", content=body, headers=headers)
             self.clicks.append({"step": value["step"], "user": user, "status": r.status_code})
             self.say(f"    {user} approved {value['step']} in Slack (intake answered {r.status_code})")
+            if r.status_code >= 500:
+                return False
+            self.clicked.add((value["nonce"], user))
+        return True
 
     async def _reset_app_secret(self, http: httpx.AsyncClient) -> None:
         """The App Dashboard's Reset, then `bao kv put` of the new value, as the runbook says."""
+        from waguard.vault.errors import VaultUnavailable
+
         r = await http.post(f"{self.urls.meta}/_sim/app/reset-secret")
         r.raise_for_status()
-        await self.vault.write_secret(self.settings.meta.app_secret_path, SecretStr(r.json()["app_secret"]))
+        new = SecretStr(r.json()["app_secret"])
+        for _ in range(60):  # a person whose `bao kv put` fails tries again
+            try:
+                await self.vault.write_secret(self.settings.meta.app_secret_path, new)
+                break
+            except VaultUnavailable:
+                await asyncio.sleep(1)
         self.say("    reset the app secret in the App Dashboard and wrote it to Vault")

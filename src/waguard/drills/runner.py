@@ -32,8 +32,9 @@ CANARY_PREFIXES = ("meta/", "slack/", "intake/", "waguard/")
 
 class DrillRunner:
     def __init__(self, settings: Settings, urls: StackUrls, *, faults: list[str], human: bool = False,
-                 delay_s: float = 1.0, say: Callable[[str], None] = print) -> None:
+                 delay_s: float = 1.0, say: Callable[[str], None] = print, graph_latency_ms: int = 0) -> None:
         self.settings, self.urls, self.faults = settings, urls, faults
+        self.graph_latency_ms = graph_latency_ms  # the benchmark's realistic Graph latency
         self.human, self.delay_s, self.say = human, delay_s, say
         self.vault = VaultClient.from_settings(settings.vault)
         self.seen_runs: set[str] = set()
@@ -68,6 +69,10 @@ class DrillRunner:
         world = await reset_world(self.settings, self.urls, self.vault, scenario)
         self.secrets.update(world.secrets())
         logs = await fault_kit.inject_before(self.faults, self.urls)
+        if self.graph_latency_ms:
+            async with httpx.AsyncClient(timeout=30) as http:
+                (await http.post(f"{self.urls.meta}/_sim/faults", json={
+                    "kind": "latency", "latency_ms": self.graph_latency_ms, "seconds": RUN_TIMEOUT_S})).raise_for_status()
         responder = Responder(self.settings, self.urls, self.vault, scenario.responder.approvers,
                               list(scenario.responder.dashboard_steps), self.delay_s, self.human, self.say)
         stop = asyncio.Event()

@@ -1,0 +1,75 @@
+"""`waguard drill` as a team runs it: a `waguard up` stack of its own (free ports, its own home), then
+the real command, its exit status and its JSON report. Every scenario runs clean, and the takeover
+runs again with its flow process killed mid-playbook while Graph and Slack answer 429s."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.stack import stack_env
+from waguard.servers import wait_until_ok
+
+pytestmark = pytest.mark.slow
+WAGUARD = str(Path(sys.executable).with_name("waguard"))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Path]]:
+    home = tmp_path_factory.mktemp("drill-stack")
+    env = {**os.environ, **stack_env(home)}
+    up = subprocess.Popen([WAGUARD, "up"], env=env, stdout=(home / "up.log").open("w"), stderr=subprocess.STDOUT,
+                          cwd=Path(__file__).resolve().parents[2])
+    try:
+        wait_until_ok(f"{env['WAGUARD_PREFECT__API_URL']}/deployments/name/account-takeover/account-takeover",
+                      timeout_s=180, service="waguard up")
+        wait_until_ok(f"{env['WAGUARD_INTAKE__PUBLIC_URL']}/healthz", timeout_s=30, service="intake")
+        yield env, home
+    finally:
+        up.terminate()
+        up.wait(timeout=60)
+
+
+def drill(env: dict[str, str], home: Path, *args: str) -> tuple[int, dict, str]:
+    report = home / f"report-{len(list(home.glob('report-*.json')))}.json"
+    done = subprocess.run([WAGUARD, "drill", *args, "--delay", "0.2", "--report", str(report)], env=env,
+                          capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[2])
+    return done.returncode, json.loads(report.read_text()), done.stdout + done.stderr
+
+
+def test_every_scenario_is_contained_verified_and_leaves_no_secret(stack) -> None:
+    env, home = stack
+    code, report, out = drill(env, home, "--all")
+    assert "using the local stack already running" in out
+    names = [s["name"] for s in report["scenarios"]]
+    assert names == ["bm-takeover", "github-app-secret-leak", "phishing-template-flagged", "template-spike"], out
+    for s in report["scenarios"]:
+        assert s["contained"] and s["verified"], (s["name"], s["status"], s["error"], s["checks"])
+        assert 0 < s["approval_wait_s"] < s["time_to_contain_s"]
+        assert s["steps"][0]["name"] == "open" and s["steps"][-1] == {**s["steps"][-1], "name": "close",
+                                                                      "outcome": "done"}
+    assert report["canary_hits"] == 0 and report["canary"]["places"] > 50 and report["canary"]["secrets"] >= 10
+    assert code == 0 and report["passed"]
+    assert "| bm-takeover | account-takeover |" in Path(home / "report-0.md").read_text()
+
+
+def test_a_killed_flow_resumes_without_repeating_a_destructive_call(stack) -> None:
+    env, home = stack
+    code, report, out = drill(env, home, "bm-takeover", "--fault", "kill-flow", "--fault", "graph-429",
+                              "--fault", "slack-429")
+    [s] = report["scenarios"]
+    faults = {f["name"]: f for f in s["faults"]}
+    assert faults["kill-flow"]["applied"], faults["kill-flow"]["notes"]
+    assert faults["graph-429"]["applied"] and faults["slack-429"]["applied"]
+    checks = {c["check"]: c for c in s["checks"]}
+    assert checks["no_repeated_destructive_call"]["ok"], checks["no_repeated_destructive_call"]
+    assert checks["registration_budget"]["ok"], checks["registration_budget"]
+    # The re-run found the approval already given and went on from where the killed run stopped.
+    assert [st["outcome"] for st in s["steps"] if st["name"] == "approve-containment"] == ["decided", "already"]
+    assert s["contained"] and s["verified"] and code == 0, out
