@@ -64,47 +64,34 @@ async def replay(settings: Any, urls: Any, records: list[dict[str, Any]], vault_
     return time.perf_counter() - started
 
 
-async def bench(runs: int, latency_ms: int) -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
+async def bench(settings: Any, stack: Any, runs: int, latency_ms: int) -> None:
     from waguard.drills.runner import DrillRunner
     from waguard.drills.scenario import load_scenarios
-    from waguard.settings import load_settings
-    from waguard.stack import LocalStack
 
-    home = Path(tempfile.mkdtemp(prefix="waguard-bench-drill-"))
-    os.environ.update(stack_env(home))
-    settings = load_settings()
-    stack = LocalStack(settings, say=lambda line: print(f"  {line}", flush=True))
-    stack.start()
     scenarios = load_scenarios(settings.runbooks_dir / "drills")
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: settings.prefect.api_url}):
-            for label, latency in (("(a) no added latency", 0), (f"(b) {latency_ms} ms per Graph call", latency_ms)):
-                print(f"\n{label}: {runs} run(s) per playbook, responder delay 0 s")
-                print(f"{'playbook':<18} {'p50 s':>7} {'p95 s':>7} {'min s':>7}" + ("  bare s  ratio" if latency else ""))
-                for playbook, name in SCENARIOS.items():
-                    costs, bares = [], []
-                    for _ in range(runs):
-                        runner = DrillRunner(settings, stack.urls, faults=[], delay_s=0.0, say=lambda _l: None,
-                                             graph_latency_ms=latency)
-                        result = await runner.scenario(scenarios[name])
-                        if not (result["contained"] and result["verified"]):
-                            print(f"  {name}: {result['status']} verified={result['verified']} {result['error']}")
-                            continue
-                        costs.append(result["time_to_contain_s"] - result["approval_wait_s"])
-                        if latency:
-                            records = httpx.get(f"{stack.urls.meta}/_sim/requests").json()["requests"]
-                            bares.append(await replay(settings, stack.urls, records, VAULT_CALLS[playbook]))
-                    if not costs:
-                        continue
-                    line = f"{playbook:<18} {pct(costs, 50):>7.2f} {pct(costs, 95):>7.2f} {min(costs):>7.2f}"
-                    if latency and bares:
-                        bare = statistics.median(bares)
-                        line += f"  {bare:>6.2f}  {pct(costs, 50) / bare:>5.2f}"
-                    print(line, flush=True)
-    finally:
-        stack.stop()
+    for label, latency in (("(a) no added latency", 0), (f"(b) {latency_ms} ms per Graph call", latency_ms)):
+        print(f"\n{label}: {runs} run(s) per playbook, responder delay 0 s")
+        print(f"{'playbook':<18} {'p50 s':>7} {'p95 s':>7} {'min s':>7}" + ("  bare s  ratio" if latency else ""))
+        for playbook, name in SCENARIOS.items():
+            costs, bares = [], []
+            for _ in range(runs):
+                runner = DrillRunner(settings, stack.urls, faults=[], delay_s=0.0, say=lambda _l: None,
+                                     graph_latency_ms=latency)
+                result = await runner.scenario(scenarios[name])
+                if not (result["contained"] and result["verified"]):
+                    print(f"  {name}: {result['status']} verified={result['verified']} {result['error']}")
+                    continue
+                costs.append(result["time_to_contain_s"] - result["approval_wait_s"])
+                if latency:
+                    records = httpx.get(f"{stack.urls.meta}/_sim/requests").json()["requests"]
+                    bares.append(await replay(settings, stack.urls, records, VAULT_CALLS[playbook]))
+            if not costs:
+                continue
+            line = f"{playbook:<18} {pct(costs, 50):>7.2f} {pct(costs, 95):>7.2f} {min(costs):>7.2f}"
+            if latency and bares:
+                bare = statistics.median(bares)
+                line += f"  {bare:>6.2f}  {pct(costs, 50) / bare:>5.2f}"
+            print(line, flush=True)
 
 
 def main() -> None:
@@ -112,7 +99,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--latency-ms", type=int, default=150)
     args = parser.parse_args()
-    asyncio.run(bench(args.runs, args.latency_ms))
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from waguard.settings import load_settings
+    from waguard.stack import LocalStack
+
+    os.environ.update(stack_env(Path(tempfile.mkdtemp(prefix="waguard-bench-drill-"))))
+    settings = load_settings()
+    stack = LocalStack(settings, say=lambda line: print(f"  {line}", flush=True))
+    stack.start()  # before the event loop: it seeds Vault with asyncio.run
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: settings.prefect.api_url}):
+            asyncio.run(bench(settings, stack, args.runs, args.latency_ms))
+    finally:
+        stack.stop()
 
 
 if __name__ == "__main__":

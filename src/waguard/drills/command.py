@@ -49,21 +49,16 @@ def drill(settings: Settings, *, scenarios: list[str], everything: bool, faults:
         with temporary_settings(updates={PREFECT_API_URL: settings.prefect.api_url}):
             runner = DrillRunner(settings, stack.urls, faults=faults, human=human, delay_s=delay_s,
                                  say=lambda line: print(line, flush=True))
-            report = asyncio.run(_run(runner, chosen, publish_artifact))
+            report = asyncio.run(runner.run(chosen))
+            md = write_reports(report, report_path)
+            try:
+                asyncio.run(publish_artifact(report_path))
+            except Exception as err:  # noqa: BLE001 - the files still carry the report
+                print(f"could not publish the report to Prefect: {type(err).__name__}: {err}")
     finally:
         if own:
             print("stopping the local stack...", flush=True)
             stack.stop()
-    md = write_reports(report, report_path)
     print("\n" + table(report))
     print(f"\nreport: {report_path} and {md}")
     return 0 if report["passed"] else 1
-
-
-async def _run(runner, chosen, publish) -> dict:  # type: ignore[no-untyped-def]
-    report = await runner.run(chosen)
-    try:
-        await publish(report)
-    except Exception as err:  # noqa: BLE001 - the files still carry the report
-        print(f"could not publish the Prefect artifact: {type(err).__name__}")
-    return report

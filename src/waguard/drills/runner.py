@@ -199,9 +199,13 @@ def write_reports(report: dict[str, Any], path: Path) -> Path:
     return md
 
 
-async def publish_artifact(report: dict[str, Any]) -> None:
-    """The Markdown report as a Prefect artifact, for the team to find next to the runs."""
-    from prefect.artifacts import acreate_markdown_artifact
+async def publish_artifact(report_path: Path) -> None:
+    """The Markdown report as a Prefect artifact, made by the drill-report flow (flows/drill_report.py)."""
+    import sys
 
-    await acreate_markdown_artifact(key="game-day-drill", markdown=scoring.markdown(report),
-                                    description="waguard game-day drill report")
+    root = str(Path(__file__).resolve().parents[3])
+    if root not in sys.path:  # flows/ sits beside src/, as for the runner
+        sys.path.insert(0, root)
+    from flows.drill_report import publish_drill_report
+
+    await publish_drill_report(str(report_path.resolve()))
