@@ -27,6 +27,7 @@ from waguard.stack import StackUrls
 from waguard.vault.client import VaultClient
 
 RUN_TIMEOUT_S = 300.0
+HUMAN_RUN_TIMEOUT_S = 3600.0  # a person reads the thread, thinks and clicks
 CANARY_PREFIXES = ("meta/", "slack/", "intake/", "waguard/")
 
 
@@ -153,7 +154,8 @@ class DrillRunner:
     async def _wait_final(self, run_id: str, faults: list[asyncio.Task[Any]]) -> str:
         from prefect.client.orchestration import get_client
 
-        deadline = time.monotonic() + RUN_TIMEOUT_S
+        limit = HUMAN_RUN_TIMEOUT_S if self.human else RUN_TIMEOUT_S
+        deadline = time.monotonic() + limit
         async with get_client() as client:
             while time.monotonic() < deadline:
                 state = (await client.read_flow_run(UUID(run_id))).state
@@ -164,7 +166,7 @@ class DrillRunner:
                     if state is not None and state.is_final():
                         return state.type.value
                 await asyncio.sleep(0.2)
-        raise TimeoutError(f"run {run_id} did not end within {RUN_TIMEOUT_S:.0f} s")
+        raise TimeoutError(f"run {run_id} did not end within {limit:.0f} s")
 
     async def _start_time(self, run_id: str) -> float | None:
         from prefect.client.orchestration import get_client
