@@ -89,10 +89,12 @@ async def set_new_pin(ports: Ports, fx: Effects, numbers: Sequence[str], pin_pat
         pin = SecretStr(f"{secrets.randbelow(10**6):06d}")
         await fx.other(report.step, pin_path, f"vault kv put secret/{pin_path}",
                        lambda: ports.vault.write_secret(pin_path, pin))
-    for pn in numbers:
+    async def one(pn: str) -> None:
         if await fx.graph(report.step, pn, wire.set_two_step_pin(pn, pin),
-                          lambda pn=pn: ports.graph.set_two_step_pin(pn, pin)):
+                          lambda: ports.graph.set_two_step_pin(pn, pin)):
             report.acted.append(pn)
+
+    await asyncio.gather(*(one(pn) for pn in numbers))
     report.verified = not fx.plan
     return report
 
@@ -193,21 +195,27 @@ async def remove_unknown_users(ports: Ports, fx: Effects, business_id: str, waba
     """Remove every business user and WABA assignee not on the named-admin list."""
     report = StepReport(step="remove-unknown-users")
     graph, keep_set = ports.graph, set(keep)
-    users = await graph.list_business_users(business_id)
-    assigned = await graph.list_assigned_users(waba_id, business_id)
-    system = {u.id for u in await graph.list_system_users(business_id)}
+    users, assigned, system_users = await asyncio.gather(
+        graph.list_business_users(business_id), graph.list_assigned_users(waba_id, business_id),
+        graph.list_system_users(business_id))
+    system = {u.id for u in system_users}
     # Our own system users are not on the admin list but must stay assigned; they are handled by the
     # token rotation instead (Meta has no API to delete a system user).
     strangers = [u.id for u in users if u.id not in keep_set]
     unassign = [u.id for u in assigned if u.id not in keep_set and u.id not in system]
-    for uid in unassign:
+
+    async def unassign_one(uid: str) -> None:
         if await fx.graph(report.step, f"waba:{waba_id}/user:{uid}", wire.remove_assigned_user(waba_id, uid),
-                          lambda uid=uid: graph.remove_assigned_user(waba_id, uid)):
+                          lambda: graph.remove_assigned_user(waba_id, uid)):
             report.acted.append(f"assignment:{uid}")
-    for uid in strangers:
-        if await fx.graph(report.step, uid, wire.remove_business_user(uid),
-                          lambda uid=uid: graph.remove_business_user(uid)):
+
+    async def remove_one(uid: str) -> None:
+        if await fx.graph(report.step, uid, wire.remove_business_user(uid), lambda: graph.remove_business_user(uid)):
             report.acted.append(f"user:{uid}")
+
+    # Independent calls run together; assignments go first so a removed user holds nothing meanwhile.
+    await asyncio.gather(*(unassign_one(uid) for uid in unassign))
+    await asyncio.gather(*(remove_one(uid) for uid in strangers))
     if not strangers and not unassign:
         report.already.append(business_id)
     if not fx.plan:

@@ -7,6 +7,8 @@ recorded in the manifest's `errors` (type and a secret-free message) and collect
 
 from __future__ import annotations
 
+import asyncio
+
 import base64
 import glob
 import json
@@ -96,12 +98,16 @@ async def fetch_meta_state(graph: GraphClient, waba_id: str, business_id: str,
         "subscribed_apps": lambda: graph.list_subscribed_apps(waba_id),
     }
     state: dict[str, Any] = {}
-    for name, call in calls.items():
+
+    async def read(name: str, call: Callable[[], Awaitable[list[Any]]]) -> None:
         try:
             state[name] = [item.model_dump(mode="json", exclude_none=True) for item in await call()]
         except Exception as err:  # noqa: BLE001 - a missing source is recorded, not fatal
             errors.append(_error(f"meta:{name}", err))
-    return state
+
+    # Six independent reads, concurrently: one round trip of Graph latency instead of six.
+    await asyncio.gather(*(read(name, call) for name, call in calls.items()))
+    return {name: state[name] for name in calls if name in state}
 
 
 def collect_meta(staging: Staging, state: Mapping[str, Any], redactor: Redactor) -> None:
