@@ -70,12 +70,13 @@ def outcome(events: list[TimelineEvent]) -> str:
 
 def table(report: dict[str, Any]) -> str:
     """The console table (pure)."""
-    head = f"{'scenario':<28} {'faults':<30} {'outcome':<12} {'verified':<9} {'contain s':>9} {'human s':>8} {'detect s':>8}"
+    head = f"{'scenario':<28} {'faults':<30} {'outcome':<12} {'verified':<9} {'contain s':>9} {'human s':>8} {'detect s':>8} objectives"
     lines = [head, "-" * len(head)]
     for s in report["scenarios"]:
         faults = ",".join(f["name"] for f in s["faults"]) or "-"
         lines.append(f"{s['name']:<28} {faults[:30]:<30} {s['status']:<12} {'yes' if s['verified'] else 'NO':<9} "
-                     f"{_num(s['time_to_contain_s']):>9} {_num(s['approval_wait_s']):>8} {_num(s['detection_s']):>8}")
+                     f"{_num(s['time_to_contain_s']):>9} {_num(s['approval_wait_s']):>8} {_num(s['detection_s']):>8} "
+                     f"{'met' if s.get('objectives_met') else 'missed'}")
     lines.append(f"canary hits: {report['canary_hits']} in {report['canary']['places']} places "
                  f"({report['canary']['secrets']} secrets)   result: {'PASS' if report['passed'] else 'FAIL'}")
     return "\n".join(lines)
@@ -85,17 +86,24 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _objectives(s: dict[str, Any]) -> str:
+    goals = s.get("objectives") or {}
+    verdict = "met" if s.get("objectives_met") else "missed"
+    return f"{verdict} (≤ {goals.get('time_to_contain_s', '?')} s, detect ≤ {goals.get('detection_s', '?')} s)"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The Markdown report (the file and the Prefect artifact) (pure)."""
     out = [f"# Game-day drill: {'PASS' if report['passed'] else 'FAIL'}", "",
            f"Started {report['started_at']}, {len(report['scenarios'])} scenario(s), "
            f"canary hits: **{report['canary_hits']}**.", "",
-           "| scenario | playbook | faults | outcome | verified | time to contain (s) | human wait (s) | detection (s) |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| scenario | playbook | faults | outcome | verified | time to contain (s) | human wait (s) | detection (s) "
+           "| objectives |", "|---|---|---|---|---|---|---|---|---|"]
     for s in report["scenarios"]:
         faults = ", ".join(f["name"] for f in s["faults"]) or "none"
         out.append(f"| {s['name']} | {s['playbook']} | {faults} | {s['status']} | {'yes' if s['verified'] else '**no**'} "
-                   f"| {_num(s['time_to_contain_s'])} | {_num(s['approval_wait_s'])} | {_num(s['detection_s'])} |")
+                   f"| {_num(s['time_to_contain_s'])} | {_num(s['approval_wait_s'])} | {_num(s['detection_s'])} "
+                   f"| {_objectives(s)} |")
     for s in report["scenarios"]:
         out += ["", f"## {s['name']}", "", f"Run `{s['run_id']}`, incident `{s['incident_id']}`."]
         if s.get("error"):

@@ -103,6 +103,10 @@ class DrillRunner:
         result["faults"] = [log.as_dict() for log in logs]
         if result["incident_id"]:
             self._score(result, IncidentRecord(self.settings.incidents_dir, result["incident_id"]).events(), t0)
+        goals = scenario.objectives
+        result["objectives_met"] = (result["time_to_contain_s"] is not None and result["detection_s"] is not None
+                                    and result["time_to_contain_s"] <= goals.time_to_contain_s
+                                    and result["detection_s"] <= goals.detection_s)
         checks = await Verifier(self.settings, self.urls, self.vault, world).run(scenario.expect)
         checks += await self._no_repeats()
         result["checks"] = [c.as_dict() for c in checks]
