@@ -89,8 +89,7 @@ async def bench(settings: Any, stack: Any, runs: int, latency_ms: int) -> None:
                 detects.append(result["detection_s"])
                 runs_s.append(costs[-1] - result["detection_s"])
                 if latency:
-                    records = httpx.get(f"{stack.urls.meta}/_sim/requests").json()["requests"]
-                    bares.append(await replay(settings, stack.urls, records, VAULT_CALLS[playbook]))
+                    bares.append(await replay(settings, stack.urls, runner.run_requests, VAULT_CALLS[playbook]))
             if not costs:
                 continue
             line = (f"{playbook:<18} {pct(costs, 50):>7.2f} {pct(costs, 95):>7.2f} {min(costs):>7.2f} "

@@ -57,6 +57,12 @@ def test_every_scenario_is_contained_verified_and_leaves_no_secret(stack) -> Non
     assert report["canary_hits"] == 0 and report["canary"]["places"] > 50 and report["canary"]["secrets"] >= 10
     assert code == 0 and report["passed"]
     assert "| bm-takeover | account-takeover |" in Path(home / "report-0.md").read_text()
+    # ... and the same Markdown as a Prefect artifact, made by the drill-report flow run.
+    import httpx
+
+    found = httpx.post(f"{env['WAGUARD_PREFECT__API_URL']}/artifacts/filter",
+                       json={"artifacts": {"key": {"any_": ["game-day-drill"]}}}).json()
+    assert found and "| bm-takeover | account-takeover |" in found[0]["data"]
 
 
 def test_a_killed_flow_resumes_without_repeating_a_destructive_call(stack) -> None:

@@ -39,6 +39,7 @@ class DrillRunner:
         self.human, self.delay_s, self.say = human, delay_s, say
         self.vault = VaultClient.from_settings(settings.vault)
         self.seen_runs: set[str] = set()
+        self.run_requests: list[dict[str, Any]] = []
         self.secrets: set[str] = set()
 
     async def run(self, scenarios: list[Scenario]) -> dict[str, Any]:
@@ -92,6 +93,9 @@ class DrillRunner:
                     helpers.append(asyncio.create_task(self._vault_down_at_approval(run_id, log)))
             state = await self._wait_final(run_id, [h for h in helpers[1:]])
             stop.set()
+            async with httpx.AsyncClient(timeout=30) as http:  # the run's Graph calls, before verification adds its own
+                self.run_requests = (await http.get(f"{self.urls.meta}/_sim/requests")).json()["requests"]
+            result["graph_calls"] = len([r for r in self.run_requests if not r["path"].startswith("/_sim")])
             await asyncio.gather(*helpers, return_exceptions=True)
             started = await self._start_time(run_id)
             result["detection_s"] = round(started - t0, 3) if started else None
