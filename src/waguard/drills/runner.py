@@ -219,3 +219,6 @@ async def publish_artifact(report_path: Path) -> None:
     from flows.drill_report import publish_drill_report
 
     await publish_drill_report(str(report_path.resolve()))
+    from prefect.logging.handlers import APILogHandler
+
+    await APILogHandler.aflush()  # that run's log lines, before a stack we started stops
