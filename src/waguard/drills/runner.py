@@ -105,6 +105,7 @@ class DrillRunner:
             result["error"] = f"{type(err).__name__}: {str(err)[:300]}"
             self.say(f"  error: {result['error']}")
         result["faults"] = [log.as_dict() for log in logs]
+        result["approvals"] = responder.clicks  # who clicked what, and what the intake answered
         if result["incident_id"]:
             self._score(result, IncidentRecord(self.settings.incidents_dir, result["incident_id"]).events(), t0)
         goals = scenario.objectives
