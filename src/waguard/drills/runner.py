@@ -68,6 +68,12 @@ class DrillRunner:
                                   "verified": False, "time_to_contain_s": None, "approval_wait_s": None,
                                   "detection_s": None, "steps": [], "checks": [], "faults": [], "error": None,
                                   "objectives": scenario.objectives.model_dump()}
+        busy = await self._active_runs(scenario.playbook)
+        if busy:
+            result["error"] = (f"a {scenario.playbook} run is still active ({', '.join(busy)}): it holds the "
+                               "playbook's one-run-per-WABA slot; finish or cancel it in the Prefect UI")
+            self.say(f"  error: {result['error']}")
+            return result
         world = await reset_world(self.settings, self.urls, self.vault, scenario)
         self.secrets.update(world.secrets())
         logs = await fault_kit.inject_before(self.faults, self.urls)
@@ -143,6 +149,20 @@ class DrillRunner:
                             f"repeated: {repeated}" if repeated else f"{len(seen)} destructive call(s), each once"),
                 CheckResult("registration_budget", all(v <= 1 for v in spent.values()),
                             f"register/deregister attempts per number: {spent or 'none'}")]
+
+    async def _active_runs(self, playbook: str) -> list[str]:
+        """Runs of `playbook` that are not final (a drill's run would wait for their slot)."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState,
+                                                    FlowRunFilterStateType)
+        from prefect.client.schemas.objects import StateType
+
+        active = [StateType.RUNNING, StateType.PAUSED, StateType.PENDING, StateType.CANCELLING]
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[playbook])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=active))))
+        return [str(r.id) for r in runs]
 
     async def _find_run(self, playbook: str, t0: float, timeout_s: float = 60) -> Any:
         from prefect.client.orchestration import get_client
