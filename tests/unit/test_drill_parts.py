@@ -102,3 +102,12 @@ def test_the_table_and_markdown_show_every_scenario() -> None:
     assert "s1" in report.table(rep) and "PASS" in report.table(rep)
     md = report.markdown(rep)
     assert "| s1 | template-abuse | graph-429 | contained | yes | 3.20 |" in md and "delete-templates" in md
+
+
+def test_the_command_refuses_unknown_names_before_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    from waguard.cli import main
+
+    assert main(["drill", "--all", "--fault", "meteor"]) == 2
+    assert "unknown fault(s) meteor" in capsys.readouterr().err
+    assert main(["drill", "nope"]) == 2
+    assert "unknown scenario(s) nope" in capsys.readouterr().err
