@@ -28,6 +28,7 @@ Check = Literal[
     "numbers_deregistered",    # these numbers are unregistered
     "pin_rotated",             # these numbers' PIN changed, and Vault's PIN is the one Meta has
     "attacker_locked_out",     # the attacker's tokens can no longer read the WABA (code 200 / 190)
+    "old_secret_webhooks_windowed",  # webhooks signed with the old secret: accepted, for at most ids[0] s
 ]
 
 

@@ -114,6 +114,28 @@ class Verifier:
         n = len(self.world.attacker_tokens)
         return n > 0 and not still, f"still reaching the WABA: {still}" if still else f"{n} attacker token(s) refused"
 
+    async def old_secret_webhooks_windowed(self, ids: list[str]) -> tuple[bool, str]:
+        """Meta's in-flight webhooks signed with the old secret still verify, but only inside a bounded
+        window; a wrong signature never does. Asked of the intake itself, over HTTP."""
+        import json
+        import time
+        from datetime import UTC, datetime
+
+        window = json.loads((await self.vault.read_secret(self.settings.intake.rotation_window_path)
+                             ).value.get_secret_value())
+        left_s = (datetime.fromisoformat(window["until"]) - datetime.now(UTC)).total_seconds()
+        harmless = {"object": "whatsapp_business_account", "entry": [{"id": self.settings.meta.waba_id,
+                    "time": int(time.time()), "changes": [{"field": "phone_number_quality_update",
+                                                           "value": {"event": "ONBOARDING"}}]}]}
+        answers = {}
+        for signature in ("previous_secret", "wrong"):
+            r = await self.sim.post("/_sim/webhooks/deliver", json={
+                "callback_url": f"{self.urls.intake}/webhooks/whatsapp", "payload": harmless, "signature": signature})
+            answers[signature] = r.json().get("status")
+        ok = answers == {"previous_secret": 200, "wrong": 401} and 0 < left_s <= float(ids[0] if ids else 900)
+        return ok, f"old-secret webhook -> {answers['previous_secret']}, wrong -> {answers['wrong']}, " \
+                   f"window closes in {left_s:.0f} s"
+
     async def vault_token_valid(self, paths: list[str]) -> tuple[bool, str]:
         graph = await self._graph()
         bad = []
