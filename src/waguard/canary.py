@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
@@ -43,18 +44,26 @@ def encodings(value: str) -> Iterator[tuple[str, str]]:
     yield "hex", binascii.hexlify(raw).decode()
 
 
+def _short_digits_in(form: str, text: str) -> bool:
+    """A short all-digit value (a PIN) standing on its own: not inside a longer number, a decimal, a
+    timestamp, an id or a word, where six digits occur by chance in any database (pure)."""
+    return re.search(rf"(?<![0-9A-Za-z.:_-]){re.escape(form)}(?![0-9A-Za-z.:_-])", text) is not None
+
+
 def scan_text(where: str, text: str, secrets: Iterable[str]) -> list[Hit]:
     """Every secret found in `text`, by encoding (pure). Equal encodings are reported once."""
     hits = []
     for i, secret in enumerate(secrets):
-        if len(secret) < MIN_SECRET_LEN and not secret.isdigit():
+        short_digits = len(secret) < MIN_SECRET_LEN and secret.isdigit()
+        if len(secret) < MIN_SECRET_LEN and not short_digits:
             continue
         seen: set[str] = set()
         for name, form in encodings(secret):
             if form in seen:
                 continue
             seen.add(form)
-            if form and form in text:
+            found = _short_digits_in(form, text) if short_digits and form == secret else form and form in text
+            if found:
                 hits.append(Hit(where, name, f"secret#{i} ({len(secret)} chars)"))
     return hits
 

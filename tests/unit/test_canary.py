@@ -33,3 +33,14 @@ def test_clean_text_has_no_hits() -> None:
 def test_short_values_are_ignored_but_pins_are_not() -> None:
     assert scan_text("here", "abc", ["abc"]) == []
     assert len(scan_text("here", "pin 123456 set", ["123456"])) == 1
+
+
+@pytest.mark.parametrize("text", ['{"pin": "123456"}', "PIN 123456 set", "pin=123456&x", "123456"])
+def test_a_pin_on_its_own_is_found(text: str) -> None:
+    assert [h.encoding for h in scan_text("here", text, ["123456"])] == ["raw"]
+
+
+@pytest.mark.parametrize("text", ["2026-11-24 21:56:22.123456", "id 9123456", "size 1234567",
+                                  "f47ac10b-58cc-4372-a567-123456abcdef", "v123456"])
+def test_six_digits_inside_timestamps_ids_and_numbers_are_chance_not_leaks(text: str) -> None:
+    assert scan_text("here", text, ["123456"]) == []
