@@ -89,7 +89,8 @@ class DrillRunner:
             await send_signal(self.settings, self.urls, self.vault, scenario)
             run = await self._find_run(scenario.playbook, t0)
             run_id, incident_id = str(run.id), run.parameters["incident_id"]
-            result.update(run_id=run_id, incident_id=incident_id)
+            result.update(run_id=run_id, incident_id=incident_id,
+                          run_created_s=round(run.created.timestamp() - t0, 3))  # the intake's share of detection
             self.say(f"  run {run_id} started for incident {incident_id}")
             helpers = [asyncio.create_task(responder.work(run_id, incident_id, stop))]
             for log in logs:
