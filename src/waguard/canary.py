@@ -47,7 +47,7 @@ def encodings(value: str) -> Iterator[tuple[str, str]]:
 def _short_digits_in(form: str, text: str) -> bool:
     """A short all-digit value (a PIN) standing on its own: not inside a longer number, a decimal, a
     timestamp, an id or a word, where six digits occur by chance in any database (pure)."""
-    return re.search(rf"(?<![0-9A-Za-z.:_-]){re.escape(form)}(?![0-9A-Za-z.:_-])", text) is not None
+    return re.search(rf"(?<![0-9A-Za-z._-]){re.escape(form)}(?![0-9A-Za-z._-])", text) is not None
 
 
 def scan_text(where: str, text: str, secrets: Iterable[str]) -> list[Hit]:

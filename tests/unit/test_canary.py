@@ -35,7 +35,7 @@ def test_short_values_are_ignored_but_pins_are_not() -> None:
     assert len(scan_text("here", "pin 123456 set", ["123456"])) == 1
 
 
-@pytest.mark.parametrize("text", ['{"pin": "123456"}', "PIN 123456 set", "pin=123456&x", "123456"])
+@pytest.mark.parametrize("text", ['{"pin": "123456"}', "PIN 123456 set", "pin=123456&x", "pin:123456", "123456"])
 def test_a_pin_on_its_own_is_found(text: str) -> None:
     assert [h.encoding for h in scan_text("here", text, ["123456"])] == ["raw"]
 
