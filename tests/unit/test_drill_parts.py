@@ -111,3 +111,17 @@ def test_the_command_refuses_unknown_names_before_starting_anything(capsys: pyte
     assert "unknown fault(s) meteor" in capsys.readouterr().err
     assert main(["drill", "nope"]) == 2
     assert "unknown scenario(s) nope" in capsys.readouterr().err
+
+
+def test_a_repeated_destructive_call_or_a_second_registration_attempt_fails_verification() -> None:
+    from waguard.drills.verify import Verifier
+
+    v = Verifier(None, None, None, None)  # type: ignore[arg-type]  # no_repeats reads only what it is given
+    delete = {"method": "DELETE", "path": "/v23.0/3000000001/message_templates", "status": 200,
+              "query": {"hsm_id": "5000000008", "name": "account_security_notice"}}
+    v.state = {"phone_numbers": [{"id": "4000000001", "registration_attempts_in_window": 1}]}
+    once, budget = v.no_repeats([delete])
+    assert once.ok and budget.ok
+    v.state = {"phone_numbers": [{"id": "4000000001", "registration_attempts_in_window": 2}]}
+    twice, budget = v.no_repeats([delete, {**delete, "query": {**delete["query"]}}])
+    assert not twice.ok and "message_templates" in twice.detail and not budget.ok

@@ -75,14 +75,14 @@ def table(report: dict[str, Any]) -> str:
     for s in report["scenarios"]:
         faults = ",".join(f["name"] for f in s["faults"]) or "-"
         lines.append(f"{s['name']:<28} {faults[:30]:<30} {s['status']:<12} {'yes' if s['verified'] else 'NO':<9} "
-                     f"{_num(s['time_to_contain_s']):>9} {_num(s['approval_wait_s']):>8} {_num(s['detection_s']):>8} "
+                     f"{seconds(s['time_to_contain_s']):>9} {seconds(s['approval_wait_s']):>8} {seconds(s['detection_s']):>8} "
                      f"{'met' if s.get('objectives_met') else 'missed'}")
     lines.append(f"canary hits: {report['canary_hits']} in {report['canary']['places']} places "
                  f"({report['canary']['secrets']} secrets)   result: {'PASS' if report['passed'] else 'FAIL'}")
     return "\n".join(lines)
 
 
-def _num(value: float | None) -> str:
+def seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
@@ -102,7 +102,7 @@ def markdown(report: dict[str, Any]) -> str:
     for s in report["scenarios"]:
         faults = ", ".join(f["name"] for f in s["faults"]) or "none"
         out.append(f"| {s['name']} | {s['playbook']} | {faults} | {s['status']} | {'yes' if s['verified'] else '**no**'} "
-                   f"| {_num(s['time_to_contain_s'])} | {_num(s['approval_wait_s'])} | {_num(s['detection_s'])} "
+                   f"| {seconds(s['time_to_contain_s'])} | {seconds(s['approval_wait_s'])} | {seconds(s['detection_s'])} "
                    f"| {_objectives(s)} |")
     for s in report["scenarios"]:
         out += ["", f"## {s['name']}", "", f"Run `{s['run_id']}`, incident `{s['incident_id']}`."]

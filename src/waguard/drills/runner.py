@@ -51,7 +51,7 @@ class DrillRunner:
             results.append(result)
             self.say(f"  {'✔' if result['contained'] and result['verified'] else '✘'} {scenario.name}: "
                      f"{result['status']}, verified={result['verified']}, "
-                     f"time to contain {scoring._num(result['time_to_contain_s'])} s")
+                     f"time to contain {scoring.seconds(result['time_to_contain_s'])} s")
         self.say("searching every store for every secret (canary scan)...")
         canary = await self.canary()
         report = {"started_at": started, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -120,7 +120,6 @@ class DrillRunner:
                                     and result["time_to_contain_s"] <= goals.time_to_contain_s
                                     and result["detection_s"] <= goals.detection_s)
         checks = await Verifier(self.settings, self.urls, self.vault, world).run(scenario.expect)
-        checks += await self._no_repeats()
         result["checks"] = [c.as_dict() for c in checks]
         result["verified"] = all(c.ok for c in checks)
         return result
@@ -132,24 +131,6 @@ class DrillRunner:
         result["approval_wait_s"] = scoring.approval_wait_s(events)
         at = scoring.contained_at(events)
         result["time_to_contain_s"] = round(at - t0, 3) if at else None
-
-    async def _no_repeats(self) -> list[Any]:
-        """No destructive Graph call was made twice for the same target; no number spent extra budget."""
-        from waguard.drills.verify import CheckResult
-
-        async with httpx.AsyncClient(timeout=30) as http:
-            records = (await http.get(f"{self.urls.meta}/_sim/requests")).json()["requests"]
-            numbers = (await http.get(f"{self.urls.meta}/_sim/state")).json()["phone_numbers"]
-        seen: dict[str, int] = {}
-        for r in fault_kit.mutating_requests(records):
-            key = f"{r['method']} {r['path']} {json.dumps(r.get('body') or r.get('query'), sort_keys=True)}"
-            seen[key] = seen.get(key, 0) + 1
-        repeated = sorted(k.split(" {")[0] for k, n in seen.items() if n > 1)
-        spent = {n["id"]: n["registration_attempts_in_window"] for n in numbers if n["registration_attempts_in_window"]}
-        return [CheckResult("no_repeated_destructive_call", not repeated,
-                            f"repeated: {repeated}" if repeated else f"{len(seen)} destructive call(s), each once"),
-                CheckResult("registration_budget", all(v <= 1 for v in spent.values()),
-                            f"register/deregister attempts per number: {spent or 'none'}")]
 
     async def _active_runs(self, playbook: str) -> list[str]:
         """Runs of `playbook` that are not final (a drill's run would wait for their slot)."""

@@ -8,11 +8,13 @@ versions) and says what it found. Values are compared, never printed.
 from __future__ import annotations
 
 import hmac
+import json
 from dataclasses import dataclass
 
 import httpx
 from pydantic import SecretStr
 
+from waguard.drills.faults import mutating_requests
 from waguard.drills.scenario import Expectation
 from waguard.drills.world import World
 from waguard.meta.client import GraphClient
@@ -48,7 +50,23 @@ class Verifier:
                 except MetaError as err:
                     ok, detail = False, f"Graph answered {type(err).__name__}"
                 results.append(CheckResult(e.check, ok, detail))
-            return results
+            records = (await sim.get("/_sim/requests")).json()["requests"]
+            return [*results, *self.no_repeats(records)]
+
+    def no_repeats(self, records: list[dict]) -> list[CheckResult]:
+        """Every scenario, faults or not: no destructive Graph call succeeded twice for the same target,
+        and no number spent more than one register/deregister attempt of its 10-per-72-h budget."""
+        seen: dict[str, int] = {}
+        for r in mutating_requests(records):
+            key = f"{r['method']} {r['path']} {json.dumps(r.get('body') or r.get('query'), sort_keys=True)}"
+            seen[key] = seen.get(key, 0) + 1
+        repeated = sorted(k.split(" {")[0] for k, n in seen.items() if n > 1)
+        spent = {n["id"]: n["registration_attempts_in_window"] for n in self.state["phone_numbers"]
+                 if n["registration_attempts_in_window"]}
+        return [CheckResult("no_repeated_destructive_call", not repeated,
+                            f"repeated: {repeated}" if repeated else f"{len(seen)} destructive call(s), each once"),
+                CheckResult("registration_budget", all(v <= 1 for v in spent.values()),
+                            f"register/deregister attempts per number: {spent or 'none'}")]
 
     async def _graph(self, app_secret: SecretStr | None = None) -> GraphClient:
         meta = self.settings.meta
@@ -117,7 +135,6 @@ class Verifier:
     async def old_secret_webhooks_windowed(self, ids: list[str]) -> tuple[bool, str]:
         """Meta's in-flight webhooks signed with the old secret still verify, but only inside a bounded
         window; a wrong signature never does. Asked of the intake itself, over HTTP."""
-        import json
         import time
         from datetime import UTC, datetime
 
