@@ -49,33 +49,31 @@ class Dispatcher:
         self.retry_delays_s = tuple(retry_delays_s)
         self._tasks: set[asyncio.Task[None]] = set()
         self._starting: set[str] = set()
-        self._ended: set[str] = set()
         self._live: dict[str, float] = {}  # run id -> when Prefect last said it is still going
 
     async def retire_ended(self, route: Route, *, now: float) -> None:
         """Close the open incidents `route` would join whose run has already ended.
 
         A finished playbook must not swallow a new detection: the next delivery for the same key
-        opens a new incident (and run). A re-sent delivery is still a duplicate (its nonce). Ended
-        runs stay ended, so the answer is cached; a failed read leaves the incident open.
+        opens a new incident (and run). A re-sent delivery is still a duplicate (its nonce). A failed
+        read leaves the incident open.
         """
         for start in route.starts:
             found = self.store.open_run(start.key, start.playbook)
             if found is None:
                 continue
             incident, run_id = found
-            if run_id not in self._ended:
-                if now - self._live.get(run_id, float("-inf")) < LIVE_RECHECK_S:
-                    continue  # a storm of deliveries asks Prefect once a second, not once each
-                try:
-                    if not await self.starter.has_ended(run_id):
-                        self._live[run_id] = now
-                        continue
-                except Exception as err:  # noqa: BLE001 - Prefect unreachable: keep joining
-                    log.warning("intake: cannot read run %s (%s); incident %s stays open",
-                                run_id, type(err).__name__, incident)
+            if now - self._live.get(run_id, float("-inf")) < LIVE_RECHECK_S:
+                continue  # a storm of deliveries asks Prefect once a second, not once each
+            try:
+                if not await self.starter.has_ended(run_id):
+                    self._live[run_id] = now
                     continue
-                self._ended.add(run_id)
+            except Exception as err:  # noqa: BLE001 - Prefect unreachable: keep joining
+                log.warning("intake: cannot read run %s (%s); incident %s stays open",
+                            run_id, type(err).__name__, incident)
+                continue
+            self._live.pop(run_id, None)  # closed: the store never offers this run again
             self.store.close_incident(incident, now=now)
             log.info("intake: incident %s closed: its run %s has ended", incident, run_id)
 
