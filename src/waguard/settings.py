@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from waguard.errors import ConfigError
+from waguard.settings_env import HttpUrlStr, StrList, describe, keep_undecodable, unknown_variables
 
 LOOPBACK = "127.0.0.1"
 GRAPH_VERSION_PATTERN = r"^v[0-9]+\.[0-9]+$"
@@ -28,7 +29,7 @@ class MetaSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    graph_url: str = Field(
+    graph_url: HttpUrlStr = Field(
         f"http://{LOOPBACK}:8710",
         description="Base URL of the Graph API without the version: https://graph.facebook.com in "
         "production, the Meta simulator on the local stack.",
@@ -53,11 +54,19 @@ class MetaSettings(BaseModel):
         True, description="Send appsecret_proof on every Graph call (needed when 'Require App Secret' is on)."
     )
     timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one Graph HTTP request, seconds.")
-    max_retries: int = Field(
-        4, ge=0, le=10, description="Retries of a throttled or transient Graph call before giving up."
+    retry_budget_s: float = Field(
+        120.0, ge=0, le=3600,
+        description="How long one Graph call keeps retrying throttled, transient or unanswered attempts "
+        "before the step fails, seconds (0: no retries).",
     )
     backoff_cap_s: float = Field(
-        60.0, gt=0, le=3600, description="Longest single back-off sleep between Graph retries, seconds."
+        10.0, gt=0, le=3600,
+        description="Longest single wait between Graph retries, seconds: Meta's Retry-After and "
+        "estimated_time_to_regain_access are honoured up to this.",
+    )
+    registration_retries: int = Field(
+        2, ge=0, le=9,
+        description="Retries of a register/deregister call; each attempt spends one of the number's 10 per 72 h.",
     )
     ledger_path: Path = Field(
         Path(".waguard/registration-ledger.sqlite3"),
@@ -70,7 +79,7 @@ class VaultSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    addr: str = Field(f"http://{LOOPBACK}:8200", description="Vault address.")
+    addr: HttpUrlStr = Field(f"http://{LOOPBACK}:8200", description="Vault address.")
     auth_method: Literal["token", "approle"] = Field("token", description="How waguard logs in to Vault.")
     token_file: Path | None = Field(
         Path(".waguard/vault-token"),
@@ -92,9 +101,9 @@ class VaultSettings(BaseModel):
     @model_validator(mode="after")
     def _credentials_present(self) -> VaultSettings:
         if self.auth_method == "approle" and not (self.role_id and self.secret_id_file):
-            raise ValueError("auth_method=approle needs vault.role_id and vault.secret_id_file")
+            raise ValueError("auth_method=approle needs WAGUARD_VAULT__ROLE_ID and WAGUARD_VAULT__SECRET_ID_FILE")
         if self.auth_method == "token" and not (self.token or self.token_file):
-            raise ValueError("auth_method=token needs vault.token_file or vault.token")
+            raise ValueError("auth_method=token needs WAGUARD_VAULT__TOKEN_FILE or WAGUARD_VAULT__TOKEN")
         return self
 
 
@@ -103,7 +112,7 @@ class SlackSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    api_url: str = Field(
+    api_url: HttpUrlStr = Field(
         f"http://{LOOPBACK}:8720/api/",
         description="Slack Web API base URL: https://slack.com/api/ in production, the Slack simulator locally.",
     )
@@ -123,8 +132,8 @@ class PrefectSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    api_url: str = Field(f"http://{LOOPBACK}:4200/api", description="Prefect API URL.")
-    ui_url: str = Field(f"http://{LOOPBACK}:4200", description="Prefect UI URL (for links in Slack).")
+    api_url: HttpUrlStr = Field(f"http://{LOOPBACK}:4200/api", description="Prefect API URL.")
+    ui_url: HttpUrlStr = Field(f"http://{LOOPBACK}:4200", description="Prefect UI URL (for links in Slack).")
 
 
 class StackSettings(BaseModel):
@@ -152,9 +161,9 @@ class EvidenceSettings(BaseModel):
     redaction_key_path: str = Field(
         "waguard/redaction-key", description="Vault KV path of the HMAC key that hashes phone numbers."
     )
-    secret_prefixes: list[str] = Field(
+    secret_prefixes: StrList = Field(
         default_factory=lambda: ["meta/", "slack/", "intake/", "waguard/"],
-        description="Vault KV prefixes whose every value is removed from evidence.",
+        description="Vault KV prefixes whose every value is removed from evidence (comma-separated).",
     )
 
 
@@ -163,7 +172,7 @@ class IntakeSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    public_url: str = Field(
+    public_url: HttpUrlStr = Field(
         f"http://{LOOPBACK}:8730",
         description="URL Meta and the alert sources reach the intake at; webhook overrides elsewhere are foreign.",
     )
@@ -188,6 +197,36 @@ class IntakeSettings(BaseModel):
     replay_ttl_s: int = Field(
         30 * 86400, ge=600, description="How long delivery ids and body hashes are remembered (Meta retries 7 d)."
     )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, description="Largest request head (request line and headers) accepted; beyond: 431."
+    )
+    max_headers: int = Field(64, ge=8, description="Most header fields a request may carry; beyond: 431.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a connection has to send a complete request head; then 408 and closed."
+    )
+    body_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a request body may go without a byte arriving; then 408 and closed."
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds from a request's first byte until its body has fully arrived (cuts trickles)."
+    )
+    max_connections: int = Field(
+        1024, ge=16, description="Open connections at most; beyond, the oldest idle one is closed (else 503)."
+    )
+    metrics_listen: str = Field(
+        "", pattern=r"^$|^[^\s:]+:\d{1,5}$",
+        description="host:port serving /metrics, /healthz and /readyz apart from the webhooks; empty: on the public port.",
+    )
+    audit_max_bytes: int = Field(
+        10 * 1_048_576, ge=65_536, description="Size at which audit.jsonl is rotated (to audit.jsonl.1, ...)."
+    )
+    audit_backups: int = Field(5, ge=1, description="Rotated audit files kept.")
+    rejection_sample_s: float = Field(
+        60.0, gt=0, description="Per source and reason, one refused request is audited and logged per period; "
+        "the rest are counted in the next record of that kind.",
+    )
+    log_max_bytes: int = Field(10 * 1_048_576, ge=65_536, description="Size at which the intake's log file is rotated.")
+    log_backups: int = Field(3, ge=1, description="Rotated intake log files kept.")
 
 
 class Settings(BaseSettings):
@@ -218,27 +257,42 @@ class Settings(BaseSettings):
         if self.mode == "live":
             for name, url in (("meta.graph_url", self.meta.graph_url), ("slack.api_url", self.slack.api_url)):
                 if "127.0.0.1" in url or "localhost" in url:
-                    raise ValueError(f"mode=live but {name} points at a local simulator ({url})")
+                    env = "WAGUARD_" + name.upper().replace(".", "__")
+                    raise ValueError(f"{env} ({name}): mode=live but it points at a local simulator ({url})")
         return self
 
-
-def describe_error(err: ValidationError) -> str:
-    """One line per bad setting, each naming the environment variable to fix."""
-    lines = []
-    for e in err.errors():
-        loc = [str(p) for p in e["loc"] if not str(p).startswith("function-")]
-        env = "WAGUARD_" + "__".join(p.upper() for p in loc) if loc else "WAGUARD_*"
-        lines.append(f"{env} ({'.'.join(loc) or 'settings'}): {e['msg']}")
-    return "\n".join(lines)
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A value that is not JSON reaches validation, which names its variable (settings_env).
+        return init_settings, keep_undecodable(env_settings), keep_undecodable(dotenv_settings), file_secret_settings
 
 
 def load_settings(**overrides: object) -> Settings:
     """Read the settings once, at an entry point.
 
     Raises:
-        ConfigError: naming every setting that is missing or invalid.
+        ConfigError: one line per unknown `WAGUARD_` variable (environment or .env) and per missing
+            or invalid setting, each naming the variable.
     """
+    env_file = overrides.get("_env_file", Settings.model_config.get("env_file"))
+    problems = unknown_variables(Settings, env_file)  # type: ignore[arg-type]
+    settings = None
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:
-        raise ConfigError("invalid waguard settings:\n" + describe_error(err)) from None
+        problems += describe(err, env_file, already={line.split(" ", 1)[0].upper() for line in problems})  # type: ignore[arg-type]
+    except SettingsError as err:  # whatever keep_undecodable does not cover; still no traceback
+        problems.append(f"WAGUARD_*: {err}")
+    if problems:
+        if len(problems) == 1:
+            raise ConfigError(f"invalid setting {problems[0]}")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+    assert settings is not None
+    return settings

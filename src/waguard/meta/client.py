@@ -64,10 +64,16 @@ def quiet_http_loggers() -> None:
 class GraphClient:
     """Async Graph API client for the calls the playbooks make. Use as `async with`, or `aclose()`.
 
-    Retries only `Retryable` failures (throttling, transient errors, no answer), at most
-    `max_retries` times, sleeping `wire.backoff_seconds` through the injected `sleep`. When Meta asks
-    for a longer wait than `backoff_cap_s`, the throttle error is raised at once with its
-    `retry_after`, so the task's own retry policy can wait instead of this call blocking.
+    Retries only `Retryable` failures (throttling, transient errors, no answer), for as long as
+    `retry_budget_s` allows: a burst of throttling or 5xx answers is waited out, not counted. Each
+    wait is Meta's hint (Retry-After, the BUC `estimated_time_to_regain_access`) or exponential
+    back-off, never longer than `backoff_cap_s`. When Meta's hint is longer than the whole budget the
+    error is raised at once with its `retry_after`: Meta has said it will not be back in time.
+    Register/deregister spend one unit of the number's 72 h budget per attempt, so they are retried
+    at most `registration_retries` times whatever the time budget. `max_retries`, when given, caps
+    every call's retries too (0: no retries, as verification wants).
+    Time spent is the larger of the injected `monotonic` clock's elapsed time and the sum of sleeps,
+    so an injected `sleep` that does not move the clock still ends the loop.
     """
 
     def __init__(
@@ -79,11 +85,14 @@ class GraphClient:
         app_secret: SecretStr | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 10,
-        max_retries: int = 4,
-        backoff_cap_s: float = 60,
+        retry_budget_s: float = 120,
+        backoff_cap_s: float = 10,
+        registration_retries: int = 2,
+        max_retries: int | None = None,
         sleep: Sleep = asyncio.sleep,
         ledger: RegistrationLedger | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         if not re.fullmatch(GRAPH_VERSION_PATTERN, version):
@@ -93,17 +102,20 @@ class GraphClient:
         bad_secret = not (isinstance(app_secret, SecretStr) and app_secret.get_secret_value())
         if app_secret is not None and bad_secret:
             raise ValueError("app_secret must be a non-empty SecretStr or None")
-        if max_retries < 0 or backoff_cap_s <= 0:
-            raise ValueError("max_retries must be >= 0 and backoff_cap_s > 0")
+        if retry_budget_s < 0 or backoff_cap_s <= 0 or registration_retries < 0 or (max_retries or 0) < 0:
+            raise ValueError("retry_budget_s, registration_retries and max_retries must be >= 0, backoff_cap_s > 0")
         self._root = f"{base_url.rstrip('/')}/{version}"
         self._token = token
         self._proof = SecretStr(wire.appsecret_proof(token, app_secret)) if app_secret is not None else None
         self._secrets = tuple(s.get_secret_value() for s in (token, app_secret, self._proof) if s is not None)
-        self._max_retries = max_retries
+        self._retry_budget_s = retry_budget_s
         self._backoff_cap_s = backoff_cap_s
+        self._registration_retries = registration_retries
+        self._max_retries = max_retries
         self._sleep = sleep
         self._ledger = ledger
         self._clock = clock
+        self._monotonic = monotonic
         self._jitter = jitter
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout_s, follow_redirects=False)
 
@@ -134,8 +146,9 @@ class GraphClient:
             app_secret=app_secret if meta.appsecret_proof else None,
             transport=transport,
             timeout_s=meta.timeout_s,
-            max_retries=meta.max_retries,
+            retry_budget_s=meta.retry_budget_s,
             backoff_cap_s=meta.backoff_cap_s,
+            registration_retries=meta.registration_retries,
             sleep=sleep,
             ledger=ledger if ledger is not None else RegistrationLedger.from_settings(meta),
         )
@@ -156,25 +169,30 @@ class GraphClient:
     # ---- the one path every call takes -------------------------------------------------------------
 
     async def _call(self, req: wire.GraphRequest, budget: Action | None = None, number: str = "") -> Any:
-        """Send `req` with retries; return the decoded JSON of a 2xx answer."""
-        attempt = 0
+        """Send `req`, retrying within the time budget; return the decoded JSON of a 2xx answer."""
+        limit = self._max_retries
+        if budget is not None:  # each attempt spends a unit Meta allows 10 of per 72 h: a count, not time
+            limit = self._registration_retries if limit is None else min(limit, self._registration_retries)
+        started, slept, attempt = self._monotonic(), 0.0, 0
         while True:
             if budget is not None:
                 await self._reserve(number, budget)
             try:
                 return await self._send(req)
             except Retryable as err:
-                retry_after = err.retry_after
-                too_long = retry_after is not None and retry_after > self._backoff_cap_s
-                if attempt >= self._max_retries or too_long:
-                    raise
+                if err.retry_after is not None and err.retry_after > self._retry_budget_s:
+                    raise  # Meta said it will not be back within our budget: waiting cannot help
                 delay = wire.backoff_seconds(err, attempt, self._backoff_cap_s, jitter=self._jitter())
+                spent = max(self._monotonic() - started, slept)
+                if (limit is not None and attempt >= limit) or spent + delay > self._retry_budget_s:
+                    raise
                 attempt += 1
                 log.info(
-                    "Graph %s %s: %s; retry %d of %d in %.1f s",
-                    req.method, req.path, type(err).__name__, attempt, self._max_retries, delay,
+                    "Graph %s %s: %s; retry %d in %.1f s (%.0f of %.0f s budget spent)",
+                    req.method, req.path, type(err).__name__, attempt, delay, spent, self._retry_budget_s,
                 )  # fmt: skip
                 await self._sleep(delay)
+                slept += delay
 
     async def _reserve(self, number: str, action: Action) -> None:
         if self._ledger is None:
