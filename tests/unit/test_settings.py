@@ -1,5 +1,8 @@
 """Settings: defaults describe the local stack; bad input fails at start naming the variable."""
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -52,6 +55,9 @@ def test_nested_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) 
         ("WAGUARD_STACK__PREFECT_PORT", "80"),
         ("WAGUARD_META__TIMEOUT_S", "-1"),
         ("WAGUARD_MODE", "prod"),
+        ("WAGUARD_VAULT__ADDR", "notaurl"),
+        ("WAGUARD_PREFECT__UI_URL", "ftp://127.0.0.1:4200"),
+        ("WAGUARD_INTAKE__PUBLIC_URL", "http://127.0.0.1:notaport"),
     ],
 )
 def test_a_bad_setting_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
@@ -98,3 +104,72 @@ def test_every_setting_has_a_description() -> None:
         return out
 
     assert undescribed(Settings) == []
+
+
+def waguard_config(cwd: Path, env: dict[str, str] | None = None, dotenv: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`waguard config` as a responder runs it: its own process, a working directory, maybe a .env."""
+    if dotenv is not None:
+        (cwd / ".env").write_text(dotenv)
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("WAGUARD_")}
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "waguard"), "config"], cwd=cwd, env={**clean, **(env or {})},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_env_example_copied_to_dot_env_loads_as_is_and_documents_the_defaults(tmp_path: Path) -> None:
+    done = waguard_config(tmp_path, dotenv=(ROOT / ".env.example").read_text())
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == json.loads(Settings().model_dump_json())
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "where", "says"),
+    [
+        ("WAGUARD_VAULT__ADDR", "notaurl", "env", "http"),
+        ("WAGUARD_VAULT__ADDR", "notaurl", "dotenv", "http"),
+        ("WAGUARD_VAULT_ADDR", "http://127.0.0.1:8200", "env", "did you mean WAGUARD_VAULT__ADDR?"),
+        ("WAGUARD_VAULT_ADDR", "http://127.0.0.1:8200", "dotenv", "did you mean WAGUARD_VAULT__ADDR?"),
+        ("WAGUARD_SLAK__CHANNEL", "C0X", "dotenv", "did you mean WAGUARD_SLACK__CHANNEL?"),
+        ("WAGUARD_META__GRAPH_VERISON", "v23.0", "env", "did you mean WAGUARD_META__GRAPH_VERSION?"),
+        ("WAGUARD_EVIDENCE__SECRET_PREFIXES", "['meta/', 'slack/']", "env", "comma-separated"),
+        ("WAGUARD_EVIDENCE__SECRET_PREFIXES", "['meta/', 'slack/']", "dotenv", "comma-separated"),
+        ("WAGUARD_EVIDENCE", "not-json", "env", "EvidenceSettings"),
+    ],
+)
+def test_a_settings_error_is_one_line_naming_the_variable_through_the_cli(
+    tmp_path: Path, var: str, value: str, where: str, says: str
+) -> None:
+    if where == "env":
+        done = waguard_config(tmp_path, env={var: value})
+    else:
+        done = waguard_config(tmp_path, dotenv=f"{var}={value}\n")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert var in lines[0] and says in lines[0], lines[0]
+    if where == "dotenv":
+        assert ".env" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("meta/,slack/", ["meta/", "slack/"]), ("meta/", ["meta/"]), ('["meta/", "slack/"]', ["meta/", "slack/"])],
+)
+def test_a_list_is_read_comma_separated_or_as_json(monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]) -> None:
+    monkeypatch.setenv("WAGUARD_EVIDENCE__SECRET_PREFIXES", value)
+    assert load_settings().evidence.secret_prefixes == expected
+
+
+def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAGUARD_VAULT_ADDR", "http://127.0.0.1:8200")
+    monkeypatch.setenv("WAGUARD_META__GRAPH_URL", "graph.facebook.com")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    lines = str(err.value).splitlines()[1:]
+    assert sorted(line.split()[0] for line in lines) == ["WAGUARD_META__GRAPH_URL", "WAGUARD_VAULT_ADDR"]
+
+
+def test_waguard_variables_that_are_not_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # WAGUARD_HOME is given to the deployment runner for prefect.yaml's pull step.
+    monkeypatch.setenv("WAGUARD_HOME", "/srv/waguard")
+    assert load_settings().mode == "drill"
