@@ -24,7 +24,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -65,7 +65,7 @@ def gate_key(step: str) -> str:
     return f"waguard-gate-{step}"
 
 
-Outcome = Literal["approved", "denied", "held", "proceeded"]
+Outcome = Literal["approved", "denied", "held", "proceeded", "superseded"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,8 @@ class ApprovalGate:
     timeout_s: int | None = None         # overrides policy.approval_timeout_s (drills, tests)
     escalate_after_s: int | None = None  # overrides policy.escalation.after_s
     clock: Callable[[], float] = time.monotonic
+    actions: list[list[str]] | None = None  # what approving covers (waguard.scope), kept on "decided"
+    updates: Any = None  # an UpdateFeed: a new alert update ends this request as "superseded"
 
     async def decide(self, summary: str) -> Decision:
         """Block until the step is approved, denied, or timed out, and record each vote."""
@@ -123,6 +125,9 @@ class ApprovalGate:
         escalated = False
         round_ = 0
         while True:
+            if self.updates is not None and await self.updates.pending():
+                # The targets changed under this request: the run re-plans and asks with a new nonce.
+                return await self._close(nonce, Decision("superseded", by="alert update"), ())
             votes += await self._stored_votes(nonce, seen_keys)
             result = tally(votes, self.policy, self.initiator)
             if result.verdict is not Verdict.PENDING:
@@ -174,6 +179,8 @@ class ApprovalGate:
             while True:
                 await asyncio.sleep(self.poll_interval_s)
                 new_votes = await client.filter_flow_run_input(self.run_id, vote_prefix(self.step), 1, seen)
+                if not new_votes and self.updates is not None:
+                    new_votes = await self.updates.pending()
                 if not new_votes and self.clock() < wake_at:
                     continue
                 run = await client.read_flow_run(self.run_id)
@@ -216,7 +223,8 @@ class ApprovalGate:
         await self._publish(nonce, open_=False)
         self.incident.append(self.step, "decided", decision.outcome, actor=decision.by,
                              data={"approvers": list(decision.approvers), "escalated": decision.escalated,
-                                   "waited_s": round(decision.waited_s, 3)})
+                                   "waited_s": round(decision.waited_s, 3),
+                                   **({"actions": self.actions} if self.actions is not None else {})})
         await self.announcer.decided(self.step, decision)
         return decision
 

@@ -26,7 +26,7 @@ from waguard.errors import WaguardError
 GENESIS = "0" * 64
 INCIDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,127}$")
 
-Outcome = Literal["started", "done", "skipped", "already", "planned", "failed", "decided", "info"]
+Outcome = Literal["started", "done", "skipped", "already", "planned", "failed", "decided", "info", "ended"]
 
 
 class TimelineBroken(WaguardError):

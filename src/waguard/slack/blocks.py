@@ -32,7 +32,7 @@ from waguard.policy import Severity
 from waguard.slack import limits
 
 Block = dict[str, Any]
-Decided = Literal["approved", "denied", "held", "proceeded"]  # = waguard.approval.Outcome
+Decided = Literal["approved", "denied", "held", "proceeded", "superseded", "closed"]  # = approval.Outcome
 
 ELLIPSIS = "…"
 APPROVE, DENY = "approve", "deny"
@@ -66,6 +66,8 @@ DECIDED_LINE: dict[str, str] = {
     "denied": ":no_entry: *Denied* by {by}",
     "held": ":pause_button: *No decision in time: held* ({by})",
     "proceeded": ":fast_forward: *No decision in time: proceeded* ({by})",
+    "superseded": ":arrows_counterclockwise: *Superseded*: the targets changed, see the new request ({by})",
+    "closed": ":x: *Closed without a decision* ({by})",
 }
 
 
