@@ -12,6 +12,7 @@ import asyncio
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
 
@@ -228,13 +229,41 @@ async def remove_unknown_users(ports: Ports, fx: Effects, business_id: str, waba
     return report
 
 
+def _endpoint(url: str) -> tuple[str, str, int, str] | None:
+    """(scheme, host, port, path) of an http(s) URL, or None if it is not one we could trust."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:  # a port out of range (":87301") or a malformed host
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.username is not None \
+            or parts.password is not None or port is None:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower().rstrip("."), port, parts.path
+
+
+def is_our_callback(uri: str, ours: str) -> bool:
+    """Whether a webhook override points at our intake: same scheme, host and port, and a path at or
+    below the intake's own path. Parsed, never compared as text: `https://intake.example.com.evil.net`
+    and `http://127.0.0.1:87301` both start with an intake URL and are foreign."""
+    theirs, mine = _endpoint(uri), _endpoint(ours)
+    if theirs is None or mine is None or theirs[:3] != mine[:3]:
+        return False
+    base = mine[3].rstrip("/")
+    return theirs[3] == base or theirs[3].startswith(base + "/")
+
+
+def foreign_overrides(uris: Iterable[str | None], ours: str) -> list[str]:
+    """The overrides that do not point at our intake (no override at all is not foreign)."""
+    return [u for u in uris if u and not is_our_callback(u, ours)]
+
+
 async def reset_overrides(ports: Ports, fx: Effects, waba_id: str, ours: str) -> StepReport:
     """Webhook overrides pointing anywhere but our intake are removed (unsubscribe, resubscribe)."""
     report = StepReport(step="reset-webhook-overrides")
     graph = ports.graph
     apps = await graph.list_subscribed_apps(waba_id)
-    foreign = [a.override_callback_uri for a in apps if a.override_callback_uri and
-               not a.override_callback_uri.startswith(ours)]
+    foreign = foreign_overrides((a.override_callback_uri for a in apps), ours)
     if not foreign:
         report.already.append(waba_id)
     else:
@@ -244,7 +273,7 @@ async def reset_overrides(ports: Ports, fx: Effects, waba_id: str, ours: str) ->
             report.acted.append(f"resubscribed:{waba_id}")
     if not fx.plan:
         after = await graph.list_subscribed_apps(waba_id)
-        if not after or any(a.override_callback_uri and not a.override_callback_uri.startswith(ours) for a in after):
+        if not after or foreign_overrides((a.override_callback_uri for a in after), ours):
             raise VerificationFailed(f"WABA {waba_id} still has a foreign override or no subscription")
         report.verified = True
     return report

@@ -14,14 +14,41 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 
+from waguard.containment import foreign_overrides
 from waguard.drills.faults import mutating_requests
 from waguard.drills.scenario import Expectation
 from waguard.drills.world import World
 from waguard.meta.client import GraphClient
-from waguard.meta.errors import MetaError
+from waguard.meta.errors import (
+    PERMISSION_CODES,
+    TOKEN_INVALID_CODES,
+    MetaError,
+    MetaInvalidRequest,
+    MetaPermissionDenied,
+    MetaTokenInvalid,
+)
 from waguard.settings import Settings
 from waguard.stack import StackUrls
 from waguard.vault.client import VaultClient
+
+
+# Checks about named targets: without ids they would pass having looked at nothing.
+NEEDS_IDS = frozenset({"templates_absent", "templates_present", "tokens_invalid", "vault_token_valid",
+                       "only_business_users", "numbers_deregistered", "pin_rotated"})
+
+
+def credential_refused(err: MetaError) -> bool:
+    """Whether Meta's answer proves the credential itself is dead or shut out: code 190 (invalid
+    token) or 10 / 200-299 (permission), as Meta's own envelope says. A 5xx, a throttle, a timeout
+    or an envelope-less 401/403 from something in between proves nothing."""
+    return (isinstance(err, MetaTokenInvalid) and err.code in TOKEN_INVALID_CODES) or (
+        isinstance(err, MetaPermissionDenied) and err.code in PERMISSION_CODES)
+
+
+def proof_refused(err: MetaError) -> bool:
+    """Whether Meta refused the appsecret_proof. Meta gives that refusal no code of its own (code 100,
+    "Invalid appsecret_proof provided in the API argument"), so its message is the only marker."""
+    return isinstance(err, MetaInvalidRequest) and err.code == 100 and "appsecret_proof" in err.message
 
 
 @dataclass(frozen=True)
@@ -45,10 +72,15 @@ class Verifier:
             self.sim = sim
             results = []
             for e in expectations:
+                if e.check in NEEDS_IDS and not e.ids:
+                    results.append(CheckResult(e.check, False, "no ids given: nothing was verified"))
+                    continue
                 try:
                     ok, detail = await getattr(self, e.check)(e.ids)
                 except MetaError as err:
-                    ok, detail = False, f"Graph answered {type(err).__name__}"
+                    ok, detail = False, f"could not tell: Graph answered {type(err).__name__}"
+                except Exception as err:  # noqa: BLE001 - a check that cannot read its target has failed
+                    ok, detail = False, f"could not tell: {type(err).__name__}"
                 results.append(CheckResult(e.check, ok, detail))
             records = (await sim.get("/_sim/requests")).json()["requests"]
             return [*results, *self.no_repeats(records)]
@@ -94,8 +126,8 @@ class Verifier:
             try:
                 await graph.list_phone_numbers(self.settings.meta.waba_id)
                 verdicts[label] = "accepted"
-            except MetaError:
-                verdicts[label] = "refused"
+            except MetaError as err:
+                verdicts[label] = "refused" if proof_refused(err) else f"unknown ({type(err).__name__})"
             finally:
                 await graph.aclose()
         ok = verdicts == {"old": "refused", "new": "accepted"}
@@ -105,6 +137,9 @@ class Verifier:
         """Seeded tokens (`attacker` = every token the drill issued to the attacker) fail debug_token."""
         values = {"tok-messaging-service": self.world.messaging_token, **self.world.attacker_tokens}
         wanted = [t for i in ids for t in (list(self.world.attacker_tokens) if i == "attacker" else [i])]
+        unknown = [t for t in wanted if t not in values and t not in self.tokens]
+        if not wanted or unknown:
+            return False, f"no such token(s) to check: {unknown or ids}"
         graph = await self._graph()
         alive = []
         try:
@@ -117,20 +152,24 @@ class Verifier:
         return not alive, f"still valid: {alive}" if alive else f"{len(wanted)} invalid by debug_token"
 
     async def attacker_locked_out(self, _ids: list[str]) -> tuple[bool, str]:
-        """A removed user's token stays valid (it is the person's), but must not reach the business."""
+        """A removed user's token stays valid (it is the person's), but must not reach the business:
+        Meta must refuse it with 190 or a permission code. Any other failure is not proof."""
         meta = self.settings.meta
-        still = []
+        still, unknown = [], []
         for token_id, value in self.world.attacker_tokens.items():
             graph = GraphClient(base_url=self.urls.meta, version=meta.graph_version, token=value, max_retries=0)
             try:
                 await graph.list_phone_numbers(meta.waba_id)
                 still.append(token_id)
-            except MetaError:
-                pass
+            except MetaError as err:
+                if not credential_refused(err):
+                    unknown.append(f"{token_id} ({type(err).__name__})")
             finally:
                 await graph.aclose()
         n = len(self.world.attacker_tokens)
-        return n > 0 and not still, f"still reaching the WABA: {still}" if still else f"{n} attacker token(s) refused"
+        if still or unknown:
+            return False, f"still reaching the WABA: {still}; not proven refused: {unknown}"
+        return n > 0, f"{n} attacker token(s) refused"
 
     async def old_secret_webhooks_windowed(self, ids: list[str]) -> tuple[bool, str]:
         """Meta's in-flight webhooks signed with the old secret still verify, but only inside a bounded
@@ -172,16 +211,15 @@ class Verifier:
         return users == set(ids), f"business users now {sorted(users)}"
 
     async def overrides_ours(self, _ids: list[str]) -> tuple[bool, str]:
-        ours = self.settings.intake.public_url
         subs = [s for s in self.state["subscribed_apps"] if s["waba_id"] == self.settings.meta.waba_id]
-        foreign = [s["override_callback_uri"] for s in subs
-                   if s.get("override_callback_uri") and not s["override_callback_uri"].startswith(ours)]
+        foreign = foreign_overrides((s.get("override_callback_uri") for s in subs), self.settings.intake.public_url)
         ok = bool(subs) and not foreign
         return ok, f"{len(subs)} subscription(s), foreign overrides: {len(foreign)}"
 
     async def numbers_deregistered(self, ids: list[str]) -> tuple[bool, str]:
-        registered = sorted(n["id"] for n in self.state["phone_numbers"] if n["id"] in ids and n["registered"])
-        return not registered, f"still registered: {registered}" if registered else f"{len(ids)} deregistered"
+        known = {n["id"]: n for n in self.state["phone_numbers"]}
+        registered = sorted(i for i in ids if i not in known or known[i]["registered"])
+        return not registered, f"still registered or unknown: {registered}" if registered else f"{len(ids)} deregistered"
 
     async def pin_rotated(self, ids: list[str]) -> tuple[bool, str]:
         vault_pin = (await self.vault.read_secret("meta/two-step-pin")).value.get_secret_value()
