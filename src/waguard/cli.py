@@ -1,4 +1,4 @@
-"""The `waguard` command: `waguard up | drill | intake | config | version`.
+"""The `waguard` command: `waguard up | drill | intake | worker | config | version`.
 
 Settings are read once here and passed down. Every failure a responder can fix (a bad setting, a
 port in use, a service that would not start) ends with one clear line and exit status 2, never a
@@ -50,14 +50,24 @@ def _cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
     from waguard.drills.command import drill
 
     return drill(settings, scenarios=args.scenarios, everything=args.all, faults=args.fault or [],
-                 report_path=args.report, human=args.responder == "human", delay_s=args.delay)
+                 report_path=args.report, human=args.responder == "human", delay_s=args.delay,
+                 require_objectives=args.require_objectives)
 
 
 def _cmd_intake(settings: Settings, args: argparse.Namespace) -> int:
     from waguard.intake.service import serve
 
-    serve(settings, args.host, args.port, say=lambda line: print(line, flush=True))
+    serve(settings, args.host, args.port, say=lambda line: print(line, flush=True), log_file=args.log_file)
     return 0
+
+
+def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("PREFECT_API_URL", settings.prefect.api_url)  # before Prefect reads its settings
+    from waguard.launcher.launcher import run_worker
+
+    return run_worker(settings, project=args.project, spec=args.spec)
 
 
 def _cmd_config(settings: Settings, args: argparse.Namespace) -> int:
@@ -85,11 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("--responder", choices=["auto", "human"], default="auto",
                        help="auto: the stand-in responder approves in Slack; human: wait for a person")
     drill.add_argument("--delay", type=float, default=1.0, help="seconds the stand-in responder takes to react")
+    drill.add_argument("--require-objectives", action="store_true",
+                       help="fail the exit status when a scenario misses its time objectives, too")
     drill.set_defaults(func=_cmd_drill)
     intake = sub.add_parser("intake", help="run the intake service: alert webhooks in, playbook runs out")
     intake.add_argument("--host", help="address to bind (default: stack.host)")
     intake.add_argument("--port", type=int, help="port to bind (default: stack.intake_port)")
+    intake.add_argument("--log-file", type=Path, help="write the log here, rotated by size (default: stderr)")
     intake.set_defaults(func=_cmd_intake)
+    worker = sub.add_parser("worker", help="run the launcher: execute playbook runs, each in a forked process")
+    worker.add_argument("--project", type=Path, default=Path.cwd(), help="project directory (flows/, tasks/)")
+    worker.add_argument("--spec", type=Path, help="deployments file (default: <project>/prefect.yaml)")
+    worker.set_defaults(func=_cmd_worker)
     sub.add_parser("config", help="print the effective settings (secrets masked)").set_defaults(func=_cmd_config)
     sub.add_parser("version", help="print the version").set_defaults(func=_cmd_version)
     from waguard.evidence.commands import add_parser as add_evidence_commands

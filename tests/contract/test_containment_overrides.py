@@ -48,7 +48,8 @@ async def test_reset_overrides_removes_a_look_alike_override(meta_sim: MetaSim, 
     seed = meta_sim.seed
     app = seed.subscribed_apps[0]
     meta_sim.sim.reset(seed.model_copy(update={"subscribed_apps": [
-        SubscribedAppSeed(waba_id=app.waba_id, app_id=app.app_id, app_name=app.app_name, override_callback_uri=uri)]}))
+        SubscribedAppSeed(waba_id=app.waba_id, app_id=app.app_id, app_name=app.app_name,
+                          override_callback_uri=uri)]}))
     fx = Effects(False, IncidentRecord(tmp_path, "INC-overrides"), meta_sim.version)
     async with meta_sim.client() as graph:
         report = await reset_overrides(Ports(None, None, graph, None), fx, meta_sim.waba_id, ours)  # type: ignore[arg-type]

@@ -28,7 +28,6 @@ from waguard.meta.errors import (
 )
 from waguard.meta.ledger import RegistrationLedger
 
-
 # ---- retries ----------------------------------------------------------------------------------------
 
 

@@ -93,7 +93,8 @@ def test_only_successful_destructive_graph_calls_count() -> None:
 
 
 def test_the_table_and_markdown_show_every_scenario() -> None:
-    scenario = {"name": "s1", "playbook": "template-abuse", "status": "contained", "verified": True,
+    scenario = {"name": "s1", "playbook": "template-abuse", "status": "contained", "contained": True,
+                "verified": True,
                 "time_to_contain_s": 3.2, "approval_wait_s": 2.0, "detection_s": 1.1, "run_id": "r",
                 "incident_id": "i", "error": None, "faults": [{"name": "graph-429", "notes": []}],
                 "checks": [{"check": "templates_absent", "ok": True, "detail": "1 gone"}], "steps": report.steps(RUN)}
@@ -125,3 +126,59 @@ def test_a_repeated_destructive_call_or_a_second_registration_attempt_fails_veri
     v.state = {"phone_numbers": [{"id": "4000000001", "registration_attempts_in_window": 2}]}
     twice, budget = v.no_repeats([delete, {**delete, "query": {**delete["query"]}}])
     assert not twice.ok and "message_templates" in twice.detail and not budget.ok
+
+
+def _scenario(name: str, *, contained: bool = True, verified: bool = True, contain_s: float | None = 3.0,
+              detect_s: float | None = 1.0) -> dict:
+    result = {"name": name, "status": "contained" if contained else "failed-safe", "contained": contained,
+              "verified": verified, "time_to_contain_s": contain_s, "detection_s": detect_s}
+    result["objectives_missed"] = report.missed_objectives(result, {"time_to_contain_s": 30, "detection_s": 5})
+    result["objectives_met"] = not result["objectives_missed"]
+    return result
+
+
+def test_the_verdict_says_containment_and_objectives_and_can_require_them() -> None:
+    """Issue 11 item 8: every scenario missed its objectives and the drill printed a bare PASS."""
+    slow = {"scenarios": [_scenario("a", contain_s=72.5), _scenario("b", detect_s=None)], "canary_hits": 0}
+    ok, sentence = report.verdict(slow)
+    assert ok and sentence.startswith("PASS: 2/2 contained and verified; objectives missed in 2")
+    assert "a: time to contain 72.50 s > 30 s" in sentence and "b: detection not measured" in sentence
+    ok, sentence = report.verdict(slow, require_objectives=True)
+    assert not ok and sentence.startswith("FAIL: 2/2 contained and verified; objectives missed in 2")
+    fast = {"scenarios": [_scenario("a"), _scenario("b")], "canary_hits": 0}
+    met = "PASS: 2/2 contained and verified; objectives met"
+    assert report.verdict(fast, require_objectives=True) == (True, met)
+    broken = {"scenarios": [_scenario("a", contained=False), _scenario("b", verified=False)],
+              "canary_hits": 1}
+    ok, sentence = report.verdict(broken)
+    assert not ok and "0/2 contained and verified" in sentence
+    assert "(not: a (failed-safe), b (contained, not verified))" in sentence
+    assert sentence.endswith("1 canary hit(s)")
+
+
+def test_the_drill_command_fails_missed_objectives_only_when_asked(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """The exit status, through the command: a stack that is 'up' and a runner whose scenarios were slow."""
+    from waguard.drills import command, runner
+    from waguard.settings import Settings
+
+    slow = {"started_at": "t", "scenarios": [{**_scenario("template-spike", contain_s=99.0), "playbook": "p",
+                                               "run_id": "r", "incident_id": "i", "error": None, "faults": [],
+                                               "checks": [], "steps": [], "approval_wait_s": 0.0}],
+            "canary_hits": 0, "canary": {"places": 1, "secrets": 1, "hits": []}, "duration_s": 12.0}
+
+    class SlowRunner:
+        def __init__(self, *_a: object, **_k: object) -> None: ...
+        async def run(self, _scenarios: object) -> dict:
+            return dict(slow)
+
+    async def no_artifact(_path: Path) -> None: ...
+
+    monkeypatch.setattr(command, "_stack_is_up", lambda _urls: True)
+    monkeypatch.setattr(runner, "DrillRunner", SlowRunner)
+    monkeypatch.setattr(runner, "publish_artifact", no_artifact)
+    settings = Settings(runbooks_dir=DRILLS.parent)
+    args = dict(scenarios=["template-spike"], everything=False, faults=[], human=False, delay_s=0)
+    assert command.drill(settings, report_path=tmp_path / "r.json", **args) == 0
+    assert command.drill(settings, report_path=tmp_path / "r.json", require_objectives=True, **args) == 1
+    assert "FAIL: 1/1 contained and verified; objectives missed in 1" in (tmp_path / "r.md").read_text()

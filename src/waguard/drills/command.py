@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from waguard.drills.faults import FAULTS
-from waguard.drills.report import table
+from waguard.drills.report import table, verdict
 from waguard.drills.scenario import load_scenarios, select
 from waguard.errors import ConfigError
 from waguard.settings import Settings
@@ -29,7 +29,9 @@ def _stack_is_up(urls: StackUrls) -> bool:
 
 
 def drill(settings: Settings, *, scenarios: list[str], everything: bool, faults: list[str], report_path: Path,
-          human: bool, delay_s: float) -> int:
+          human: bool, delay_s: float, require_objectives: bool = False) -> int:
+    """Run the drill; exit 0 when every scenario was contained and verified without a leak (and, with
+    `require_objectives`, met its time objectives)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from waguard.drills.runner import DrillRunner, publish_artifact, write_reports
@@ -50,6 +52,7 @@ def drill(settings: Settings, *, scenarios: list[str], everything: bool, faults:
             runner = DrillRunner(settings, stack.urls, faults=faults, human=human, delay_s=delay_s,
                                  say=lambda line: print(line, flush=True))
             report = asyncio.run(runner.run(chosen))
+            report["passed"], report["verdict"] = verdict(report, require_objectives=require_objectives)
             md = write_reports(report, report_path)
             try:
                 asyncio.run(publish_artifact(report_path))

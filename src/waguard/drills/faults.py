@@ -9,8 +9,10 @@ Retry): the re-run must resume, not repeat, which the simulator's request record
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,31 @@ async def inject_before(names: list[str], urls: StackUrls) -> list[FaultLog]:
                  ).raise_for_status()
             logs.append(log)
     return logs
+
+
+async def disarm(urls: StackUrls, logs: list[FaultLog]) -> None:
+    """Clear every Graph fault still armed, so none outlives its scenario (a later run would meet it);
+    what was left unused is noted on the fault logs, since it never reached the playbook."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        left = (await http.get(f"{urls.meta}/_sim/faults")).json().get("faults", [])
+        (await http.delete(f"{urls.meta}/_sim/faults")).raise_for_status()
+    for fault in left:
+        kind, remaining = fault["spec"]["kind"], fault.get("remaining")
+        for log in logs:
+            if GRAPH_FAULTS.get(log.name, {}).get("kind") == kind:
+                log.notes.append(f"disarmed at scenario end with {remaining if remaining is not None else 'time'} "
+                                 "unused")
+
+
+@contextlib.asynccontextmanager
+async def armed(names: list[str], urls: StackUrls) -> AsyncIterator[list[FaultLog]]:
+    """The scenario's faults, armed on entry and disarmed on exit, however the scenario ends."""
+    logs: list[FaultLog] = []
+    try:
+        logs = await inject_before(names, urls)
+        yield logs
+    finally:
+        await disarm(urls, logs)
 
 
 def seal_vault_for_a_while(settings: Settings, log: FaultLog) -> Any:

@@ -68,6 +68,37 @@ def outcome(events: list[TimelineEvent]) -> str:
     return last.detail if last.outcome == "done" else "failed-safe" if last.outcome == "failed" else last.outcome
 
 
+def missed_objectives(result: dict[str, Any], goals: dict[str, float]) -> list[str]:
+    """Each objective a scenario missed, with what was measured (pure). Unmeasured counts as missed."""
+    missed = []
+    for key, label in (("time_to_contain_s", "time to contain"), ("detection_s", "detection")):
+        value = result.get(key)
+        if value is None:
+            missed.append(f"{label} not measured (goal ≤ {goals[key]:g} s)")
+        elif value > goals[key]:
+            missed.append(f"{label} {value:.2f} s > {goals[key]:g} s")
+    return missed
+
+
+def verdict(report: dict[str, Any], *, require_objectives: bool = False) -> tuple[bool, str]:
+    """Whether the drill passes, and the sentence that says why (pure).
+
+    Passing means every scenario was contained and verified and no secret leaked; objectives are
+    reported either way and fail the drill only with `require_objectives`.
+    """
+    scenarios = report["scenarios"]
+    good = [s for s in scenarios if s.get("contained") and s.get("verified")]
+    bad = [f"{s['name']} ({s['status']}{', not verified' if not s['verified'] else ''})"
+           for s in scenarios if s not in good]
+    missed = [f"{s['name']}: {'; '.join(s.get('objectives_missed') or ['missed'])}"
+              for s in scenarios if not s.get("objectives_met")]
+    contained = f"{len(good)}/{len(scenarios)} contained and verified" + (f" (not: {', '.join(bad)})" if bad else "")
+    goals = "objectives met" if not missed else f"objectives missed in {len(missed)}: {' | '.join(missed)}"
+    leaks = f"; {report['canary_hits']} canary hit(s)" if report["canary_hits"] else ""
+    ok = not bad and not report["canary_hits"] and (not missed or not require_objectives)
+    return ok, f"{'PASS' if ok else 'FAIL'}: {contained}; {goals}{leaks}"
+
+
 def table(report: dict[str, Any]) -> str:
     """The console table (pure)."""
     head = f"{'scenario':<28} {'faults':<30} {'outcome':<12} {'verified':<9} {'contain s':>9} {'human s':>8} {'detect s':>8} objectives"
@@ -78,7 +109,8 @@ def table(report: dict[str, Any]) -> str:
                      f"{seconds(s['time_to_contain_s']):>9} {seconds(s['approval_wait_s']):>8} {seconds(s['detection_s']):>8} "
                      f"{'met' if s.get('objectives_met') else 'missed'}")
     lines.append(f"canary hits: {report['canary_hits']} in {report['canary']['places']} places "
-                 f"({report['canary']['secrets']} secrets)   result: {'PASS' if report['passed'] else 'FAIL'}")
+                 f"({report['canary']['secrets']} secrets)   drill took {seconds(report.get('duration_s'))} s")
+    lines.append(f"result: {report.get('verdict') or verdict(report)[1]}")
     return "\n".join(lines)
 
 
@@ -88,15 +120,16 @@ def seconds(value: float | None) -> str:
 
 def _objectives(s: dict[str, Any]) -> str:
     goals = s.get("objectives") or {}
-    verdict = "met" if s.get("objectives_met") else "missed"
-    return f"{verdict} (≤ {goals.get('time_to_contain_s', '?')} s, detect ≤ {goals.get('detection_s', '?')} s)"
+    met = "met" if s.get("objectives_met") else "missed: " + "; ".join(s.get("objectives_missed") or ["?"])
+    return f"{met} (≤ {goals.get('time_to_contain_s', '?')} s, detect ≤ {goals.get('detection_s', '?')} s)"
 
 
 def markdown(report: dict[str, Any]) -> str:
     """The Markdown report (the file and the Prefect artifact) (pure)."""
     out = [f"# Game-day drill: {'PASS' if report['passed'] else 'FAIL'}", "",
-           f"Started {report['started_at']}, {len(report['scenarios'])} scenario(s), "
-           f"canary hits: **{report['canary_hits']}**.", "",
+           f"**{report.get('verdict') or verdict(report)[1]}**", "",
+           f"Started {report['started_at']}, took {seconds(report.get('duration_s'))} s, "
+           f"{len(report['scenarios'])} scenario(s), canary hits: **{report['canary_hits']}**.", "",
            "| scenario | playbook | faults | outcome | verified | time to contain (s) | human wait (s) | detection (s) "
            "| objectives |", "|---|---|---|---|---|---|---|---|---|"]
     for s in report["scenarios"]:

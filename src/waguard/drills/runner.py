@@ -44,6 +44,7 @@ class DrillRunner:
 
     async def run(self, scenarios: list[Scenario]) -> dict[str, Any]:
         started = datetime.now(UTC).isoformat(timespec="seconds")
+        clock = time.monotonic()
         results = []
         for scenario in scenarios:
             self.say(f"▶ {scenario.name} ({scenario.playbook})" + (f" with {', '.join(self.faults)}" if self.faults else ""))
@@ -59,7 +60,9 @@ class DrillRunner:
                   "canary_hits": len(canary.hits),
                   "canary": {"places": canary.places, "secrets": canary.secrets,
                              "bytes_scanned": canary.bytes_scanned, "hits": [str(h) for h in canary.hits]}}
-        report["passed"] = all(s["contained"] and s["verified"] for s in results) and not canary.hits
+        report["duration_s"] = round(time.monotonic() - clock, 1)
+        report["passed"], report["verdict"] = scoring.verdict(report)  # containment and verification
+        report["objectives_met"] = all(s["objectives_met"] for s in results)
         return report
 
     async def scenario(self, scenario: Scenario) -> dict[str, Any]:
@@ -76,49 +79,48 @@ class DrillRunner:
             return result
         world = await reset_world(self.settings, self.urls, self.vault, scenario)
         self.secrets.update(world.secrets())
-        logs = await fault_kit.inject_before(self.faults, self.urls)
-        if self.graph_latency_ms:
-            async with httpx.AsyncClient(timeout=30) as http:
-                (await http.post(f"{self.urls.meta}/_sim/faults", json={
-                    "kind": "latency", "latency_ms": self.graph_latency_ms, "seconds": RUN_TIMEOUT_S})).raise_for_status()
-        responder = Responder(self.settings, self.urls, self.vault, scenario.responder.approvers,
-                              list(scenario.responder.dashboard_steps), self.delay_s, self.human, self.say)
-        stop = asyncio.Event()
-        t0 = time.time()
-        try:
-            await send_signal(self.settings, self.urls, self.vault, scenario)
-            run = await self._find_run(scenario.playbook, t0)
-            run_id, incident_id = str(run.id), run.parameters["incident_id"]
-            result.update(run_id=run_id, incident_id=incident_id,
-                          run_created_s=round(run.created.timestamp() - t0, 3))  # the intake's share of detection
-            self.say(f"  run {run_id} started for incident {incident_id}")
-            helpers = [asyncio.create_task(responder.work(run_id, incident_id, stop))]
-            for log in logs:
-                if log.name == "kill-flow":
-                    helpers.append(asyncio.create_task(fault_kit.kill_mid_playbook(run_id, self.urls, log)))
-                elif log.name == "vault-down":
-                    helpers.append(asyncio.create_task(self._vault_down_at_approval(run_id, log)))
-            state = await self._wait_final(run_id, [h for h in helpers[1:]])
-            stop.set()
-            async with httpx.AsyncClient(timeout=30) as http:  # the run's Graph calls, before verification adds its own
-                self.run_requests = (await http.get(f"{self.urls.meta}/_sim/requests")).json()["requests"]
-            result["graph_calls"] = len([r for r in self.run_requests if not r["path"].startswith("/_sim")])
-            await asyncio.gather(*helpers, return_exceptions=True)
-            started = await self._start_time(run_id)
-            result["detection_s"] = round(started - t0, 3) if started else None
-            self.say(f"  run ended {state}")
-        except Exception as err:  # noqa: BLE001 - a drill reports what went wrong and goes on
-            stop.set()
-            result["error"] = f"{type(err).__name__}: {str(err)[:300]}"
-            self.say(f"  error: {result['error']}")
+        # Armed for this scenario only: disarmed when it ends, however it ends, before verification reads.
+        async with fault_kit.armed(self.faults, self.urls) as logs:
+            if self.graph_latency_ms:
+                async with httpx.AsyncClient(timeout=30) as http:
+                    (await http.post(f"{self.urls.meta}/_sim/faults", json={
+                        "kind": "latency", "latency_ms": self.graph_latency_ms, "seconds": RUN_TIMEOUT_S})).raise_for_status()
+            responder = Responder(self.settings, self.urls, self.vault, scenario.responder.approvers,
+                                  list(scenario.responder.dashboard_steps), self.delay_s, self.human, self.say)
+            stop = asyncio.Event()
+            t0 = time.time()
+            try:
+                await send_signal(self.settings, self.urls, self.vault, scenario)
+                run = await self._find_run(scenario.playbook, t0)
+                run_id, incident_id = str(run.id), run.parameters["incident_id"]
+                result.update(run_id=run_id, incident_id=incident_id,
+                              run_created_s=round(run.created.timestamp() - t0, 3))  # the intake's share of detection
+                self.say(f"  run {run_id} started for incident {incident_id}")
+                helpers = [asyncio.create_task(responder.work(run_id, incident_id, stop))]
+                for log in logs:
+                    if log.name == "kill-flow":
+                        helpers.append(asyncio.create_task(fault_kit.kill_mid_playbook(run_id, self.urls, log)))
+                    elif log.name == "vault-down":
+                        helpers.append(asyncio.create_task(self._vault_down_at_approval(run_id, log)))
+                state = await self._wait_final(run_id, [h for h in helpers[1:]])
+                stop.set()
+                async with httpx.AsyncClient(timeout=30) as http:  # the run's Graph calls, before verification adds its own
+                    self.run_requests = (await http.get(f"{self.urls.meta}/_sim/requests")).json()["requests"]
+                result["graph_calls"] = len([r for r in self.run_requests if not r["path"].startswith("/_sim")])
+                await asyncio.gather(*helpers, return_exceptions=True)
+                started = await self._start_time(run_id)
+                result["detection_s"] = round(started - t0, 3) if started else None
+                self.say(f"  run ended {state}")
+            except Exception as err:  # noqa: BLE001 - a drill reports what went wrong and goes on
+                stop.set()
+                result["error"] = f"{type(err).__name__}: {str(err)[:300]}"
+                self.say(f"  error: {result['error']}")
         result["faults"] = [log.as_dict() for log in logs]
         result["approvals"] = responder.clicks  # who clicked what, and what the intake answered
         if result["incident_id"]:
             self._score(result, IncidentRecord(self.settings.incidents_dir, result["incident_id"]).events(), t0)
-        goals = scenario.objectives
-        result["objectives_met"] = (result["time_to_contain_s"] is not None and result["detection_s"] is not None
-                                    and result["time_to_contain_s"] <= goals.time_to_contain_s
-                                    and result["detection_s"] <= goals.detection_s)
+        result["objectives_missed"] = scoring.missed_objectives(result, scenario.objectives.model_dump())
+        result["objectives_met"] = not result["objectives_missed"]
         checks = await Verifier(self.settings, self.urls, self.vault, world).run(scenario.expect)
         result["checks"] = [c.as_dict() for c in checks]
         result["verified"] = all(c.ok for c in checks)

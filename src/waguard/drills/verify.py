@@ -31,7 +31,6 @@ from waguard.settings import Settings
 from waguard.stack import StackUrls
 from waguard.vault.client import VaultClient
 
-
 # Checks about named targets: without ids they would pass having looked at nothing.
 NEEDS_IDS = frozenset({"templates_absent", "templates_present", "tokens_invalid", "vault_token_valid",
                        "only_business_users", "numbers_deregistered", "pin_rotated"})
