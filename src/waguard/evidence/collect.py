@@ -98,20 +98,28 @@ async def fetch_meta_state(graph: GraphClient, waba_id: str, business_id: str,
         "subscribed_apps": lambda: graph.list_subscribed_apps(waba_id),
     }
     state: dict[str, Any] = {}
+    unreadable: dict[str, dict[str, str]] = {}
 
     async def read(name: str, call: Callable[[], Awaitable[list[Any]]]) -> None:
         try:
             state[name] = [item.model_dump(mode="json", exclude_none=True) for item in await call()]
         except Exception as err:  # noqa: BLE001 - a missing source is recorded, not fatal
+            # Graph failing past the client's retry budget (a 429/5xx burst, an outage) must not cost
+            # the bundle: the edge is recorded as unreadable, so nobody takes its absence for "empty".
             errors.append(_error(f"meta:{name}", err))
+            unreadable[name] = {"error": type(err).__name__, "detail": _error(f"meta:{name}", err)}
 
     # Six independent reads, concurrently: one round trip of Graph latency instead of six.
     await asyncio.gather(*(read(name, call) for name, call in calls.items()))
-    return {name: state[name] for name in calls if name in state}
+    out = {name: state[name] for name in calls if name in state}
+    if unreadable:
+        out["unreadable"] = {name: unreadable[name] for name in calls if name in unreadable}
+    return out
 
 
 def collect_meta(staging: Staging, state: Mapping[str, Any], redactor: Redactor) -> None:
-    """One member per Meta edge, `meta/<edge>.json`, redacted."""
+    """One member per Meta edge, `meta/<edge>.json`, redacted; `meta/unreadable.json` names the edges
+    Graph would not give (edge -> error type and message)."""
     for name, data in state.items():
         _json_member(staging, f"meta/{name}.json", f"meta:{name}", data, redactor)
 
