@@ -9,8 +9,8 @@ be reached), writes one audit record and counts it; nothing refused ever starts 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
@@ -25,7 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from waguard.intake.audit import AuditLog, safe_id
+from waguard.intake import strict_json
+from waguard.intake.audit import AuditLog, RejectionSampler, safe_id
+from waguard.intake.health import Readiness
 from waguard.intake.dispatch import Dispatcher, Joined
 from waguard.intake.keys import SecretCache, SecretReader, SecretsUnavailable
 from waguard.intake.metrics import CONTENT_TYPE, IntakeMetrics
@@ -55,16 +57,20 @@ class IntakeService:
         self.routing = routing
         state = settings.intake.state_dir
         self.store = IntakeStore(state / "intake.sqlite3")
-        self.audit = AuditLog(state / "audit.jsonl")
+        intake = settings.intake
+        self.audit = AuditLog(state / "audit.jsonl", max_bytes=intake.audit_max_bytes, backups=intake.audit_backups)
+        self.rejections = RejectionSampler(intake.rejection_sample_s)
         self.metrics = IntakeMetrics(registry)
         self.secrets = SecretCache(vault, clock)
         self.dispatcher = Dispatcher(self.store, starter, self.audit, self.metrics, clock)
         self.sources = Sources(settings, routing, self.secrets, clock)
         self.slack = SlackClicks(self, runs, policies)
+        self.readiness = Readiness(vault, self.store, intake.alertmanager_token_path)
 
     async def aclose(self) -> None:
-        """Stop background starts and close the store and the audit log."""
+        """Stop background starts, write the refusals still counted, close the store and the audit log."""
         await self.dispatcher.aclose()
+        self.flush_rejections(final=True)
         self.store.close()
         self.audit.close()
 
@@ -97,29 +103,50 @@ class IntakeService:
         return Inbound(source, bytes(body), headers)
 
     def rejected(self, d: Inbound, err: Rejected, request: Request) -> Problem:
-        """Count and log a failed verification (a detection signal) and turn it into a 401."""
+        """Count a failed verification (a detection signal) and turn it into a 401 (logged, sampled,
+        when it is answered)."""
         d.verification = f"failed:{err.reason}"
         self.metrics.signature_failures.labels(d.source, err.reason).inc()
-        client = request.client.host if request.client else "?"
-        level = logging.ERROR if err.reason == "no-secret" else logging.WARNING
-        log.log(level, "intake: %s delivery failed verification (%s) from %s, body sha256 %s",
-                d.source, err.reason, client, d.sha256[:16])
         return Problem(401, "unauthorized", str(err), "rejected-signature")
 
     def answer(self, source: str, d: Inbound | None, status: int, outcome: str, body: dict[str, Any],
-               **audit: Any) -> JSONResponse:
-        """Write the audit record and the delivery metric, and build the JSON answer."""
+               client: str | None = None, **audit: Any) -> JSONResponse:
+        """Write the audit record (refusals: sampled) and the delivery metric, and build the JSON answer."""
         self.metrics.deliveries.labels(source, outcome).inc()
-        self.audit.write(at=self.clock(), source=source, outcome=outcome, status=status,
-                         verification=d.verification if d else "not-checked",
+        verification = d.verification if d else "not-checked"
+        now = self.clock()
+        if status >= 400:
+            kind = (source, client or "?", status, str(audit.get("note") or outcome), verification)
+            repeats = self.rejections.admit(kind, now)
+            if repeats is None:  # counted; written with the next record of its kind
+                return JSONResponse(body, status_code=status)
+            audit.update(client=client, repeats=repeats or None)
+            if outcome == "rejected-signature":
+                level = logging.ERROR if verification == "failed:no-secret" else logging.WARNING
+                log.log(level, "intake: %s delivery failed verification (%s) from %s, body sha256 %s "
+                        "(%d more like it since the last report)", source, verification, client or "?",
+                        d.sha256[:16] if d else "-", repeats)
+        self.audit.write(at=now, source=source, outcome=outcome, status=status, verification=verification,
                          body_sha256=d.sha256 if d else None,
                          delivery_id=safe_id(d.delivery_id) if d else None,
                          **audit)
         return JSONResponse(body, status_code=status)
 
-    def problem(self, source: str, d: Inbound | None, p: Problem, **audit: Any) -> JSONResponse:
+    def problem(self, source: str, d: Inbound | None, p: Problem, client: str | None = None,
+                **audit: Any) -> JSONResponse:
         return self.answer(source, d, p.status, p.outcome, {"error": p.code, "message": str(p)},
-                           note=p.code, **audit)
+                           client=client, note=p.code, **audit)
+
+    def flush_rejections(self, *, final: bool = False) -> None:
+        """Write a summary record for each kind of refusal whose period ended with repeats unwritten."""
+        now = self.clock()
+        for (source, client, status, reason, verification), repeats in (
+                self.rejections.drain() if final else self.rejections.due(now)):
+            self.audit.write(at=now, source=source, outcome="repeats", status=status, verification=verification,
+                             body_sha256=None, client=client, note=reason, repeats=repeats)
+            if verification.startswith("failed:"):
+                log.warning("intake: %d more %s deliveries failed verification (%s) from %s",
+                            repeats, source, verification, client)
 
     async def deliver(self, request: Request, source: str) -> Response:
         """The alert pipeline shared by Alertmanager, GitHub, Grafana and Meta."""
@@ -130,10 +157,10 @@ class IntakeService:
                 d.verification = await self.sources.verifier(source)(d)
             except Rejected as err:
                 raise self.rejected(d, err, request) from None
-            try:
-                payload = json.loads(d.body)
-            except (UnicodeDecodeError, ValueError):
-                raise Problem(400, "malformed_json", "the body is not valid JSON", "rejected-input") from None
+            try:  # depth-checked before parsing, duplicate keys refused (strict_json)
+                payload = strict_json.loads(d.body)
+            except strict_json.BadJson as err:
+                raise Problem(400, err.reason, str(err), "rejected-input") from None
             got = await self.sources.interpreter(source)(d, payload)
             await self.dispatcher.retire_ended(got.route, now=self.clock())
             now = self.clock()
@@ -142,10 +169,11 @@ class IntakeService:
                                             ttl_s=self.settings.intake.replay_ttl_s)
                 joined = self._dispatch(source, got, now) if fresh else []
         except Problem as p:
-            return self.problem(source, d, p)
+            return self.problem(source, d, p, client=_client(request))
         except SecretsUnavailable:
             return self.problem(source, d, Problem(
-                503, "unavailable", "the delivery cannot be taken now; retry", "unavailable"))
+                503, "unavailable", "the delivery cannot be taken now; retry", "unavailable"),
+                client=_client(request))
         if not fresh:
             self.metrics.duplicates.labels(source, "replay").inc()
             return self.answer(source, d, 200, "duplicate", {"outcome": "duplicate"})
@@ -191,16 +219,52 @@ class IntakeService:
             except Rejected as err:
                 d.verification = f"failed:{err.reason}"
                 self.metrics.signature_failures.labels("meta", f"verify-token-{err.reason}").inc()
-                log.warning("intake: Meta handshake with a wrong verify token (%s)", err.reason)
                 raise Problem(403, "forbidden", "the verify token does not match",
                               "rejected-signature") from None
         except Problem as p:
-            return self.problem("meta", d, p)
+            return self.problem("meta", d, p, client=_client(request))
         except SecretsUnavailable:
-            return self.problem("meta", d, Problem(503, "unavailable", "retry later", "unavailable"))
+            return self.problem("meta", d, Problem(503, "unavailable", "retry later", "unavailable"),
+                                client=_client(request))
         d.verification = "ok"
         self.answer("meta", d, 200, "handshake", {})
         return PlainTextResponse(challenge)
+
+
+async def _flush_every(service: IntakeService, period_s: float) -> None:
+    """Write the refusal counts of ended periods even when no further refusal comes to carry them."""
+    while True:
+        await asyncio.sleep(period_s)
+        service.flush_rejections()
+
+
+def ops_routes(service: IntakeService, *, metrics: bool = True) -> list[Route]:
+    """/healthz (liveness: the process answers), /readyz (a delivery could be taken now; 503 naming
+    what is down otherwise) and, unless it is served apart, /metrics."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = await service.readiness.check()
+        failing = sorted(name for name, state in checks.items() if state != "ok")
+        body = {"status": "not-ready" if failing else "ready", "failing": failing, "checks": checks}
+        return JSONResponse(body, status_code=503 if failing else 200)
+
+    async def render(request: Request) -> Response:
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+    return routes + ([Route("/metrics", render, methods=["GET"])] if metrics else [])
+
+
+def create_ops_app(public: Starlette) -> Starlette:
+    """The app for `intake.metrics_listen`: health and metrics of `public`'s service, no webhooks."""
+    return Starlette(routes=ops_routes(public.state.intake))
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
 
 
 def load_policies(runbooks_dir: Any) -> dict[Playbook, PlaybookPolicy]:
@@ -235,11 +299,6 @@ def create_app(settings: Settings, vault: SecretReader, starter: RunStarter,
             return await service.deliver(request, name)
         return endpoint
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def metrics(request: Request) -> Response:
-        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -254,7 +313,9 @@ def create_app(settings: Settings, vault: SecretReader, starter: RunStarter,
         resumed = service.dispatcher.resume_pending()
         if resumed:
             log.info("intake: resuming %d run start(s) left pending", resumed)
+        flusher = asyncio.create_task(_flush_every(service, settings.intake.rejection_sample_s))
         yield
+        flusher.cancel()
         await service.aclose()
 
     app = Starlette(routes=[
@@ -264,8 +325,7 @@ def create_app(settings: Settings, vault: SecretReader, starter: RunStarter,
         Route("/webhooks/whatsapp", service.meta_handshake, methods=["GET"]),
         Route("/webhooks/whatsapp", source("meta"), methods=["POST"]),
         Route("/slack/interactions", service.slack.handle, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        *ops_routes(service, metrics=not settings.intake.metrics_listen),
     ], exception_handlers={HTTPException: http_error, Exception: http_error}, lifespan=lifespan)
     app.state.intake = service
     return app

@@ -11,7 +11,6 @@ stale nonce or a closed step, and the flow tallies the quorum itself.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from uuid import UUID
 
 from waguard.approval import StoredVote, SubmitOutcome, submit_vote
 from waguard.errors import WaguardError
+from waguard.intake import strict_json
 from waguard.playbooks import FLOW_NAMES
 from waguard.policy import Playbook, PlaybookPolicy
 from waguard.slack.blocks import APPROVE, DENY, parse_button_value
@@ -60,9 +60,9 @@ def parse_click(body: bytes) -> Click:
     if len(payloads) != 1:
         raise BadClick("the form must carry exactly one 'payload' field")
     try:
-        data = json.loads(payloads[0])
-    except ValueError:
-        raise BadClick("payload is not JSON") from None
+        data = strict_json.loads(payloads[0])
+    except strict_json.BadJson as err:
+        raise BadClick(f"payload: {err}") from None
     if not isinstance(data, dict) or data.get("type") != "block_actions":
         raise BadClick("payload is not a block_actions interaction")
     user = data.get("user")
