@@ -160,13 +160,21 @@ class LocalStack:
         self.say(f"starting the intake service on {self.urls.intake}")
         child = ChildProcess(
             name="intake service",
-            argv=[_exe("waguard"), "intake", "--host", s.host, "--port", str(s.intake_port)],
-            health_url=f"{self.urls.intake}/healthz",
-            log_path=home / "logs" / "intake.log",
+            # The log proper rotates by size (intake.log_max_bytes); the console file keeps only what is
+            # printed before logging starts (and a crash's traceback).
+            argv=[_exe("waguard"), "intake", "--host", s.host, "--port", str(s.intake_port),
+                  "--log-file", str(home / "logs" / "intake.log")],
+            health_url=f"{self._intake_ops_url()}/readyz",
+            log_path=home / "logs" / "intake.console.log",
             env=prefect_env(self.settings),
             ready_timeout_s=30,
         )
         self._children.append(child.start())
+
+    def _intake_ops_url(self) -> str:
+        """Where the intake answers /readyz and /metrics: its metrics address when one is set."""
+        listen = self.settings.intake.metrics_listen
+        return f"http://{listen}" if listen else self.urls.intake
 
     def _start_runner(self, home: Path) -> None:
         """Serve every deployment in prefect.yaml; ready once Prefect knows the last of them."""

@@ -16,6 +16,7 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -26,6 +27,7 @@ from waguard.evidence.manifest import TIMELINE, TimelineInfo, chain_head, rechai
 from waguard.evidence.redact import Counts, Redactor
 from waguard.evidence.stream import Staging, read_chunks, redact_stream
 from waguard.incident import IncidentRecord
+from waguard.intake.audit import read_window
 from waguard.meta.client import GraphClient
 from waguard.policy import EvidencePolicy
 from waguard.settings import EvidenceSettings
@@ -33,6 +35,19 @@ from waguard.vault.client import VaultClient
 from waguard.vault.errors import VaultCasConflict, VaultSecretNotFound
 
 LOG_PAGE = 200
+# The intake answers (and audits) the first alert before the run's first timeline record: how far
+# before that record the audit is read. Older records belong to other incidents.
+AUDIT_LEAD_S = 3600.0
+
+
+def audit_since(incident: IncidentRecord) -> float | None:
+    """Where the incident's audit window starts: its first timeline record less AUDIT_LEAD_S (None: no
+    timeline yet, so the whole audit log is read)."""
+    events = incident.events()
+    if not events:
+        return None
+    first = datetime.fromisoformat(events[0].at.replace("Z", "+00:00"))
+    return first.timestamp() - AUDIT_LEAD_S
 
 
 @dataclass
@@ -146,17 +161,18 @@ def collect_timeline(staging: Staging, incident: IncidentRecord, redactor: Redac
 
 
 def collect_audit(staging: Staging, path: Path | None, incident_id: str, run_ids: Sequence[UUID],
-                  redactor: Redactor, errors: list[str]) -> None:
-    """The intake's audit entries for this incident (by `incident_key` or `run_id`), line by line."""
+                  redactor: Redactor, errors: list[str], since: float | None = None) -> None:
+    """The intake's audit entries for this incident (by `incident_key` or `run_id`), line by line, from
+    `since` (Unix seconds; None: the whole log, rotated files included) onwards."""
     if path is None:
         return
     if not path.exists():
         errors.append(f"intake:audit: {path} does not exist (no delivery recorded yet)")
         return
     runs = {str(r) for r in run_ids}
-    with staging.member("intake/audit.jsonl", f"intake:{path}") as out, path.open("rb") as f:
+    with staging.member("intake/audit.jsonl", f"intake:{path}") as out:
         skipped = 0
-        for line in f:
+        for line in read_window(path, since):
             try:
                 entry = json.loads(line)
             except ValueError:

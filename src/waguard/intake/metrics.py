@@ -32,6 +32,10 @@ class IntakeMetrics:
             "waguard_intake_duplicates_absorbed",
             "Deliveries absorbed without a new run: replays, and deliveries joining an open incident.",
             ["source", "kind"], registry=r)
+        self.connections_refused = Counter(
+            "waguard_intake_connections_refused",
+            "Connections closed or refused by the HTTP limits (header size/count, timeouts, cap).",
+            ["reason"], registry=r)
         self.approvals = Counter("waguard_intake_approval_decisions", "Slack approval clicks by outcome.",
                                  ["decision", "outcome"], registry=r)
 

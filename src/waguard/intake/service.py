@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import logging.handlers
 import os
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 
-from waguard.intake.app import create_app
+from waguard.intake.app import create_app, create_ops_app
+from waguard.intake.guard import ConnectionGuard, Limits
 from waguard.intake.starter import PrefectRunStarter
 from waguard.settings import Settings
 from waguard.vault.client import VaultClient
@@ -43,24 +49,79 @@ def prefect_api(settings: Settings) -> Iterator[None]:
         yield
 
 
+def server_config(app: Starlette, host: str, port: int, settings: Settings, **options: Any) -> Any:
+    """uvicorn's config for the public intake: httptools behind the connection guard (header limits,
+    read timeouts, request deadline, connection cap from `settings.intake`), refusals counted."""
+    import uvicorn
+
+    refused = app.state.intake.metrics.connections_refused
+    guard = ConnectionGuard(Limits.from_settings(settings.intake), lambda reason: refused.labels(reason).inc())
+    return uvicorn.Config(app, host=host, port=port, http=guard.protocol(), log_config=None, access_log=False,
+                          lifespan="on", backlog=2048, **options)
+
+
+def ops_config(app: Starlette, listen: str) -> Any:
+    """uvicorn's config for `intake.metrics_listen` (health and metrics apart from the webhooks)."""
+    import uvicorn
+
+    host, _, port = listen.rpartition(":")
+    return uvicorn.Config(create_ops_app(app), host=host, port=int(port), log_config=None, access_log=False,
+                          lifespan="off")
+
+
+async def serve_app(app: Starlette, host: str, port: int, settings: Settings) -> None:
+    """Serve the public intake and, when configured, its ops address, until a signal stops them."""
+    import uvicorn
+
+    public = uvicorn.Server(server_config(app, host, port, settings))
+    if not settings.intake.metrics_listen:
+        await public.serve()
+        return
+    ops = uvicorn.Server(ops_config(app, settings.intake.metrics_listen))
+    ops_task = asyncio.create_task(ops.serve())
+    try:
+        await public.serve()
+    finally:
+        ops.should_exit = True
+        await ops_task
+
+
+def configure_logging(settings: Settings, log_file: Path | None) -> None:
+    """Warnings and errors to `log_file`, rotated by size (`intake.log_max_bytes`), else to stderr."""
+    handler: logging.Handler
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=settings.intake.log_max_bytes, backupCount=settings.intake.log_backups)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None,
-          say: Callable[[str], None] = print) -> None:
+          say: Callable[[str], None] = print, log_file: Path | None = None) -> None:
     """Run the intake in the foreground until interrupted (`waguard intake`).
 
     Raises:
         ConfigError, VaultError, PortInUse: before anything listens, with a message naming the fix.
     """
-    import uvicorn
-
     from waguard.servers import ensure_port_free
 
     host = host or settings.stack.host
     port = port or settings.stack.intake_port
     ensure_port_free("the intake service", host, port)
+    listen = settings.intake.metrics_listen
+    if listen:
+        ensure_port_free("the intake's metrics address", listen.rpartition(":")[0], int(listen.rpartition(":")[2]))
+    configure_logging(settings, log_file)
     with prefect_api(settings):
         app, vault = build(settings)
-        say(f"waguard intake listening on http://{host}:{port} (Ctrl-C to stop)")
+        say(f"waguard intake listening on http://{host}:{port}"
+            + (f", metrics and health on http://{listen}" if listen else "") + " (Ctrl-C to stop)")
         try:
-            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+            asyncio.run(serve_app(app, host, port, settings))
         finally:
             vault.close()

@@ -1,0 +1,66 @@
+"""The audit log rotates by size and is read by time window; the rejection sampler counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from waguard.intake.audit import AuditLog, RejectionSampler, audit_files, read_audit, read_window
+
+T0 = 1_764_000_000.0
+
+
+def fill(path: Path, n: int, *, max_bytes: int = 65_536, backups: int = 5) -> None:
+    log = AuditLog(path, max_bytes=max_bytes, backups=backups)
+    for i in range(n):
+        log.write(at=T0 + i, source="github", outcome="started", status=200, verification="ok",
+                  body_sha256=f"{i:064x}", delivery_id=f"d-{i}")
+    log.close()
+
+
+def test_the_log_rotates_by_size_keeping_the_newest(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    fill(path, 2000)  # ~500 KB through a 64 KiB limit
+    files = audit_files(path)
+    assert [f.name for f in files] == [f"audit.jsonl.{n}" for n in range(5, 0, -1)] + ["audit.jsonl"]
+    assert all(f.stat().st_size <= 65_536 for f in files)
+    records = read_audit(path)
+    ids = [int(r["delivery_id"][2:]) for r in records]
+    assert ids == list(range(ids[0], 2000))  # contiguous, in order, the newest kept
+    assert ids[0] > 0  # the oldest went with the dropped file
+
+
+def test_a_window_reads_only_its_records(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    fill(path, 1500, max_bytes=1_048_576, backups=3)
+    fill(path, 0)  # reopen: appends continue in the same file
+    got = [json.loads(line)["delivery_id"] for line in read_window(path, T0 + 1200, T0 + 1210)]
+    assert got == [f"d-{i}" for i in range(1200, 1211)]
+    assert [json.loads(line)["delivery_id"] for line in read_window(path, T0 + 1498)] == ["d-1498", "d-1499"]
+
+
+def test_a_window_across_rotated_files(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    fill(path, 2000, max_bytes=131_072, backups=9)
+    got = [json.loads(line)["delivery_id"] for line in read_window(path, T0 + 100, T0 + 1900)]
+    assert got == [f"d-{i}" for i in range(100, 1901)]
+
+
+def test_the_sampler_admits_the_first_of_a_kind_per_period() -> None:
+    s = RejectionSampler(60.0)
+    kind = ("github", "10.0.0.1", 401, "unauthorized", "failed:mismatch")
+    other = ("github", "10.0.0.2", 401, "unauthorized", "failed:mismatch")
+    assert s.admit(kind, T0) == 0
+    assert [s.admit(kind, T0 + i) for i in range(1, 5)] == [None] * 4
+    assert s.admit(other, T0 + 5) == 0  # a new sender is recorded at once
+    assert s.admit(kind, T0 + 61) == 4  # the next period's first carries the count
+    assert s.admit(kind, T0 + 62) is None
+    assert s.due(T0 + 200) == [(kind, 1)]
+    assert s.drain() == []
+
+
+def test_the_sampler_bounds_the_kinds_it_tracks() -> None:
+    s = RejectionSampler(60.0, max_kinds=3)
+    admitted = [s.admit(("meta", f"10.0.0.{i}", 401, "x", "failed:mismatch"), T0) for i in range(100)]
+    assert admitted.count(0) == 4  # three senders and one shared "*" kind
+    assert s.drain() == [(("meta", "*", 401, "x", "failed:mismatch"), 96)]
