@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
@@ -26,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from waguard.intake import strict_json
 from waguard.intake.audit import AuditLog, RejectionSampler, safe_id
 from waguard.intake.health import Readiness
 from waguard.intake.dispatch import Dispatcher, Joined
@@ -157,10 +157,10 @@ class IntakeService:
                 d.verification = await self.sources.verifier(source)(d)
             except Rejected as err:
                 raise self.rejected(d, err, request) from None
-            try:
-                payload = json.loads(d.body)
-            except (UnicodeDecodeError, ValueError):
-                raise Problem(400, "malformed_json", "the body is not valid JSON", "rejected-input") from None
+            try:  # depth-checked before parsing, duplicate keys refused (strict_json)
+                payload = strict_json.loads(d.body)
+            except strict_json.BadJson as err:
+                raise Problem(400, err.reason, str(err), "rejected-input") from None
             got = await self.sources.interpreter(source)(d, payload)
             await self.dispatcher.retire_ended(got.route, now=self.clock())
             now = self.clock()
