@@ -150,6 +150,26 @@ class StackSettings(BaseModel):
     intake_port: int = Field(8730, ge=1024, le=65535, description="Intake service port.")
 
 
+class LauncherSettings(BaseModel):
+    """The launcher that executes playbook runs: one pre-imported parent, a forked process per run."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = Field(
+        True, description="`waguard up` starts the launcher; false: Prefect's serve() runner instead (a fresh "
+        "interpreter per run, seconds slower to start).",
+    )
+    dir: Path = Field(
+        Path(".waguard/launcher"),
+        description="The launcher's run directory: its notify socket (the intake's pickup hint), each run's "
+        "pid and slot-lease files.",
+    )
+    poll_s: float = Field(
+        2.0, gt=0, le=60, description="Fallback poll for runs created elsewhere (Prefect UI, retries), seconds."
+    )
+    limit: int = Field(32, ge=1, le=1000, description="Most runs one launcher executes at once.")
+
+
 class EvidenceSettings(BaseModel):
     """Forensic evidence bundles."""
 
@@ -247,6 +267,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings, description="Slack.")
     prefect: PrefectSettings = Field(default_factory=PrefectSettings, description="Prefect.")
     stack: StackSettings = Field(default_factory=StackSettings, description="Local stack.")
+    launcher: LauncherSettings = Field(default_factory=LauncherSettings, description="Run launcher.")
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings, description="Evidence bundles.")
     intake: IntakeSettings = Field(default_factory=IntakeSettings, description="Intake service.")
     runbooks_dir: Path = Field(Path("runbooks"), description="Directory of runbooks, policies and routing.")

@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,10 +178,43 @@ class LocalStack:
         return f"http://{listen}" if listen else self.urls.intake
 
     def _start_runner(self, home: Path) -> None:
+        """Execute the deployments in prefect.yaml: the launcher, or Prefect's serve() runner if disabled."""
+        if self.settings.launcher.enabled:
+            self._start_launcher(home)
+        else:
+            self._start_served_runner(home)
+
+    def _start_launcher(self, home: Path) -> None:
+        """`waguard worker`: one pre-imported parent forks a process per run (src/waguard/launcher)."""
+        from waguard.launcher.launcher import READY_FILE
+        from waguard.playbooks import DEPLOYMENTS
+        from waguard.servers import ServiceDidNotStart
+
+        launcher_dir = self.settings.launcher.dir.resolve()
+        self.say(f"starting the launcher for the deployments in prefect.yaml (run files in {launcher_dir})")
+        ready = launcher_dir / READY_FILE
+        ready.unlink(missing_ok=True)
+        last = list(DEPLOYMENTS.values())[-1]
+        child = ChildProcess(
+            name="launcher",
+            argv=[_exe("waguard"), "worker", "--project", str(Path.cwd())],
+            health_url=f"{self.urls.prefect_api}/deployments/name/{last}",
+            log_path=home / "logs" / "launcher.log",
+            env={**prefect_env(self.settings), "WAGUARD_LAUNCHER__DIR": str(launcher_dir)},
+            ready_timeout_s=90,
+        )
+        self._children.append(child.start())
+        deadline = time.monotonic() + 90  # deployments may exist from an earlier start: wait for our launcher
+        while not ready.exists():
+            if time.monotonic() > deadline or (child.proc is not None and child.proc.poll() is not None):
+                raise ServiceDidNotStart(f"the launcher did not become ready; see {home / 'logs' / 'launcher.log'}")
+            time.sleep(0.1)
+
+    def _start_served_runner(self, home: Path) -> None:
         """Serve every deployment in prefect.yaml; ready once Prefect knows the last of them."""
         from waguard.playbooks import DEPLOYMENTS
 
-        self.say("serving the playbook deployments from prefect.yaml")
+        self.say("serving the playbook deployments from prefect.yaml (launcher disabled)")
         last = list(DEPLOYMENTS.values())[-1]
         child = ChildProcess(
             name="deployment runner",

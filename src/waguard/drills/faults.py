@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +42,10 @@ class FaultLog:
     name: str
     applied: bool = False
     notes: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)  # e.g. kill-flow: rerun_start_s after the kill
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "applied": self.applied, "notes": self.notes}
+        return {"name": self.name, "applied": self.applied, "notes": self.notes, "figures": self.figures}
 
 
 async def inject_before(names: list[str], urls: StackUrls) -> list[FaultLog]:
@@ -108,8 +110,17 @@ def seal_vault_for_a_while(settings: Settings, log: FaultLog) -> Any:
     return unseal_after(settings.vault.addr, key, VAULT_DOWN_S)
 
 
-def flow_run_pid(run_id: str) -> int | None:
-    """The process executing `run_id` on this machine (Prefect's runner puts the id in its environment)."""
+def flow_run_pid(run_id: str, launcher_dir: Path | None = None) -> int | None:
+    """The process executing `run_id` on this machine.
+
+    A launcher's run writes its pid to the launcher's run directory (a forked child's /proc environ is
+    its parent's); a run of Prefect's serve() runner has PREFECT__FLOW_RUN_ID in its environment.
+    """
+    if launcher_dir is not None:
+        from waguard.launcher.rundir import pid_of
+
+        if (pid := pid_of(launcher_dir, run_id)) is not None:
+            return pid
     needle = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -129,8 +140,13 @@ def mutating_requests(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             and (r.get("status") or 200) < 400]
 
 
-async def kill_mid_playbook(run_id: str, urls: StackUrls, log: FaultLog, timeout_s: float = 120) -> bool:
-    """Wait for the first destructive Graph call, SIGKILL the flow's process, then Retry the run."""
+async def kill_mid_playbook(run_id: str, urls: StackUrls, log: FaultLog, timeout_s: float = 120,
+                            launcher_dir: Path | None = None) -> bool:
+    """Wait for the first destructive Graph call, SIGKILL the flow's process, then Retry the run.
+
+    With a launcher, the retry is also announced on its notify socket (as the intake does for new runs)
+    and `figures["rerun_start_s"]` is the time from the kill to the re-run Running again.
+    """
     from prefect.client.orchestration import get_client
     from prefect.states import AwaitingRetry
 
@@ -143,11 +159,12 @@ async def kill_mid_playbook(run_id: str, urls: StackUrls, log: FaultLog, timeout
         else:
             log.notes.append("no destructive call seen: nothing to kill")
             return False
-    pid = flow_run_pid(run_id)
+    pid = flow_run_pid(run_id, launcher_dir)
     if pid is None:
         log.notes.append("the flow run's process was not found on this machine")
         return False
     os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
     log.applied = True
     log.notes.append(f"SIGKILL to the flow-run process {pid} after its first destructive call")
     async with get_client() as client:
@@ -158,4 +175,14 @@ async def kill_mid_playbook(run_id: str, urls: StackUrls, log: FaultLog, timeout
             await asyncio.sleep(0.2)
         log.notes.append(f"Prefect saw the run {state.type.value if state else '?'}; retried it (AwaitingRetry)")
         await client.set_flow_run_state(UUID(run_id), AwaitingRetry(), force=True)
+        if launcher_dir is not None:
+            from waguard.launcher.pickup import notify_launcher
+
+            notify_launcher(launcher_dir, run_id)
+        for _ in range(int(60 / 0.05)):  # the re-run's start, for the report's figure
+            state = (await client.read_flow_run(UUID(run_id))).state
+            if state is not None and (state.is_running() or state.is_final() or state.is_paused()):
+                log.figures["rerun_start_s"] = round(time.monotonic() - killed_at, 3)
+                break
+            await asyncio.sleep(0.05)
     return True

@@ -99,7 +99,8 @@ class DrillRunner:
                 helpers = [asyncio.create_task(responder.work(run_id, incident_id, stop))]
                 for log in logs:
                     if log.name == "kill-flow":
-                        helpers.append(asyncio.create_task(fault_kit.kill_mid_playbook(run_id, self.urls, log)))
+                        helpers.append(asyncio.create_task(fault_kit.kill_mid_playbook(
+                            run_id, self.urls, log, launcher_dir=self.settings.launcher.dir)))
                     elif log.name == "vault-down":
                         helpers.append(asyncio.create_task(self._vault_down_at_approval(run_id, log)))
                 state = await self._wait_final(run_id, [h for h in helpers[1:]])

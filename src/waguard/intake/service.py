@@ -35,7 +35,7 @@ def build(settings: Settings) -> tuple[Starlette, VaultClient]:
     """
     vault = VaultClient.from_settings(settings.vault)
     asyncio.run(vault.check())
-    app = create_app(settings, vault, PrefectRunStarter(settings.prefect.api_url))
+    app = create_app(settings, vault, PrefectRunStarter(settings.prefect.api_url, launcher_dir=settings.launcher.dir))
     return app, vault
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 from uuid import NAMESPACE_URL, uuid5
 
@@ -37,15 +38,18 @@ class PrefectRunStarter:
     """Starts runs of the playbooks' deployments through Prefect's API (`arun_deployment`, timeout=0)."""
 
     def __init__(self, api_url: str | None = None, *, deployments: Mapping[Playbook, str] = DEPLOYMENTS,
-                 tags: tuple[str, ...] = ("waguard", "intake")) -> None:
+                 tags: tuple[str, ...] = ("waguard", "intake"), launcher_dir: Path | None = None) -> None:
         """Args:
             api_url: the Prefect API; None uses Prefect's own settings (PREFECT_API_URL).
             deployments: playbook -> "flow-name/deployment-name" (tests point these at a test flow).
             tags: tags every started run carries.
+            launcher_dir: settings.launcher.dir: a launcher there is told each new run at once (best effort;
+                without one, whatever executes the deployments picks the run up on its next poll).
         """
         self.api_url = api_url
         self.deployments = dict(deployments)
         self.tags = list(tags)
+        self.launcher_dir = launcher_dir
 
     @contextlib.asynccontextmanager
     async def _client(self) -> AsyncIterator[Any]:
@@ -64,7 +68,20 @@ class PrefectRunStarter:
                 self.deployments[playbook], client=client, parameters=parameters, timeout=0,
                 idempotency_key=idempotency_key, as_subflow=False, tags=self.tags,
                 flow_run_name=str(parameters.get("incident_id") or idempotency_key))
+        if self.launcher_dir is not None:
+            from waguard.launcher.pickup import notify_launcher
+
+            notify_launcher(self.launcher_dir, run.id)  # one non-blocking datagram; never raises
         return str(run.id)
+
+    async def post_update(self, run_id: str, update: Any) -> None:
+        """Store an alert update (waguard.updates.RunUpdate) on the run and wake its approval."""
+        from uuid import UUID
+
+        from waguard.updates import post_update
+
+        async with self._client() as client:
+            await post_update(client, UUID(run_id), update)
 
     async def has_ended(self, run_id: str) -> bool:
         """Read the run's state from Prefect; a run Prefect does not know has not ended (it may be starting)."""
@@ -89,6 +106,7 @@ class RecordingStarter:
 
     starts: list[tuple[Playbook, dict[str, Any], str]] = field(default_factory=list)
     ended: set[str] = field(default_factory=set)  # run ids a test declares finished
+    updates: list[tuple[str, Any]] = field(default_factory=list)  # (run id, RunUpdate) delivered
     _by_key: dict[str, str] = field(default_factory=dict)
 
     async def start(self, playbook: Playbook, parameters: dict[str, Any], idempotency_key: str) -> str:
@@ -100,3 +118,6 @@ class RecordingStarter:
 
     async def has_ended(self, run_id: str) -> bool:
         return run_id in self.ended
+
+    async def post_update(self, run_id: str, update: Any) -> None:
+        self.updates.append((run_id, update))

@@ -1,0 +1,217 @@
+"""The launcher: registers waguard's deployments, picks up their runs, claims each once, forks it.
+
+    intake ──datagram──▶ notify.sock ─┐
+    poll every poll_s (UI, retries) ──┴─▶ read run ─▶ propose Pending (the claim) ─▶ FlowRunExecutor
+                                                                                   └─ ForkStarter ─▶ zygote ─fork─▶ run
+
+The claim is Prefect's own rule: the server accepts Pending once per run (PreventPendingTransitions),
+so two launchers, or a launcher and a `serve()` runner, never execute the same run. This process
+talks to the API and owns the children's exit statuses (it is their subreaper); the zygote, which
+forks them, never talks to anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import anyio
+import yaml
+
+from waguard.launcher.forks import ZygoteProcess, become_subreaper
+from waguard.launcher.pickup import NotifySocket
+from waguard.launcher.rundir import leases_of
+from waguard.launcher.starter import ForkStarter
+
+log = logging.getLogger("waguard.launcher")
+READY_FILE = "ready"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str  # "<flow name>/<deployment name>"
+    entrypoint: str  # as in prefect.yaml, relative to the project
+    flow: Any  # the prefect Flow (for on_crashed / on_cancellation hooks, which run here)
+
+
+@dataclass
+class LauncherConfig:
+    project: Path
+    launcher_dir: Path
+    spec: Path | None = None  # prefect.yaml-style file naming the deployments; default <project>/prefect.yaml
+    poll_s: float = 2.0
+    limit: int = 32
+
+
+async def load_deployments(project: Path, spec: Path) -> list[tuple[str, Any, Any]]:
+    """(entrypoint, Flow, RunnerDeployment) for each deployment in the spec file."""
+    import sys
+
+    from prefect.flows import load_flow_from_entrypoint
+
+    if str(project) not in sys.path:
+        sys.path.insert(0, str(project))  # flows import `tasks` from the project root (as serve.py does)
+    out = []
+    for d in yaml.safe_load(spec.read_text())["deployments"]:
+        flow = load_flow_from_entrypoint(str(project / d["entrypoint"]))
+        out.append((d["entrypoint"], flow, await flow.ato_deployment(
+            name=d["name"], description=d.get("description"), tags=d.get("tags"),
+            parameters=d.get("parameters") or {})))
+    return out
+
+
+@dataclass
+class Launcher:
+    config: LauncherConfig
+    zygote: ZygoteProcess | None = None
+    deployments: dict[UUID, Deployment] = field(default_factory=dict)
+    inflight: set[UUID] = field(default_factory=set)
+    started_at: dict[UUID, float] = field(default_factory=dict)  # monotonic time each run was heard of
+    _queue: asyncio.Queue[UUID] = field(default_factory=asyncio.Queue)
+
+    @property
+    def dir(self) -> Path:
+        return self.config.launcher_dir
+
+    async def run(self, stop: anyio.Event | None = None) -> None:
+        """Until `stop` is set (or SIGTERM/SIGINT): pick up, claim and execute runs."""
+        from prefect.runner._flow_run_executor import FlowRunExecutorContext
+        from prefect.runner._state_proposer import StateProposer
+
+        stop = stop or anyio.Event()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / READY_FILE).unlink(missing_ok=True)
+        if not become_subreaper():
+            log.warning("could not become the subreaper of run processes; a zygote crash loses their exit status")
+        specs = await load_deployments(self.config.project, self.config.spec or self.config.project / "prefect.yaml")
+        self.zygote = ZygoteProcess(self.config.project, [e for e, _, _ in specs])
+        info = await self.zygote.start()
+        log.info("zygote %s ready: %d flow(s) preloaded in %ss", info["pid"], len(info["flows"]), info["import_s"])
+        for entrypoint, flow, deployment in specs:
+            deployment_id = await deployment.aapply()
+            self.deployments[deployment_id] = Deployment(f"{flow.name}/{deployment.name}", entrypoint, flow)
+        notify = NotifySocket(self.dir, self.heard)
+        try:
+            async with FlowRunExecutorContext() as ctx:
+                self.ctx, self.proposer = ctx, StateProposer(client=ctx.client)
+                self.capacity = anyio.Semaphore(self.config.limit)
+                notify.open()
+                (self.dir / READY_FILE).write_text(f"{info['pid']}\n")
+                log.info("launcher ready: %d deployment(s), notify socket %s", len(self.deployments), notify.path)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._poll)
+                    tg.start_soon(self._dispatch, tg)
+                    tg.start_soon(self._until_signal, stop)
+                    await stop.wait()
+                    tg.cancel_scope.cancel()
+        finally:
+            notify.close()
+            (self.dir / READY_FILE).unlink(missing_ok=True)
+            self.zygote.stop()
+
+    def heard(self, flow_run_id: UUID) -> None:
+        """A run id from the notify socket or the poll: look at it soon."""
+        self.started_at.setdefault(flow_run_id, time.monotonic())
+        self._queue.put_nowait(flow_run_id)
+
+    async def _until_signal(self, stop: anyio.Event) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                log.info("stopping: runs still executing are stopped (SIGTERM, then SIGKILL)")
+                stop.set()
+                return
+
+    async def _dispatch(self, tg: anyio.abc.TaskGroup) -> None:
+        while True:
+            flow_run_id = await self._queue.get()
+            if flow_run_id not in self.inflight:
+                self.inflight.add(flow_run_id)
+                tg.start_soon(self._launch, flow_run_id)
+
+    async def _poll(self) -> None:
+        """The fallback: runs created anywhere else (UI, retries, automations, a missed datagram)."""
+        while True:
+            try:
+                runs = await self.ctx.client.get_scheduled_flow_runs_for_deployments(
+                    list(self.deployments), scheduled_before=datetime.now(UTC) + timedelta(seconds=1))
+                for run in runs:
+                    if run.id not in self.inflight:
+                        self.heard(run.id)
+            except Exception as err:  # keep polling: the API may be restarting
+                log.warning("poll for scheduled runs failed: %s: %s", type(err).__name__, err)
+            await anyio.sleep(self.config.poll_s)
+
+    async def _launch(self, flow_run_id: UUID) -> None:
+        try:
+            await self._claim_and_execute(flow_run_id)
+        except Exception:
+            log.exception("run %s: launching failed", flow_run_id)
+        finally:
+            self.inflight.discard(flow_run_id)
+            self.started_at.pop(flow_run_id, None)
+
+    async def _claim_and_execute(self, flow_run_id: UUID) -> None:
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            run = await self.ctx.client.read_flow_run(flow_run_id)
+        except ObjectNotFound:
+            return
+        deployment = self.deployments.get(run.deployment_id) if run.deployment_id else None
+        if deployment is None or run.state is None or not run.state.is_scheduled():
+            return  # not ours, or already claimed / finished
+        scheduled = run.state.state_details.scheduled_time
+        if scheduled is not None and scheduled > datetime.now(UTC) + timedelta(seconds=1):
+            return  # a run for later: the poll hands it over when it is due
+        async with self.capacity:
+            if not await self.proposer.propose_pending(run):
+                return  # another launcher or runner claimed it
+            claimed = time.monotonic()
+            run = await self.ctx.client.read_flow_run(flow_run_id)
+            starter = ForkStarter(zygote=self.zygote, entrypoint=deployment.entrypoint,  # type: ignore[arg-type]
+                                  deployment_name=deployment.name, launcher_dir=self.dir,
+                                  control_channel=self.ctx.control_channel, release_leases=self.release_leases)
+            executor = self.ctx.create_executor(run, starter=starter, resolve_flow=self._resolve_flow)
+            heard = self.started_at.get(flow_run_id, claimed)
+            log.info("run %s (%s): claimed %.0f ms after it was heard of", flow_run_id, deployment.name,
+                     (claimed - heard) * 1000)
+            result = await executor.submit()
+            if result is not None and result.crash_unreported:
+                log.error("run %s: exited %s and could not be marked Crashed", flow_run_id, result.status_code)
+
+    async def _resolve_flow(self, run: Any) -> Any:
+        """The flow whose on_crashed / on_cancellation hooks Prefect runs here, in the launcher."""
+        return self.deployments[run.deployment_id].flow
+
+    async def release_leases(self, flow_run_id: UUID) -> int:
+        """Free the concurrency slots a dead run held (Prefect releases a lease by id)."""
+        from prefect.exceptions import ObjectNotFound
+
+        released = 0
+        for lease_id in leases_of(self.dir, flow_run_id):
+            try:
+                await self.ctx.client.release_concurrency_slots_with_lease(lease_id)
+                released += 1
+            except ObjectNotFound:
+                pass  # already released, or lapsed
+            except Exception as err:
+                if getattr(getattr(err, "response", None), "status_code", None) == 404:
+                    continue
+                log.warning("run %s: could not release lease %s: %s", flow_run_id, lease_id, err)
+        return released
+
+
+def run_worker(settings: Any, *, project: Path, spec: Path | None = None) -> int:
+    """`waguard worker`: the launcher in the foreground until SIGTERM or Ctrl-C."""
+    config = LauncherConfig(project=project.resolve(), launcher_dir=settings.launcher.dir.resolve(),
+                            spec=spec.resolve() if spec else None, poll_s=settings.launcher.poll_s,
+                            limit=settings.launcher.limit)
+    anyio.run(Launcher(config).run)
+    return 0
