@@ -5,15 +5,17 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks import containment as step
+from waguard.closing import close_on_hook
 from waguard.playbook_run import playbook_run
 from waguard.policy import Severity
+from waguard.scope import Action, Scope
 
 TOKEN_SCOPES = ("whatsapp_business_management", "whatsapp_business_messaging")
 
 
-@flow(name="account-takeover", log_prints=False)
+@flow(name="account-takeover", log_prints=False, on_cancellation=[close_on_hook], on_crashed=[close_on_hook])
 async def account_takeover(
-    incident_id: str,
+    incident_id: str | None = None,
     severity: Severity = "SEV1",
     initiator: str | None = None,
     source: str = "manual",
@@ -37,19 +39,33 @@ async def account_takeover(
         rotate_token_path, rotate_system_user_id: the consumers' token to rotate and its owner.
     """
     async with playbook_run("account_takeover", incident_id=incident_id, severity=severity, initiator=initiator,
-                            plan=plan, title=f"Business Manager takeover ({source})",
-                            approval_timeout_s=approval_timeout_s, poll_interval_s=poll_interval_s) as run:
+                            plan=plan, title=f"Business Manager takeover ({source})", waba_id=waba_id,
+                            approval_timeout_s=approval_timeout_s, poll_interval_s=poll_interval_s,
+                            targets={"phone_number_ids": phone_number_ids, "suspect_users": suspect_users}) as run:
         meta = run.settings.meta
         waba = waba_id or meta.waba_id
-        numbers = phone_number_ids or [n.id for n in await run.ports.graph.list_phone_numbers(waba)]
         # 1. Evidence: users, system users, WABA assignments, subscriptions and their overrides.
         await run.snapshot("open")
+
+        async def plan_containment() -> Scope:
+            """The numbers (alert updates may add some) and the account-wide steps approval covers."""
+            numbers = (run.targets["phone_number_ids"]
+                       or [n.id for n in await run.ports.graph.list_phone_numbers(waba)])
+            suspects = run.targets["suspect_users"]
+            actions = [Action(kind, n) for n in numbers for kind in ("deregister", "set_pin")]
+            actions += [Action("remove_unknown_users", f"business {meta.business_id}"),
+                        Action("reset_overrides", f"WABA {waba}"),
+                        Action("revoke_token", f"{rotate_token_path} (system user {rotate_system_user_id})"),
+                        Action("issue_token", rotate_token_path)]
+            return Scope(f"Take back business `{meta.business_id}`: deregister {len(numbers)} number(s), "
+                         f"remove every user but {run.policy.named_admins}, reset foreign webhook "
+                         f"overrides, set a new two-step PIN, rotate the token at `{rotate_token_path}`."
+                         + (f" Suspects named by the alert: {suspects}." if suspects else ""),
+                         tuple(actions), context=numbers)
+
         # 2. Approval (the policy asks for two people here).
-        decision = await run.approve("approve-containment",
-                                     f"Take back business `{meta.business_id}`: deregister {len(numbers)} number(s), "
-                                     f"remove every user but {run.policy.named_admins}, reset foreign webhook "
-                                     f"overrides, set a new two-step PIN, rotate the token at `{rotate_token_path}`."
-                                     + (f" Suspects named by the alert: {suspect_users}." if suspect_users else ""))
+        decision, scope = await run.approve("approve-containment", plan_containment)
+        numbers = scope.context
         if not decision.go:
             return await run.finish("denied" if decision.outcome == "denied" else "held", decision.outcome)
         # 3. Suspend the numbers.

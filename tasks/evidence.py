@@ -3,7 +3,8 @@
 with the bundle's path and digest, then one call into `waguard.evidence.write_bundle`.
 
 Returns a `BundleRef` (a path and digests; no secret, no PII). A suspended run replays its flow from
-the top, so an "open" bundle already on the incident's timeline is returned instead of written again.
+the top, so an "open" bundle this same flow run already wrote is returned instead of written again; any
+other run of the incident (a re-run, a follow-up) takes its own.
 """
 
 from __future__ import annotations
@@ -87,8 +88,9 @@ async def snapshot_evidence(run: EvidenceRun, phase: Phase, extra: dict[str, Any
     target = f"evidence:{phase}"
     if phase == "open":
         done = run.incident.last(STEP, "done", target=target)
-        if done is not None and Path(done.data.get("path", "")).is_file():
-            return BundleRef.model_validate(done.data)
+        if (done is not None and done.data.get("flow_run_id") == str(run.run_id)
+                and Path(done.data.get("path", "")).is_file()):
+            return BundleRef.model_validate({k: v for k, v in done.data.items() if k != "flow_run_id"})
     messages, slack_error = await _thread(run)
     facts = {"playbook": getattr(run, "playbook", None), "severity": getattr(run, "severity", None),
              "flow_run_id": str(run.run_id), **(extra or {})}
@@ -97,7 +99,8 @@ async def snapshot_evidence(run: EvidenceRun, phase: Phase, extra: dict[str, Any
     settings = run.settings
     ref = await write_bundle(sources_for(run, messages, facts, waba_id), phase, vault=run.ports.vault,
                              settings=settings.evidence, signing_key=settings.vault.evidence_key)
-    run.incident.append(STEP, "done", ref.summary_line(), target=target, data=ref.model_dump())
+    run.incident.append(STEP, "done", ref.summary_line(), target=target,
+                        data={**ref.model_dump(), "flow_run_id": str(run.run_id)})
     await acreate_markdown_artifact(key=artifact_key(run.incident_id, phase),
                                     markdown=artifact_markdown(run.incident_id, ref),
                                     description=f"Evidence bundle ({phase}) for {run.incident_id}")

@@ -1,5 +1,6 @@
 """What every playbook run does around its own steps: open the incident, its ports and Slack thread;
-snapshot evidence; ask for approval; and close with a summary that links the run and the evidence.
+wait its turn on the WABA; snapshot evidence; ask for approval of exactly the actions it plans (again
+when alert updates change them); and close with a summary that links the run and the evidence.
 
 Flows read as their runbook because all of this lives here, behind a few verbs on `PlaybookRun`.
 """
@@ -7,31 +8,29 @@ Flows read as their runbook because all of this lives here, behind a few verbs o
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.client.orchestration import get_client
-from prefect.concurrency.asyncio import concurrency
 from prefect.runtime import flow_run
 
 from waguard.approval import ApprovalGate, Decision
+from waguard.closing import close_incident, close_leftovers, quick_incident_id
 from waguard.containment import StepReport
 from waguard.incident import IncidentRecord
 from waguard.manual import ManualStep
 from waguard.playbooks import FLOW_NAMES
 from waguard.policy import Playbook, PlaybookPolicy, Severity, load_policy
 from waguard.runtime import Effects, PlannedCall, Ports, SlackAnnouncer, open_ports
+from waguard.scope import Action, Scope, actions_from, covered_by
 from waguard.settings import Settings, load_settings
 from waguard.slack.blocks import IncidentView
+from waguard.slot import Entrant, SlotQueue, hold_slot
+from waguard.updates import UpdateFeed, merge_targets
 
-RUN_SLOT_WAIT_S = 150  # a second run for the same playbook and WABA waits this long, then fails clearly
-# A run's slot is a lease the run renews while alive. Prefect's shortest (60 s) bounds how long a
-# killed run blocks its own re-run: the server's repossessor frees the slot soon after it lapses.
-RUN_SLOT_LEASE_S = 60
 Status = Literal["contained", "held", "denied", "planned", "failed"]
 
 
@@ -54,6 +53,10 @@ class PlaybookRun:
     poll_interval_s: int = 2
     reports: list[StepReport] = field(default_factory=list)
     evidence: list[Any] = field(default_factory=list)
+    targets: dict[str, list[str]] = field(default_factory=dict)  # list parameters alert updates extend
+    updates: UpdateFeed | None = None
+    resolved: bool = False  # the alert resolved at its source
+    approved: set[Action] = field(default_factory=set)  # approved in this run, all rounds
 
     @property
     def run_url(self) -> str:
@@ -69,20 +72,82 @@ class PlaybookRun:
                               "planned" if self.plan else "done" if report.verified else "failed")
         return report
 
-    async def approve(self, step: str, summary: str) -> Decision:
-        """Pause for the policy's approvers. Plan mode does not pause: it reports what it would ask."""
-        if self.plan:
-            return Decision("approved", by="plan-mode")
-        earlier = self.incident.last(step, "decided")
-        if earlier is not None and earlier.detail in ("approved", "proceeded"):
-            # A re-run of this incident (after a crash, say) resumes under the decision already taken.
-            self.incident.append(step, "already", f"re-run under the earlier decision: {earlier.detail}",
-                                 actor=earlier.actor)
-            await self.slack.say(f"*{step}*: already {earlier.detail} by {earlier.actor}; resuming.")
-            return Decision(earlier.detail, tuple(earlier.data.get("approvers", [])), by=earlier.actor or "")  # type: ignore[arg-type]
-        gate = ApprovalGate(self.run_id, step, self.policy, self.severity, self.initiator, self.incident,
-                            self.slack, poll_interval_s=self.poll_interval_s, timeout_s=self.approval_timeout_s)
-        return await gate.decide(summary)
+    async def take_updates(self) -> None:
+        """Apply alert updates the intake stored on this run: new targets, or the source resolving."""
+        if self.plan or self.updates is None:
+            return
+        for update in await self.updates.take():
+            if update.kind == "resolved":
+                self.resolved = True
+                self.incident.append("alert-update", "info", f"the alert resolved at its source ({update.source})",
+                                     data={"on_resolve": self.policy.on_resolve})
+                await self.slack.say(f"*Alert resolved* at its source ({update.source}). Policy: "
+                                     + ("containment stays a human decision; still asking." if
+                                        self.policy.on_resolve == "keep_asking" else "a pending approval is held."))
+                continue
+            merged = merge_targets(self.targets, update.parameters)
+            added = {k: [v for v in merged[k] if v not in self.targets[k]] for k in merged}
+            added = {k: v for k, v in added.items() if v}
+            self.targets = merged
+            self.incident.append("alert-update", "info", f"joined: {added or 'no new target'}",
+                                 data={"added": added, "source": update.source})
+            await self.slack.say(f"*Alert update* ({update.source}): "
+                                 + (", ".join(f"{k} +{v}" for k, v in added.items()) if added else "no new target."))
+
+    async def more_updates(self) -> bool:
+        """True when updates arrived that the run has not applied (after approval: plan again)."""
+        return not self.plan and self.updates is not None and await self.updates.pending()
+
+    def _approved_before(self, step: str, scope: Scope) -> Any:
+        """The earliest approval on this incident's timeline that covers everything `scope` plans."""
+        for event in self.incident.events():
+            if (event.step == step and event.outcome == "decided" and event.detail in ("approved", "proceeded")
+                    and "actions" in event.data and covered_by(scope.actions, actions_from(event.data["actions"]))):
+                return event
+        return None
+
+    async def approve(self, step: str, plan: Callable[[], Awaitable[Scope]]) -> tuple[Decision, Scope]:
+        """Plan, then pause for the policy's approvers to approve exactly that plan.
+
+        An earlier approval on this incident is reused only when it covered every action planned now;
+        an alert update while asking re-plans and asks again. Plan mode does not pause.
+        """
+        while True:
+            await self.take_updates()
+            scope = await plan()
+            if self.plan:
+                return Decision("approved", by="plan-mode"), scope
+            if self.resolved and self.policy.on_resolve == "hold":
+                self.incident.append(step, "skipped", "held: the alert resolved before a decision")
+                return Decision("held", by="on_resolve-policy"), scope
+            if not scope.actions:
+                self.incident.append(step, "skipped", "nothing destructive planned: no approval needed")
+                await self.slack.say(f"*{step}*: nothing destructive to do; no approval needed.")
+                return Decision("approved", by="nothing-to-approve"), scope
+            if covered_by(scope.actions, self.approved):
+                return Decision("approved", by="this run's approval"), scope
+            earlier = self._approved_before(step, scope)
+            if earlier is not None:
+                # A re-run of this incident (after a crash, say) acts under the decision already taken,
+                # because that decision named every action planned now.
+                self.incident.append(step, "already", f"re-run under the earlier decision: {earlier.detail}",
+                                     actor=earlier.actor, data={"decided_seq": earlier.seq,
+                                                                "actions": scope.stored()})
+                await self.slack.say(f"*{step}*: already {earlier.detail} by {earlier.actor} for these "
+                                     "actions; resuming.")
+                self.approved |= set(scope.actions)
+                return Decision(earlier.detail, tuple(earlier.data.get("approvers", [])),  # type: ignore[arg-type]
+                                by=earlier.actor or ""), scope
+            gate = ApprovalGate(self.run_id, step, self.policy, self.severity, self.initiator, self.incident,
+                                self.slack, poll_interval_s=self.poll_interval_s,
+                                timeout_s=self.approval_timeout_s, actions=scope.stored(), updates=self.updates)
+            summary = scope.summary + "\n\n*Approving will:*\n" + "\n".join(f"• {line}" for line in scope.lines())
+            decision = await gate.decide(summary)
+            if decision.outcome == "superseded":
+                continue
+            if decision.go:
+                self.approved |= set(scope.actions)
+            return decision, scope
 
     def fx_manual(self, step: str, target: str) -> PlannedCall:
         """How plan mode lists a manual step."""
@@ -118,7 +183,8 @@ class PlaybookRun:
                 "| step | target | call |\n|---|---|---|\n" + "\n".join(lines),
                 description="Read-only preview of a playbook run")
             return result
-        self.incident.append("close", "done", status, data={"detail": detail})
+        await self.take_updates()  # updates that came too late for this run are at least on the record
+        self.incident.append("close", "done", status, data={"detail": detail, "run": str(self.run_id)})
         evidence = "; ".join(f"{getattr(e, 'path', e)} (sha256 {getattr(e, 'sha256', '?')[:16]}…)"
                              for e in self.evidence) or "none"
         summary = (f"*{status.upper()}* — {detail}\nRun: {self.run_url}\nEvidence: {evidence}\n"
@@ -132,50 +198,79 @@ class PlaybookRun:
 
 
 @contextlib.asynccontextmanager
-async def one_run_per_waba(playbook: Playbook, waba_id: str, plan: bool) -> AsyncIterator[None]:
-    """At most one active run per playbook and WABA: a global concurrency limit we create ourselves
-    (with strict=True a missing limit is an error, not the silent no-op of the default)."""
-    if plan:  # a read-only preview may run beside a real run
+async def one_run_per_waba(run: PlaybookRun, waba_id: str, opened_seq: int) -> AsyncIterator[None]:
+    """At most one active run per playbook and WABA; the others wait in arrival order, visibly."""
+    if run.plan:  # a read-only preview may run beside a real run
         yield
         return
-    name = f"waguard:{playbook}:{waba_id}"
-    async with get_client() as client:
-        await client.upsert_global_concurrency_limit_by_name(name, 1)
-    async with concurrency(name, occupy=1, timeout_seconds=RUN_SLOT_WAIT_S, lease_duration=RUN_SLOT_LEASE_S,
-                           strict=True):
+
+    async def announce(holder: Entrant | None, ahead: int) -> None:
+        who = (f"run {holder.run_id} (incident {holder.incident_id})" if holder
+               else "a run that has ended (its slot frees when its lease lapses)")
+        text = f"waiting behind {who}" + (f"; {ahead} earlier incident(s) wait before this one" if ahead else "")
+        run.incident.append("wait-for-slot", "info", text,
+                            data={"holder": str(holder.run_id) if holder else None, "ahead": ahead})
+        await run.slack.say(f"*Waiting*: {text}. One run at a time acts on WABA `{waba_id}`; "
+                            "waiting runs go in arrival order, for as long as it takes.")
+        await run.slack.update(state="waiting for the WABA", current_step="wait-for-slot")
+
+    async def acquired(waited_s: float) -> None:
+        run.incident.append("wait-for-slot", "done", f"slot taken after {waited_s:.0f} s")
+        await run.slack.say(f"The WABA is free after {waited_s:.0f} s: this run goes on.")
+        await run.slack.update(state="open", current_step="opened")
+
+    def closed() -> bool:
+        return any(e.step == "close" and e.seq > opened_seq for e in run.incident.events())
+
+    queue = SlotQueue(f"waguard:{run.playbook}:{waba_id}", FLOW_NAMES[run.playbook], run.run_id,
+                      poll_s=max(run.poll_interval_s, 1))
+    async with hold_slot(queue, announce=announce, closed=closed, acquired=acquired):
         yield
+
+
+TARGET_PARAMETERS: dict[Playbook, tuple[str, ...]] = {
+    "template_abuse": ("template_names", "deregister_numbers"),
+    "account_takeover": ("phone_number_ids", "suspect_users"),
+    "leaked_secret": (),
+}
 
 
 @contextlib.asynccontextmanager
-async def playbook_run(playbook: Playbook, *, incident_id: str, severity: Severity, initiator: str | None,
+async def playbook_run(playbook: Playbook, *, incident_id: str | None, severity: Severity, initiator: str | None,
                        plan: bool, title: str, approval_timeout_s: int | None = None,
-                       poll_interval_s: int = 2, settings: Settings | None = None) -> AsyncIterator[PlaybookRun]:
+                       poll_interval_s: int = 2, settings: Settings | None = None, waba_id: str | None = None,
+                       targets: dict[str, list[str] | None] | None = None) -> AsyncIterator[PlaybookRun]:
     settings = settings or load_settings()
     policy = load_policy(settings.runbooks_dir, playbook)
+    run_id = UUID(flow_run.id)
+    # A run started without an incident (the UI's Quick run) is its own incident: no approval is shared.
+    incident_id = incident_id or quick_incident_id(FLOW_NAMES[playbook], run_id)
     # Plan runs keep their own record so a preview never touches the real incident's timeline.
     incident = IncidentRecord(settings.incidents_dir, f"{incident_id}.plan" if plan else incident_id)
     started = incident.state().get("started_at")
     if started is None:
         started = datetime.now(UTC).isoformat()
         incident.remember(started_at=started)
-    run_id = UUID(flow_run.id)
-    async with one_run_per_waba(playbook, settings.meta.waba_id, plan), open_ports(settings) as ports:
+    async with open_ports(settings) as ports:
         view = IncidentView(incident_id=incident_id, playbook=FLOW_NAMES[playbook], title=title,
                             severity=severity, state="open", current_step="opened",
                             prefect_run_url=f"{settings.prefect.ui_url}/runs/flow-run/{run_id}")
         slack = SlackAnnouncer(ports.slack, settings, incident, view, str(run_id), enabled=not plan)
         run = PlaybookRun(playbook, incident_id, severity, initiator, plan, settings, policy, incident, ports,
                           Effects(plan, incident, settings.meta.graph_version), slack,
-                          datetime.fromisoformat(started), run_id, approval_timeout_s, poll_interval_s)
+                          datetime.fromisoformat(started), run_id, approval_timeout_s, poll_interval_s,
+                          targets={k: list((targets or {}).get(k) or []) for k in TARGET_PARAMETERS[playbook]},
+                          updates=UpdateFeed(run_id))
         if not plan:
-            incident.append("open", "started", f"{playbook} run {run_id}", actor=initiator or "waguard")
+            await close_leftovers(settings, incident, str(run_id), ports.slack)
+            opened = incident.append("open", "started", f"{playbook} run {run_id}", actor=initiator or "waguard")
         await slack.open()
         try:
-            yield run
+            async with one_run_per_waba(run, waba_id or settings.meta.waba_id, opened.seq if not plan else -1):
+                yield run
         except Exception as err:
             if not plan:
-                incident.append("close", "failed", type(err).__name__, data={"message": str(err)[:300]})
-                await slack.say(f"*FAILED SAFE* at {slack.view.current_step}: {type(err).__name__}: "
-                                f"{str(err)[:300]}\nRun: {run.run_url}")
-                await slack.update(state="failed")
+                await close_incident(settings, incident, str(run_id), "failed",
+                                     f"failed safe at {slack.view.current_step}: {type(err).__name__}: "
+                                     f"{str(err)[:300]}", slack=ports.slack)
             raise

@@ -59,6 +59,9 @@ class PlaybookPolicy(BaseModel):
                                  "SEV3": TimeoutAction.HOLD},
         description="What happens when nobody decides in time, per severity.",
     )
+    on_resolve: Literal["keep_asking", "hold"] = Field(
+        "keep_asking", description="When the alert resolves at its source while approval is pending: keep "
+        "asking (containment stays a human decision) or end the run as held.")
     named_admins: list[str] = Field(
         default_factory=list, description="Business users who stay (account takeover removes all others)."
     )

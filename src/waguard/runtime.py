@@ -142,6 +142,8 @@ class SlackAnnouncer(Announcer):
     async def update(self, **changes: Any) -> None:
         self.view = self.view.model_copy(update=changes)
         if self.enabled and self.head:
+            # Kept so a cancellation hook, in another process, can show the final state (waguard.closing).
+            self.incident.remember(slack_view=self.view.model_dump(mode="json"))
             await self.slack.update_incident(self.head, self.view)
 
     async def step(self, name: str, summary: str, outcome: str = "done") -> None:
@@ -155,7 +157,7 @@ class SlackAnnouncer(Announcer):
             return
         req = ApprovalRequest(run_id=self.run_id, step=step, nonce=nonce, summary=summary)
         ref = await self.slack.post_approval(self.head, req)
-        self.approvals.setdefault(step, []).append((ref, req))
+        self._remember_open(step, ref, req)
         await self.update(state="awaiting approval", current_step=step)
 
     async def escalate(self, step: str, nonce: str, summary: str) -> None:
@@ -165,12 +167,21 @@ class SlackAnnouncer(Announcer):
         esc = await self.slack.open_incident(self.settings.slack.escalation_channel,
                                              self.view.model_copy(update={"state": "ESCALATED: approval needed"}))
         # The escalated copy is a second set of live buttons: remember it so `decided` disarms it too.
-        self.approvals.setdefault(step, []).append((await self.slack.post_approval(esc, req), req))
+        self._remember_open(step, await self.slack.post_approval(esc, req), req)
         await self.say(f"No decision yet on *{step}*: escalated to <#{self.settings.slack.escalation_channel}>.")
 
     async def decided(self, step: str, decision: Decision) -> None:
         if not (self.enabled and self.head):
             return
-        for ref, req in self.approvals.get(step, []):
+        for ref, req in self.approvals.pop(step, []):
             await self.slack.mark_decided(ref, req, decision.outcome, decision.by)
+        self.incident.remember(open_approvals=[a for a in self.incident.state().get("open_approvals", [])
+                                               if not (a.get("run") == self.run_id and a.get("step") == step)])
         await self.update(state=decision.outcome)
+
+    def _remember_open(self, step: str, ref: MessageRef, req: ApprovalRequest) -> None:
+        """Live buttons, kept in memory and in the incident state (a hook or a re-run disarms them)."""
+        self.approvals.setdefault(step, []).append((ref, req))
+        item = {"run": self.run_id, "step": step, "channel": ref.channel, "ts": ref.ts,
+                "request": req.model_dump(mode="json")}
+        self.incident.remember(open_approvals=[*self.incident.state().get("open_approvals", []), item])

@@ -1,7 +1,9 @@
 """From a routing decision to playbook runs: one run per incident, started in the background.
 
 `dispatch` runs inside the delivery's SQLite transaction: it closes what the source says is over,
-then claims each incident (opening it, or joining the open one). New incidents are started after
+then claims each incident (opening it, or joining the open one). A join or a resolve of an incident
+whose run has started is also news for that run: after the transaction, `launch` stores it on the run
+as an update (waguard.updates), retried like a start, so the run adds the targets or records the resolve. New incidents are started after
 the answer has gone back: the start is a background task, retried with back-off until Prefect takes
 it, and resumed from the store if the service restarts first. The delivery is never kept waiting on
 Prefect, and an incident is never lost because Prefect was briefly down.
@@ -13,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from waguard.intake.audit import AuditLog
 from waguard.intake.metrics import IntakeMetrics
@@ -20,6 +23,7 @@ from waguard.intake.params import build_parameters, incident_id
 from waguard.intake.replay import IntakeStore, PendingStart
 from waguard.intake.routing import Route, Start
 from waguard.intake.starter import RunStarter
+from waguard.updates import RunUpdate
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -50,6 +54,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._starting: set[str] = set()
         self._live: dict[str, float] = {}  # run id -> when Prefect last said it is still going
+        self._updates: list[tuple[str, RunUpdate]] = []  # (run id, update) to deliver after the commit
 
     async def retire_ended(self, route: Route, *, now: float) -> None:
         """Close the open incidents `route` would join whose run has already ended.
@@ -79,13 +84,24 @@ class Dispatcher:
 
     def dispatch(self, source: str, route: Route, *, now: float, quiet_s: float) -> list[Joined]:
         """Apply a route to the incident map (call inside the delivery's transaction)."""
+        self._updates = []  # a rolled-back delivery must not leave updates behind
         for key in route.closes:
             for closed in self.store.close_incidents(key, now=now):
                 log.info("intake: incident %s closed by its source", closed)
+                run_id = self.store.run_of(closed)
+                if run_id:
+                    self._updates.append((run_id, RunUpdate(kind="resolved", source=source)))
         joined = []
         for start in route.starts:
             claim = self.store.claim(start.key, start.playbook, now=now, quiet_s=quiet_s,
                                      build=lambda generation, s=start: self._new(source, s, generation))
+            if not claim.new and claim.run_id:
+                self._updates.append((claim.run_id, RunUpdate(kind="joined", parameters=dict(start.parameters),
+                                                              source=start.source)))
+            elif not claim.new:
+                # Its run is still being started: it will read the parameters the first delivery gave.
+                log.warning("intake: incident %s joined before its run started; the update is recorded only",
+                            claim.incident_id)
             joined.append(Joined(claim.incident_id, claim.playbook, "started" if claim.new else "joined",
                                  claim.run_id, claim.parameters if claim.new else None))
         return joined
@@ -104,6 +120,27 @@ class Dispatcher:
         for j in joined:
             if j.outcome == "started" and j.parameters is not None:
                 self._spawn(PendingStart(j.incident_id, j.playbook, dict(j.parameters)))
+        updates, self._updates = self._updates, []
+        post = getattr(self.starter, "post_update", None)
+        for run_id, update in updates if post is not None else ():
+            task = asyncio.get_running_loop().create_task(self._post(post, run_id, update),
+                                                          name=f"update {run_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, post: Callable[[str, RunUpdate], Any], run_id: str, update: RunUpdate) -> None:
+        """Deliver one update to its run; retried a while, then logged (the run may have ended)."""
+        for attempt, delay in enumerate((*self.retry_delays_s[:4], None)):
+            try:
+                await post(run_id, update)
+                log.info("intake: %s update delivered to run %s", update.kind, run_id)
+                return
+            except Exception as err:  # the starter is a port: any failure is retried
+                if delay is None:
+                    log.error("intake: %s update for run %s not delivered after %d tries (%s)",
+                              update.kind, run_id, attempt + 1, type(err).__name__)
+                    return
+                await asyncio.sleep(delay)
 
     def resume_pending(self) -> int:
         """Start every incident whose run has not started yet (at service start); return how many."""

@@ -59,7 +59,7 @@ STATE_EMOJI: dict[str, str] = {
 OUTCOME_EMOJI: dict[str, str] = {
     "started": ":hourglass_flowing_sand:", "done": ":white_check_mark:", "skipped": ":heavy_minus_sign:",
     "already": ":ballot_box_with_check:", "planned": ":memo:", "failed": ":x:", "decided": ":scales:",
-    "info": ":information_source:",
+    "info": ":information_source:", "ended": ":checkered_flag:",
 }
 DECIDED_LINE: dict[str, str] = {
     "approved": ":white_check_mark: *Approved* by {by}",
