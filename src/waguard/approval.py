@@ -4,12 +4,16 @@ How a decision reaches a paused run:
 - Prefect UI: the responder fills the typed form (`ApprovalForm`) the pause renders; the form is the vote.
 - Slack: the intake service verifies the click, stores the vote as a flow-run input under
   `vote_prefix(step)` (durable: a click that lands before the pause is registered is not lost), then
-  wakes the pause with a `via="wake"` input. The gate re-reads stored votes whenever it wakes.
+  wakes the pause (`wake_pause`). The gate re-reads stored votes whenever it wakes.
+
+A wake ends the pause without any run input (Paused -> Running, as a resume does, minus the answer),
+so the form a person sees holds only their own fields and nothing they pick can be mistaken for, or
+discard, a vote: `ApprovalForm.aload` returns None when the pause ended without a form.
 
 Two Prefect traps shape this (see reference/prefect-notes.md §1.3): a pause that times out fails the
 run beyond repair, so the gate never lets one expire. It pauses until the next deadline it cares
 about (escalation, then the final timeout) and arms a watchdog in the flow's own event loop that
-resumes the pause with `via="timeout"` first; Prefect's own timeout is set later as a backstop. A
+wakes the pause first; Prefect's own timeout is set later as a backstop. A
 premature wake is harmless: the loop re-reads the clock and pauses again.
 
 The gate publishes its state as the flow-run input `gate_key(step)` ({"step", "nonce", "open"}) so the
@@ -28,9 +32,12 @@ from typing import Any, Literal
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
+from prefect.input.actions import aread_flow_run_input, ensure_flow_run_id
+from prefect.states import Running
 from pydantic import BaseModel, Field
 
 from waguard.incident import IncidentRecord
@@ -40,12 +47,36 @@ PAUSE_BACKSTOP_S = 120  # Prefect's own pause timeout sits this far past our wat
 
 
 class ApprovalForm(RunInput):
-    """What the Prefect UI asks a responder; also the shape Slack wakes use."""
+    """What the Prefect UI asks a responder: every submitted form is a vote. No defaults on the two
+    required fields, so the UI neither marks them optional nor pre-picks a decision."""
 
-    approver: str = Field(description="Your approver id from the runbook policy (e.g. your Slack user id).")
-    decision: Literal["approve", "deny"] = "approve"
+    approver: str = Field(min_length=1,
+                          description="Your approver id from the runbook policy (e.g. your Slack user id).")
+    decision: Literal["approve", "deny"] = Field(
+        description="approve: carry out the steps above; deny: stop them.")
     note: str = Field("", max_length=500, description="Why (goes on the incident timeline).")
-    via: Literal["ui", "wake", "timeout"] = "ui"
+
+    @classmethod
+    async def aload(cls, keyset: Any, flow_run_id: UUID | None = None) -> ApprovalForm | None:  # type: ignore[override]
+        """The responder's form, or None when the pause was woken (`wake_pause`) rather than answered."""
+        run_id = ensure_flow_run_id(flow_run_id)
+        if await aread_flow_run_input(keyset["response"], flow_run_id=run_id) is None:
+            return None
+        return await super().aload(keyset, flow_run_id=run_id)
+
+
+async def wake_pause(client: Any, run_id: UUID, key: str | None = None) -> bool:
+    """End the run's current pause (only the one named `key`, if given) without answering its form.
+
+    The waiting loop then re-reads what it waits on (stored votes, updates, its clock). Returns
+    whether a pause was ended; a pause that ended meanwhile is left alone.
+    """
+    run = await client.read_flow_run(run_id)
+    state = run.state
+    if not (state and state.is_paused()) or (key is not None and state.state_details.pause_key != key):
+        return False
+    result = await client.set_flow_run_state(run_id, Running())
+    return result.status is SetStateStatus.ACCEPT
 
 
 class StoredVote(BaseModel):
@@ -112,6 +143,7 @@ class ApprovalGate:
     async def decide(self, summary: str) -> Decision:
         """Block until the step is approved, denied, or timed out, and record each vote."""
         nonce = secrets.token_urlsafe(12)
+        request = secrets.token_hex(4)  # pause keys allow only lowercase letters, digits and dashes
         start = self.clock()
         timeout = self.timeout_s or self.policy.approval_timeout_s
         escalation = self.policy.escalation
@@ -137,33 +169,38 @@ class ApprovalGate:
                     by=result.counted[-1].approver, escalated=escalated, waited_s=self.clock() - start)
                 return await self._close(nonce, decision, result.refused)
             now = self.clock()
+            # Escalation comes before the timeout even when one wake finds both due (a slow box, a
+            # long poll): an unanswered approval is always escalated before its default applies.
+            if not escalated and now >= escalate_at and escalate_at < deadline:
+                escalated = True
+                self.incident.append(self.step, "info", "no decision yet: escalated",
+                                     data={"channel": escalation.channel if escalation else None})
+                await self.announcer.escalate(self.step, nonce, summary)
             if now >= deadline:
                 action = self.policy.on_timeout[self.severity]
                 decision = Decision("proceeded" if action is TimeoutAction.PROCEED else "held",
                                     tuple(result.approvers), by=f"timeout-policy:{self.severity}",
                                     escalated=escalated, waited_s=now - start)
                 return await self._close(nonce, decision, result.refused)
-            if not escalated and now >= escalate_at and escalate_at < deadline:
-                escalated = True
-                self.incident.append(self.step, "info", "no decision yet: escalated",
-                                     data={"channel": escalation.channel if escalation else None})
-                await self.announcer.escalate(self.step, nonce, summary)
             wake_at = escalate_at if (not escalated and escalate_at < deadline) else deadline
-            form = await self._pause(f"{self.step}-{round_}", summary, wake_at - now, seen_keys)
+            # A pause key is used once per run (Prefect answers a repeated key with its old input),
+            # so it carries this request's id: a gate asked again for the same step pauses afresh.
+            form = await self._pause(f"{self.step}-{request}-{round_}", summary, wake_at - now, seen_keys)
             round_ += 1
-            if form.via == "ui":
+            if form is not None:  # None: woken (a stored vote, an update, the deadline), not answered
                 votes.append(Vote(form.approver, form.decision == "approve", "ui"))
                 if form.note:
                     self.incident.append(self.step, "info", "approver note", actor=form.approver,
                                          data={"note": form.note})
 
-    async def _pause(self, key: str, summary: str, wait_s: float, seen: set[str]) -> ApprovalForm:
+    async def _pause(self, key: str, summary: str, wait_s: float, seen: set[str]) -> ApprovalForm | None:
         wait_s = max(wait_s, 0.5)
         watchdog = asyncio.create_task(self._watch(key, self.clock() + wait_s, seen))
         try:
+            # Only the description: an initial value would make its field optional in the UI's form.
             prompt = ApprovalForm.with_initial_data(
                 description=summary + f"\n\nApprovers: {', '.join(self.policy.approvers)} "
-                f"(quorum {self.policy.quorum}).", approver="", decision="approve")
+                f"(quorum {self.policy.quorum}).")
             return await apause_flow_run(wait_for_input=prompt, timeout=int(wait_s) + PAUSE_BACKSTOP_S,
                                          poll_interval=self.poll_interval_s, key=key)
         finally:
@@ -183,10 +220,8 @@ class ApprovalGate:
                     new_votes = await self.updates.pending()
                 if not new_votes and self.clock() < wake_at:
                     continue
-                run = await client.read_flow_run(self.run_id)
                 # Only wake the pause this watchdog was armed for; a later one has its own watchdog.
-                if run.state and run.state.is_paused() and run.state.state_details.pause_key == key:
-                    await client.resume_flow_run(self.run_id, run_input={"approver": "waguard", "via": "timeout"})
+                if await wake_pause(client, self.run_id, key):
                     return
 
     async def _stored_votes(self, nonce: str, seen: set[str]) -> list[Vote]:
@@ -256,8 +291,6 @@ async def submit_vote(run_id: UUID, step: str, vote: StoredVote) -> SubmitOutcom
             return "stale"
         await client.create_flow_run_input(run_id, f"{vote_prefix(step)}-{secrets.token_hex(8)}",
                                            vote.model_dump_json(), sender="waguard-intake")
-        run = await client.read_flow_run(run_id)
-        if run.state and run.state.is_paused():
-            # Wake whichever pause is current; the gate re-reads the stored votes when it wakes.
-            await client.resume_flow_run(run_id, run_input={"approver": vote.approver, "via": "wake"})
+        # Wake whichever pause is current; the gate re-reads the stored votes when it wakes.
+        await wake_pause(client, run_id)
         return "accepted" if gate is not None else "no-such-step"
