@@ -25,6 +25,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
 import tests.fixtures.intake as fx
 from tests.fixtures.intake import (
@@ -101,9 +102,15 @@ async def test_a_storm_of_deliveries_makes_one_prefect_run(
         async with httpx.AsyncClient(transport=transport, base_url="http://intake.test") as client:
 
             async def one(i: int) -> dict:
+                # Distinct events about one alert (each changes updated_at): a replayed body would
+                # be absorbed as a duplicate instead of joining.
+                hour = {"a": 10, "b": 11, "c": 12}[tag]
                 body = dumps(
                     github_alert(
-                        "created" if i % 2 else "publicly_leaked", repo_id=repo, secret=env.secrets.meta_token
+                        "created" if i % 2 else "publicly_leaked",
+                        repo_id=repo,
+                        secret=env.secrets.meta_token,
+                        updated_at=f"2026-11-24T{hour}:00:{i:02d}Z",
                     )
                 )
                 r = await client.post(
@@ -142,6 +149,44 @@ async def test_a_storm_of_deliveries_makes_one_prefect_run(
     assert [
         r.id for r in await runs_of(STARTED_FLOW) if f"github:{repo}:" in r.parameters.get("incident_id", "")
     ] == [run.id]
+
+
+async def test_a_replayed_github_alert_does_not_reopen_a_cancelled_incident(
+    intake_env: IntakeEnv, deployment: str
+) -> None:
+    """Issue 10.5: the same signed body under a fresh X-GitHub-Delivery (not signed) used to start
+    generation 2 once the first run was cancelled. Only a genuinely new event may."""
+    env = intake_env
+    repo = int(uuid.uuid4().int % 10**9)
+    clock = FakeClock()
+    starter = PrefectRunStarter(deployments={"leaked_secret": deployment})
+    app = create_app(env.settings, env.vault, starter, clock)
+
+    async def post(payload: dict, delivery: str) -> str:
+        body = dumps(payload)
+        headers = github_headers(env.secrets.github_secret, body, delivery)
+        r = await client.post("/alerts/github", content=body, headers=headers)
+        await app.state.intake.dispatcher.settle()
+        return r.json()["outcome"]
+
+    async def runs_for_repo() -> list:
+        runs = await runs_of(STARTED_FLOW)
+        return [r for r in runs if f"github:{repo}:" in r.parameters.get("incident_id", "")]
+
+    alert = github_alert("created", repo_id=repo, updated_at="2026-11-24T10:00:00Z")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake.test") as client:
+        assert await post(alert, f"d1-{repo}") == "started"
+        [first] = await runs_for_repo()
+        async with get_client() as prefect:
+            await prefect.set_flow_run_state(first.id, Cancelled(), force=True)
+        clock.advance(2)
+        assert await post(alert, f"d2-{repo}") == "duplicate"
+        assert [r.id for r in await runs_for_repo()] == [first.id]
+        reopened = github_alert("reopened", repo_id=repo, updated_at="2026-11-24T12:00:00Z")
+        assert await post(reopened, f"d3-{repo}") == "started"
+        assert len(await runs_for_repo()) == 2
+    await app.state.intake.aclose()
 
 
 # --- Slack approval clicks against a paused run ----------------------------------------------------

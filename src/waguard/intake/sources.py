@@ -1,8 +1,9 @@
 """Per-source steps of the receiver pipeline: how each source is verified, then interpreted.
 
 `verify` gets the raw delivery and answers with a verification label or raises `Rejected`; only
-then does `interpret` parse the body and return the delivery's nonce (what makes a replay a replay),
-its routing decision and the source's quiet period. Parsing problems raise `Problem` (a 4xx).
+then does `interpret` parse the body and return the delivery's nonce (what makes a replay a replay,
+always taken from authenticated bytes, never from an unsigned header), its routing decision and the
+source's quiet period. Parsing problems raise `Problem` (a 4xx).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from waguard.intake.verify import verify_bearer, verify_grafana, verify_hub_sign
 from waguard.settings import Settings
 
 _GITHUB_DELIVERY = re.compile(r"[A-Za-z0-9-]{1,64}")
+_TIMESTAMP = re.compile(r"[0-9T:.+Z-]{10,40}")
 GITHUB_EVENTS = ("secret_scanning_alert", "ping")
 
 
@@ -73,6 +75,20 @@ def model(cls: type[BaseModel], payload: Any) -> Any:
                         for e in err.errors()})[:5]
         raise Problem(422, "invalid_payload", "the payload does not match the expected shape at: "
                       + ", ".join(where), "rejected-input") from None
+
+
+def github_event_nonce(parsed: SecretScanningDelivery, payload: Any, body_sha256: str) -> str:
+    """What makes a secret-scanning delivery a new event, from signed bytes only.
+
+    X-GitHub-Delivery is not signed, so a captured body re-sent under a fresh id must not count as
+    new. The event is the alert (repository, number), what happened to it (`action`) and when
+    (`alert.updated_at`, which GitHub moves on every change); without `updated_at` (nullable in
+    GitHub's schema), the signed body itself.
+    """
+    updated = payload["alert"].get("updated_at")
+    when = updated if isinstance(updated, str) and _TIMESTAMP.fullmatch(updated) else body_sha256
+    digest = hashlib.sha256(f"{parsed.action}\0{when}".encode()).hexdigest()[:32]
+    return f"alert:{parsed.repository.id}:{parsed.alert.number}:{digest}"
 
 
 @dataclass
@@ -122,14 +138,16 @@ class Sources:
     async def interpret_alertmanager(self, d: Inbound, payload: Any) -> Interpreted:
         note = self._alert_notification(payload, "4")
         cfg = self.routing.alertmanager
-        # No delivery id: the body hash is the nonce (an HA pair or a retry sends the same bytes).
+        # No delivery id, no signature: the body hash is the nonce (an HA pair or a retry sends the
+        # same bytes); the bearer token authenticates the sender, not the bytes.
         return Interpreted(d.sha256, alert_route("alertmanager", note, cfg), cfg.quiet_period_s)
 
     async def interpret_grafana(self, d: Inbound, payload: Any) -> Interpreted:
         note = self._alert_notification(payload, "1")
         cfg = self.routing.grafana
-        ts = d.headers.get(cfg.timestamp_header.lower(), "")
-        return Interpreted(f"{ts}:{d.sha256}", alert_route("grafana", note, cfg), cfg.quiet_period_s)
+        # The body hash, without the signed timestamp: Grafana re-signs a retry with a new one, and
+        # the same notification sent again is the same event (inside the window, a replay too).
+        return Interpreted(d.sha256, alert_route("grafana", note, cfg), cfg.quiet_period_s)
 
     async def interpret_github(self, d: Inbound, payload: Any) -> Interpreted:
         event = d.headers.get("x-github-event")
@@ -140,16 +158,17 @@ class Sources:
         if not delivery or not _GITHUB_DELIVERY.fullmatch(delivery):
             raise Problem(400, "missing_delivery_id", "X-GitHub-Delivery is missing or malformed",
                           "rejected-input")
-        d.delivery_id = delivery
+        d.delivery_id = delivery  # audited, never a replay key: the signature does not cover it
         if event == "ping":
-            return Interpreted(delivery, Route(notes=("ping",)), 60)
+            return Interpreted(d.sha256, Route(notes=("ping",)), 60)
         parsed: SecretScanningDelivery = model(SecretScanningDelivery, payload)
         match = None
         if parsed.alert.secret is not None:
             match = await self.secrets.match_credential(parsed.alert.secret, self.settings.meta,
                                                         self.settings.intake)
         cfg = self.routing.github
-        return Interpreted(delivery, github_route(parsed, cfg, match), cfg.quiet_period_s)
+        return Interpreted(github_event_nonce(parsed, payload, d.sha256), github_route(parsed, cfg, match),
+                           cfg.quiet_period_s)
 
     async def interpret_meta(self, d: Inbound, payload: Any) -> Interpreted:
         if not isinstance(payload, dict) or payload.get("object") != "whatsapp_business_account":
