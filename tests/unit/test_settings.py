@@ -106,13 +106,14 @@ def test_every_setting_has_a_description() -> None:
     assert undescribed(Settings) == []
 
 
-def waguard_config(cwd: Path, env: dict[str, str] | None = None, dotenv: str | None = None) -> subprocess.CompletedProcess[str]:
+def waguard_config(cwd: Path, env: dict[str, str] | None = None,
+                   dotenv: str | None = None) -> subprocess.CompletedProcess[str]:
     """`waguard config` as a responder runs it: its own process, a working directory, maybe a .env."""
     if dotenv is not None:
         (cwd / ".env").write_text(dotenv)
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("WAGUARD_")}
-    return subprocess.run([str(ROOT / ".venv" / "bin" / "waguard"), "config"], cwd=cwd, env={**clean, **(env or {})},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "waguard"), "config"], cwd=cwd,
+                          env={**clean, **(env or {})}, capture_output=True, text=True, timeout=120)
 
 
 def test_env_example_copied_to_dot_env_loads_as_is_and_documents_the_defaults(tmp_path: Path) -> None:
@@ -153,9 +154,12 @@ def test_a_settings_error_is_one_line_naming_the_variable_through_the_cli(
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("meta/,slack/", ["meta/", "slack/"]), ("meta/", ["meta/"]), ('["meta/", "slack/"]', ["meta/", "slack/"])],
+    [("meta/,slack/", ["meta/", "slack/"]), ("meta/", ["meta/"]),
+     ('["meta/", "slack/"]', ["meta/", "slack/"])],
 )
-def test_a_list_is_read_comma_separated_or_as_json(monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]) -> None:
+def test_a_list_is_read_comma_separated_or_as_json(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]
+) -> None:
     monkeypatch.setenv("WAGUARD_EVIDENCE__SECRET_PREFIXES", value)
     assert load_settings().evidence.secret_prefixes == expected
 
