@@ -437,7 +437,9 @@ def main() -> int:
         asyncio.run(drive(port, warm, args.concurrency))
         asyncio.run(drive(bare_port, warm, args.concurrency))
         requests = [build(kinds[i % 3], 1000 + i, creds, 20) for i in range(args.deliveries)]
+        bare_cpu = cpu_seconds(bare.pid)
         bare_s, bare_lat, bare_statuses = asyncio.run(drive(bare_port, requests, args.concurrency))
+        bare_cpu_us = (cpu_seconds(bare.pid) - bare_cpu) / len(requests) * 1e6
         bare_rate = len(requests) / bare_s
         before = runs_started(port)
         cpu_before = cpu_seconds(server.pid)
@@ -496,7 +498,8 @@ def main() -> int:
             f"{args.concurrency} keep-alive connections, {os.cpu_count()} CPUs; "
             f"load average {os.getloadavg()[0]:.1f})",
             f"  bare endpoint       : {bare_rate:,.0f} requests/s, p50 {pct(bare_lat, 0.5):.2f} ms, "
-            f"p99 {pct(bare_lat, 0.99):.2f} ms (statuses {dict(sorted(bare_statuses.items()))})",
+            f"p99 {pct(bare_lat, 0.99):.2f} ms, server CPU {bare_cpu_us:.0f} us per request "
+            f"(statuses {dict(sorted(bare_statuses.items()))})",
             f"  intake, verified    : {rate:,.0f} deliveries/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms "
             f"({ok} of {len(requests)} answered 200; statuses {dict(sorted(statuses.items()))})",
             f"  ratio               : {ratio:.2f} x the bare endpoint   (goal >= {GOAL_RATIO:g}; p99 goal <= "

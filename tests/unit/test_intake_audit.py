@@ -64,3 +64,29 @@ def test_the_sampler_bounds_the_kinds_it_tracks() -> None:
     admitted = [s.admit(("meta", f"10.0.0.{i}", 401, "x", "failed:mismatch"), T0) for i in range(100)]
     assert admitted.count(0) == 4  # three senders and one shared "*" kind
     assert s.drain() == [(("meta", "*", 401, "x", "failed:mismatch"), 96)]
+
+
+def test_the_service_log_goes_to_its_file_only_and_rotates_by_size(tmp_path: Path) -> None:
+    import logging
+
+    from waguard.intake.service import configure_logging
+    from waguard.settings import IntakeSettings, Settings
+
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    settings = Settings(_env_file=None, intake=IntakeSettings(log_max_bytes=65_536, log_backups=2))  # type: ignore[call-arg]
+    try:
+        configure_logging(settings, tmp_path / "logs" / "intake.log")
+        for i in range(3000):
+            logging.getLogger("waguard.intake.app").warning("intake: line %d %s", i, "x" * 80)
+        names = sorted(p.name for p in (tmp_path / "logs").iterdir())
+        assert names == ["intake.log", "intake.log.1", "intake.log.2"]
+        assert all(p.stat().st_size <= 65_536 for p in (tmp_path / "logs").iterdir())
+        assert "line 2999" in (tmp_path / "logs" / "intake.log").read_text()
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+            h.close()
+        for h in saved:
+            root.addHandler(h)
+        root.setLevel(level)

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import logging.handlers
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -87,18 +86,19 @@ async def serve_app(app: Starlette, host: str, port: int, settings: Settings) ->
 
 
 def configure_logging(settings: Settings, log_file: Path | None) -> None:
-    """Warnings and errors to `log_file`, rotated by size (`intake.log_max_bytes`), else to stderr."""
-    handler: logging.Handler
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=settings.intake.log_max_bytes, backupCount=settings.intake.log_backups)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
+    """With `log_file`: the log goes there only, rotated by size (`intake.log_max_bytes`), replacing the
+    console handler (whose file under `waguard up` never rotates). Without: left as the CLI set it."""
+    if log_file is None:
+        return
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=settings.intake.log_max_bytes, backupCount=settings.intake.log_backups)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(logging.WARNING)
+    root.setLevel(logging.INFO)
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None,
