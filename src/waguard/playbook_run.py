@@ -85,7 +85,7 @@ class PlaybookRun:
                                      + ("containment stays a human decision; still asking." if
                                         self.policy.on_resolve == "keep_asking" else "a pending approval is held."))
                 continue
-            merged = merge_targets(self.targets, update.parameters)
+            merged = merge_targets(self.targets, update.parameters, FILTER_PARAMETERS)
             added = {k: [v for v in merged[k] if v not in self.targets[k]] for k in merged}
             added = {k: v for k, v in added.items() if v}
             self.targets = merged
@@ -224,10 +224,15 @@ async def one_run_per_waba(run: PlaybookRun, waba_id: str, opened_seq: int) -> A
 
     queue = SlotQueue(f"waguard:{run.playbook}:{waba_id}", FLOW_NAMES[run.playbook], run.run_id,
                       poll_s=max(run.poll_interval_s, 1))
-    async with hold_slot(queue, announce=announce, closed=closed, acquired=acquired):
+    from waguard.launcher.rundir import hand_over_current_leases
+
+    async with hold_slot(queue, announce=announce, closed=closed, acquired=acquired,
+                         held=lambda: hand_over_current_leases(run.settings.launcher.dir)):
         yield
 
 
+# Target lists where empty means "all" (a filter), not "none": an update cannot narrow them.
+FILTER_PARAMETERS = frozenset({"template_names", "phone_number_ids"})
 TARGET_PARAMETERS: dict[Playbook, tuple[str, ...]] = {
     "template_abuse": ("template_names", "deregister_numbers"),
     "account_takeover": ("phone_number_ids", "suspect_users"),

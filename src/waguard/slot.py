@@ -128,13 +128,16 @@ Announce = Callable[[Entrant | None, int], Awaitable[None]]
 
 @contextlib.asynccontextmanager
 async def hold_slot(queue: SlotQueue, *, announce: Announce, closed: Callable[[], bool],
-                    acquired: Callable[[float], Awaitable[None]]) -> AsyncIterator[None]:
+                    acquired: Callable[[float], Awaitable[None]],
+                    held: Callable[[], object] | None = None) -> AsyncIterator[None]:
     """Wait in line for `queue.slot`, then hold it for the body.
 
     Args:
         announce: called when this run starts waiting, and again when whom it waits behind changes.
         closed: True once the incident was closed meanwhile; the wait ends with IncidentClosedWhileWaiting.
         acquired: called with the seconds waited, once the slot is held (only if the run waited).
+        held: called at once when the slot is granted (the launcher records the lease: a dead run's
+            slot is then freed at once instead of when its lease lapses).
     """
     async with get_client() as client:
         await client.upsert_global_concurrency_limit_by_name(queue.slot, 1)
@@ -162,6 +165,8 @@ async def hold_slot(queue: SlotQueue, *, announce: Announce, closed: Callable[[]
                     said = now_waiting
                     await announce(holder, len(waiting))
                 await queue.beat()
+            if held is not None:
+                held()
             await queue.mark("holding")
             if said is not None:
                 await acquired(queue.clock() - started)

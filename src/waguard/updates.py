@@ -62,16 +62,17 @@ class UpdateFeed:
         return out
 
 
-def merge_targets(current: dict[str, list[str]], parameters: dict[str, Any]) -> dict[str, list[str]]:
+def merge_targets(current: dict[str, list[str]], parameters: dict[str, Any],
+                  filters: frozenset[str] = frozenset()) -> dict[str, list[str]]:
     """Add an update's list values to the run's target lists (order kept, no repeats).
 
-    An empty list stays empty: it means "no filter" (every template of the statuses, every number),
-    which already covers anything an update could name.
+    For a filter parameter (`filters`) an empty list stays empty: it means "no filter" (every template
+    of the statuses, every number), which already covers anything an update could name.
     """
     merged = {}
     for name, values in current.items():
         extra = parameters.get(name)
-        if values and isinstance(extra, list):
+        if (values or name not in filters) and isinstance(extra, list):
             values = list(dict.fromkeys([*values, *(str(v) for v in extra)]))
         merged[name] = list(values)
     return merged
