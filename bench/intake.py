@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import re
 import secrets
-import statistics
+import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -91,9 +93,13 @@ def serve_bare(port: int) -> None:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    app = Starlette(routes=[Route("/alerts/{source}", endpoint, methods=["POST"]),
-                            Route("/webhooks/whatsapp", endpoint, methods=["POST"]),
-                            Route("/healthz", healthz)])
+    app = Starlette(
+        routes=[
+            Route("/alerts/{source}", endpoint, methods=["POST"]),
+            Route("/webhooks/whatsapp", endpoint, methods=["POST"]),
+            Route("/healthz", healthz),
+        ]
+    )
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False, http="httptools")
 
 
@@ -248,7 +254,8 @@ def runs_started(port: int) -> dict[str, int]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     out: dict[str, int] = {}
     for playbook, value in re.findall(
-            r'^waguard_intake_runs_started_total\{playbook="([^"]+)"\} (\S+)$', text, re.M):
+        r'^waguard_intake_runs_started_total\{playbook="([^"]+)"\} (\S+)$', text, re.M
+    ):
         out[playbook] = int(float(value))
     return out
 
@@ -281,8 +288,9 @@ def disk_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-async def flood(port: int, forged: list[bytes], seconds: float, concurrency: int, idle: int,
-                probes: list[bytes]) -> tuple[int, float, list[float], list[int]]:
+async def flood(
+    port: int, forged: list[bytes], seconds: float, concurrency: int, idle: int, probes: list[bytes]
+) -> tuple[int, float, list[float], list[int]]:
     """Forged requests as fast as `concurrency` connections go for `seconds`, with `idle` connections
     held open; a valid alert (one of `probes`) sent on a fresh connection every few seconds.
     Returns (forged sent, seconds, probe latencies, probe statuses)."""
@@ -362,18 +370,28 @@ def pct(values: list[float], q: float) -> float:
 
 def start_child(argv: list[str], log: Path, health: str) -> subprocess.Popen[bytes]:
     out = open(log, "wb")  # noqa: SIM115
-    child = subprocess.Popen([sys.executable, __file__, *argv], stdout=out, stderr=subprocess.STDOUT,
-                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    child = subprocess.Popen(
+        [sys.executable, __file__, *argv],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     wait_until_ok(health, 60, service=argv[0], alive=child)
     return child
 
 
 def github_request(creds: dict[str, str], number: int, repo: int) -> bytes:
     body = github_body(number, repo, "created")
-    return raw_request("/alerts/github", {
-        "X-GitHub-Event": "secret_scanning_alert", "X-GitHub-Delivery": str(uuid.uuid4()),
-        "X-Hub-Signature-256": hub_signature(creds["github"], body), "Content-Type": "application/json",
-    }, body)
+    return raw_request(
+        "/alerts/github",
+        {
+            "X-GitHub-Event": "secret_scanning_alert",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": hub_signature(creds["github"], body),
+            "Content-Type": "application/json",
+        },
+        body,
+    )
 
 
 def main() -> int:
@@ -409,7 +427,11 @@ def main() -> int:
         vault_addr = bao.health_url.split("/v1/")[0]
         state = work / "intake"
         cfg = settings_for(vault_addr, token_file, state)
-        creds = {"am": secrets.token_urlsafe(32), "github": secrets.token_hex(20), "app": secrets.token_hex(16)}
+        creds = {
+            "am": secrets.token_urlsafe(32),
+            "github": secrets.token_hex(20),
+            "app": secrets.token_hex(16),
+        }
         vault = VaultClient.from_settings(cfg.vault)
 
         async def seed() -> None:
@@ -424,10 +446,15 @@ def main() -> int:
         asyncio.run(seed())
 
         port, bare_port = free_port(), free_port()
-        server = start_child(["--serve", str(port), vault_addr, str(token_file), str(state)],
-                             work / "intake.console.log", f"http://127.0.0.1:{port}/healthz")
+        server = start_child(
+            ["--serve", str(port), vault_addr, str(token_file), str(state)],
+            work / "intake.console.log",
+            f"http://127.0.0.1:{port}/healthz",
+        )
         children.append(server)
-        bare = start_child(["--serve-bare", str(bare_port)], work / "bare.log", f"http://127.0.0.1:{bare_port}/healthz")
+        bare = start_child(
+            ["--serve-bare", str(bare_port)], work / "bare.log", f"http://127.0.0.1:{bare_port}/healthz"
+        )
         children.append(bare)
 
         # -- throughput, side by side: the same requests to the bare endpoint and to the intake ----
@@ -455,9 +482,14 @@ def main() -> int:
         first = am_body("StormGroup", "999", 1, 0)
         storms = {
             # a third exact re-deliveries of one body (replays), the rest group updates of the same group
-            "alertmanager group": [raw_request("/alerts/alertmanager", am_headers,
-                                               first if i % 3 == 0 else am_body("StormGroup", "999", 1 + i % 5, i))
-                                   for i in range(args.storm)],
+            "alertmanager group": [
+                raw_request(
+                    "/alerts/alertmanager",
+                    am_headers,
+                    first if i % 3 == 0 else am_body("StormGroup", "999", 1 + i % 5, i),
+                )
+                for i in range(args.storm)
+            ],
             # one secret-scanning alert, delivered again and again (each with its own delivery id)
             "github alert": [github_request(creds, 777, 999) for _ in range(args.storm)],
         }
@@ -470,27 +502,55 @@ def main() -> int:
             storm_lines.append(
                 f"  storm, {name:<18}: {len(storm)} deliveries in {storm_s:.2f} s "
                 f"({len(storm) / storm_s:,.0f}/s, p99 {pct(storm_lat, 0.99):.2f} ms; "
-                f"statuses {dict(sorted(storm_statuses.items()))}) -> {started} run(s) started (goal exactly 1)")
+                f"statuses {dict(sorted(storm_statuses.items()))}) -> {started} run(s) started "
+                "(goal exactly 1)"
+            )
 
         # -- flood: forged deliveries as fast as they go, idle connections held, valid alerts probing
         forged = []
         for i in range(500):
             body = am_body(f"Forged{i}", str(5000 + i), 1, i)
-            forged.append(raw_request("/alerts/alertmanager",
-                                      {"Authorization": "Bearer forged-" + str(i % 7), "Content-Type": "application/json"},
-                                      body))
+            forged.append(
+                raw_request(
+                    "/alerts/alertmanager",
+                    {"Authorization": "Bearer forged-" + str(i % 7), "Content-Type": "application/json"},
+                    body,
+                )
+            )
             gh = github_body(10_000 + i, 31337, "created")
-            forged.append(raw_request("/alerts/github", {
-                "X-GitHub-Event": "secret_scanning_alert", "X-GitHub-Delivery": str(uuid.uuid4()),
-                "X-Hub-Signature-256": "sha256=" + "0" * 64, "Content-Type": "application/json"}, gh))
+            forged.append(
+                raw_request(
+                    "/alerts/github",
+                    {
+                        "X-GitHub-Event": "secret_scanning_alert",
+                        "X-GitHub-Delivery": str(uuid.uuid4()),
+                        "X-Hub-Signature-256": "sha256=" + "0" * 64,
+                        "Content-Type": "application/json",
+                    },
+                    gh,
+                )
+            )
         probes = [github_request(creds, 50_000 + n, 4343) for n in range(5)]
         settled_before = settled_runs(port)
         disk_before = disk_bytes(state)
         sent, flood_s, probe_lat, probe_statuses = asyncio.run(
-            flood(port, forged, args.flood_seconds, args.concurrency, args.idle, probes))
+            flood(port, forged, args.flood_seconds, args.concurrency, args.idle, probes)
+        )
         probe_runs = total(settled_runs(port)) - total(settled_before)
         disk_growth = disk_bytes(state) - disk_before
         worst_probe = max(probe_lat) * 1000 if probe_lat else float("inf")
+
+        # -- durability: an alert answered 200 survives a SIGKILL right after the answer -----------
+        def incidents() -> int:
+            with contextlib.closing(sqlite3.connect(state / "intake.sqlite3")) as db:
+                return int(db.execute("SELECT count(*) FROM incidents").fetchone()[0])
+
+        known = incidents()
+        answered = asyncio.run(drive(port, [github_request(creds, 90_000, 4444)], 1))[2]
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        kept = incidents() - known
+        durable = answered == {200: 1} and kept == 1
 
         ratio = rate / bare_rate
         lines = [
@@ -504,16 +564,18 @@ def main() -> int:
             f"({ok} of {len(requests)} answered 200; statuses {dict(sorted(statuses.items()))})",
             f"  ratio               : {ratio:.2f} x the bare endpoint   (goal >= {GOAL_RATIO:g}; p99 goal <= "
             f"{GOAL_P99_MS:g} ms)",
-            f"  server CPU          : {cpu_us:.0f} us per delivery; runs started during it: {runs_throughput} "
-            "(its ~60 incidents opened in warm-up)",
+            f"  server CPU          : {cpu_us:.0f} us per delivery; runs started during it: "
+            f"{runs_throughput} (its ~60 incidents opened in warm-up)",
             *storm_lines,
-            f"  flood               : {sent:,} forged deliveries in {flood_s:.1f} s ({sent / flood_s:,.0f}/s) "
-            f"with {args.idle} idle connections held",
+            f"  flood               : {sent:,} forged deliveries in {flood_s:.1f} s "
+            f"({sent / flood_s:,.0f}/s) with {args.idle} idle connections held",
             f"    valid alerts      : {len(probe_lat)} sent, statuses {probe_statuses}, slowest answer "
             f"{worst_probe:.1f} ms (goal <= {GOAL_FLOOD_ALERT_MS:g}), runs started {probe_runs} "
             f"(goal {len(probes)})",
             f"    disk growth       : {disk_growth / 1024:,.0f} KiB (audit, store, log; goal < "
             f"{GOAL_FLOOD_DISK // 1024:,} KiB)",
+            f"  durability          : a new alert answered {answered}, intake SIGKILLed at once -> "
+            f"{kept} incident kept in its store (goal 1)",
         ]
         print("\n".join(lines))
         missed = []
@@ -525,16 +587,23 @@ def main() -> int:
             missed.append("not every verified delivery answered 200")
         if not storm_ok:
             missed.append("a storm did not start exactly one run")
-        if worst_probe > GOAL_FLOOD_ALERT_MS or probe_statuses != [200] * len(probes) or probe_runs != len(probes):
+        if (
+            worst_probe > GOAL_FLOOD_ALERT_MS
+            or probe_statuses != [200] * len(probes)
+            or probe_runs != len(probes)
+        ):
             missed.append("a valid alert under the flood was slow, refused or started no run")
+        if not durable:
+            missed.append("an answered alert was lost when the intake was killed")
         if disk_growth >= GOAL_FLOOD_DISK:
             missed.append(f"disk grew {disk_growth:,} bytes under the flood")
         print(f"  goals               : {'met' if not missed else 'NOT met (' + '; '.join(missed) + ')'}")
         return 0 if not missed else 1
     finally:
         for child in children:
-            child.terminate()
-            child.wait(timeout=10)
+            if child.poll() is None:
+                child.terminate()
+                child.wait(timeout=10)
         bao.stop()
 
 

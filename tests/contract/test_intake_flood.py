@@ -20,8 +20,9 @@ intake = fx.intake
 intake_env = fx.intake_env
 
 
-async def test_a_forged_flood_writes_one_record_per_kind_with_counts(intake: Harness,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_forged_flood_writes_one_record_per_kind_with_counts(
+    intake: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="waguard.intake.app")
     body = dumps(am_notification())
     for _ in range(FLOOD):
@@ -35,8 +36,11 @@ async def test_a_forged_flood_writes_one_record_per_kind_with_counts(intake: Har
 
     written = audit(intake)
     kinds = {(r["source"], r["status"], r["verification"]) for r in written}
-    assert kinds == {("alertmanager", 401, "failed:mismatch"), ("github", 401, "failed:mismatch"),
-                     ("grafana", 415, "not-checked")}
+    assert kinds == {
+        ("alertmanager", 401, "failed:mismatch"),
+        ("github", 401, "failed:mismatch"),
+        ("grafana", 415, "not-checked"),
+    }
     assert len(written) == 3  # one record per kind in this period, not one per request
     assert len([r for r in caplog.records if "failed verification" in r.getMessage()]) == 2
 
@@ -48,7 +52,10 @@ async def test_a_forged_flood_writes_one_record_per_kind_with_counts(intake: Har
         per_kind[r["source"]] = per_kind.get(r["source"], 0) + told
     assert per_kind == {"alertmanager": FLOOD, "github": FLOOD, "grafana": FLOOD}
     metrics = (await intake.client.get("/metrics")).text
-    assert f'waguard_intake_signature_failures_total{{reason="mismatch",source="alertmanager"}} {FLOOD}.0' in metrics
+    assert (
+        f'waguard_intake_signature_failures_total{{reason="mismatch",source="alertmanager"}} {FLOOD}.0'
+        in metrics
+    )
 
 
 async def test_the_next_period_writes_again_carrying_the_count(intake: Harness) -> None:
@@ -63,8 +70,11 @@ async def test_the_next_period_writes_again_carrying_the_count(intake: Harness) 
 
 async def test_accepted_deliveries_are_each_recorded(intake: Harness) -> None:
     for i in range(5):
-        r = await intake.client.post("/alerts/alertmanager", content=dumps(am_notification(alerts=1 + i)),
-                                     headers=am_headers(intake.env.secrets.alertmanager_token))
+        r = await intake.client.post(
+            "/alerts/alertmanager",
+            content=dumps(am_notification(alerts=1 + i)),
+            headers=am_headers(intake.env.secrets.alertmanager_token),
+        )
         assert r.status_code == 200
     assert [r["outcome"] for r in audit(intake)] == ["started", "joined", "joined", "joined", "joined"]
 
@@ -79,12 +89,18 @@ async def test_liveness_and_readiness(intake: Harness) -> None:
 async def test_metrics_apart_from_the_webhooks(intake: Harness) -> None:
     env = intake.env
     settings = env.settings.model_copy(
-        update={"intake": env.settings.intake.model_copy(update={"metrics_listen": "127.0.0.1:9999",
-                                                                 "state_dir": env.settings.intake.state_dir / "x"})})
+        update={
+            "intake": env.settings.intake.model_copy(
+                update={"metrics_listen": "127.0.0.1:9999", "state_dir": env.settings.intake.state_dir / "x"}
+            )
+        }
+    )
     public = create_app(settings, env.vault, RecordingStarter())
     ops = create_ops_app(public)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=public), base_url="http://i") as pub, \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=ops), base_url="http://o") as mon:
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=public), base_url="http://i") as pub,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=ops), base_url="http://o") as mon,
+    ):
         assert (await pub.get("/metrics")).status_code == 404
         assert (await pub.get("/healthz")).status_code == 200
         r = await mon.get("/metrics")

@@ -13,8 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.intake import FakeClock, RecordingRuns, am_headers, am_notification, dumps, fresh_secrets, \
-    intake_settings, write_secrets
+from tests.fixtures.intake import (
+    FakeClock,
+    RecordingRuns,
+    am_headers,
+    am_notification,
+    dumps,
+    fresh_secrets,
+    intake_settings,
+    write_secrets,
+)
 from waguard.intake.app import create_app
 from waguard.intake.starter import RecordingStarter
 from waguard.servers import free_port
@@ -31,8 +39,9 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Pa
     home = tmp_path_factory.mktemp("intake-sealable-openbao")
     root, port = secrets.token_urlsafe(24), free_port()
     key_file = home / "unseal-key"
-    server = devserver.dev_server(port=port, root_token=root, log_path=home / "openbao.log",
-                                  unseal_key_file=key_file)
+    server = devserver.dev_server(
+        port=port, root_token=root, log_path=home / "openbao.log", unseal_key_file=key_file
+    )
     server.start()
     token_file = home / "vault-token"
     token_file.write_text(root)
@@ -64,7 +73,9 @@ async def test_sealed_vault_fails_readiness_naming_it(bao, tmp_path: Path) -> No
                 assert r.json()["checks"]["store"] == "ok"
                 assert (await client.get("/healthz")).status_code == 200  # alive all the same
                 clock.advance(60)  # past the secret cache's short TTL
-                d = await client.post("/alerts/alertmanager", content=body, headers=am_headers(s.alertmanager_token))
+                d = await client.post(
+                    "/alerts/alertmanager", content=body, headers=am_headers(s.alertmanager_token)
+                )
                 assert d.status_code == 503  # what readiness said
             finally:
                 if await asyncio.to_thread(sealed, addr):

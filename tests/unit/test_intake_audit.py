@@ -13,8 +13,15 @@ T0 = 1_764_000_000.0
 def fill(path: Path, n: int, *, max_bytes: int = 65_536, backups: int = 5) -> None:
     log = AuditLog(path, max_bytes=max_bytes, backups=backups)
     for i in range(n):
-        log.write(at=T0 + i, source="github", outcome="started", status=200, verification="ok",
-                  body_sha256=f"{i:064x}", delivery_id=f"d-{i}")
+        log.write(
+            at=T0 + i,
+            source="github",
+            outcome="started",
+            status=200,
+            verification="ok",
+            body_sha256=f"{i:064x}",
+            delivery_id=f"d-{i}",
+        )
     log.close()
 
 

@@ -87,7 +87,9 @@ class GuardedProtocol(HttpToolsProtocol):
         g = self.guard
         if g.open >= g.limits.max_connections and not self._evict_one():
             g.on_refusal("connection-cap")
-            transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
             transport.close()
             self.transport = transport
             self._closed_early = True
@@ -224,8 +226,13 @@ class GuardedProtocol(HttpToolsProtocol):
         self.guard.on_refusal(reason)
         if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
             body = f'{{"error":"{reason}"}}'.encode()
-            self.transport.write(STATUS_LINE[status] + b"content-type: application/json\r\ncontent-length: "
-                                 + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+            self.transport.write(
+                STATUS_LINE[status]
+                + b"content-type: application/json\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\nconnection: close\r\n\r\n"
+                + body
+            )
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # the application reads a disconnect; its answer goes nowhere
             self.cycle.message_event.set()

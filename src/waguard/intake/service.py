@@ -34,7 +34,9 @@ def build(settings: Settings) -> tuple[Starlette, VaultClient]:
     """
     vault = VaultClient.from_settings(settings.vault)
     asyncio.run(vault.check())
-    app = create_app(settings, vault, PrefectRunStarter(settings.prefect.api_url, launcher_dir=settings.launcher.dir))
+    app = create_app(
+        settings, vault, PrefectRunStarter(settings.prefect.api_url, launcher_dir=settings.launcher.dir)
+    )
     return app, vault
 
 
@@ -54,9 +56,20 @@ def server_config(app: Starlette, host: str, port: int, settings: Settings, **op
     import uvicorn
 
     refused = app.state.intake.metrics.connections_refused
-    guard = ConnectionGuard(Limits.from_settings(settings.intake), lambda reason: refused.labels(reason).inc())
-    return uvicorn.Config(app, host=host, port=port, http=guard.protocol(), log_config=None, access_log=False,
-                          lifespan="on", backlog=2048, **options)
+    guard = ConnectionGuard(
+        Limits.from_settings(settings.intake), lambda reason: refused.labels(reason).inc()
+    )
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=guard.protocol(),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        backlog=2048,
+        **options,
+    )
 
 
 def ops_config(app: Starlette, listen: str) -> Any:
@@ -64,8 +77,9 @@ def ops_config(app: Starlette, listen: str) -> Any:
     import uvicorn
 
     host, _, port = listen.rpartition(":")
-    return uvicorn.Config(create_ops_app(app), host=host, port=int(port), log_config=None, access_log=False,
-                          lifespan="off")
+    return uvicorn.Config(
+        create_ops_app(app), host=host, port=int(port), log_config=None, access_log=False, lifespan="off"
+    )
 
 
 async def serve_app(app: Starlette, host: str, port: int, settings: Settings) -> None:
@@ -92,7 +106,8 @@ def configure_logging(settings: Settings, log_file: Path | None) -> None:
         return
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(
-        log_file, maxBytes=settings.intake.log_max_bytes, backupCount=settings.intake.log_backups)
+        log_file, maxBytes=settings.intake.log_max_bytes, backupCount=settings.intake.log_backups
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -101,8 +116,13 @@ def configure_logging(settings: Settings, log_file: Path | None) -> None:
     root.setLevel(logging.INFO)
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None,
-          say: Callable[[str], None] = print, log_file: Path | None = None) -> None:
+def serve(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    say: Callable[[str], None] = print,
+    log_file: Path | None = None,
+) -> None:
     """Run the intake in the foreground until interrupted (`waguard intake`).
 
     Raises:
@@ -115,12 +135,17 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None,
     ensure_port_free("the intake service", host, port)
     listen = settings.intake.metrics_listen
     if listen:
-        ensure_port_free("the intake's metrics address", listen.rpartition(":")[0], int(listen.rpartition(":")[2]))
+        ensure_port_free(
+            "the intake's metrics address", listen.rpartition(":")[0], int(listen.rpartition(":")[2])
+        )
     configure_logging(settings, log_file)
     with prefect_api(settings):
         app, vault = build(settings)
-        say(f"waguard intake listening on http://{host}:{port}"
-            + (f", metrics and health on http://{listen}" if listen else "") + " (Ctrl-C to stop)")
+        say(
+            f"waguard intake listening on http://{host}:{port}"
+            + (f", metrics and health on http://{listen}" if listen else "")
+            + " (Ctrl-C to stop)"
+        )
         try:
             asyncio.run(serve_app(app, host, port, settings))
         finally:
