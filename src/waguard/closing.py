@@ -61,8 +61,9 @@ async def close_incident(settings: Settings, incident: IncidentRecord, run_id: s
     head = MessageRef(channel=state["slack_channel"], ts=state["slack_ts"])
     for item in mine:
         with contextlib.suppress(Exception):  # a message deleted by hand must not stop the close
-            await slack.mark_decided(MessageRef(channel=item["channel"], ts=item["ts"]),
-                                     ApprovalRequest.model_validate(item["request"]), "closed", f"run {outcome}")
+            request = ApprovalRequest.model_validate(item["request"])
+            await slack.mark_decided(MessageRef(channel=item["channel"], ts=item["ts"]), request, "closed",
+                                     f"run {outcome}")
     await slack.reply(head, f"*{outcome.upper()}*: run {run_id} ended ({message[:300] or outcome}). "
                             "This incident is closed; a new run is needed to continue.")
     if "slack_view" in state:

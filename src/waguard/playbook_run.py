@@ -28,7 +28,7 @@ from waguard.runtime import Effects, PlannedCall, Ports, SlackAnnouncer, open_po
 from waguard.scope import Action, Scope, actions_from, covered_by
 from waguard.settings import Settings, load_settings
 from waguard.slack.blocks import IncidentView
-from waguard.slot import Entrant, SlotQueue, hold_slot
+from waguard.slot import Entrant, IncidentClosedWhileWaiting, SlotQueue, hold_slot
 from waguard.updates import UpdateFeed, merge_targets
 
 Status = Literal["contained", "held", "denied", "planned", "failed"]
@@ -79,11 +79,13 @@ class PlaybookRun:
         for update in await self.updates.take():
             if update.kind == "resolved":
                 self.resolved = True
-                self.incident.append("alert-update", "info", f"the alert resolved at its source ({update.source})",
+                self.incident.append("alert-update", "info",
+                                     f"the alert resolved at its source ({update.source})",
                                      data={"on_resolve": self.policy.on_resolve})
+                keep = self.policy.on_resolve == "keep_asking"
                 await self.slack.say(f"*Alert resolved* at its source ({update.source}). Policy: "
-                                     + ("containment stays a human decision; still asking." if
-                                        self.policy.on_resolve == "keep_asking" else "a pending approval is held."))
+                                     + ("containment stays a human decision; still asking." if keep
+                                        else "a pending approval is held."))
                 continue
             merged = merge_targets(self.targets, update.parameters, FILTER_PARAMETERS)
             added = {k: [v for v in merged[k] if v not in self.targets[k]] for k in merged}
@@ -91,8 +93,8 @@ class PlaybookRun:
             self.targets = merged
             self.incident.append("alert-update", "info", f"joined: {added or 'no new target'}",
                                  data={"added": added, "source": update.source})
-            await self.slack.say(f"*Alert update* ({update.source}): "
-                                 + (", ".join(f"{k} +{v}" for k, v in added.items()) if added else "no new target."))
+            news = ", ".join(f"{k} +{v}" for k, v in added.items()) if added else "no new target."
+            await self.slack.say(f"*Alert update* ({update.source}): {news}")
 
     async def more_updates(self) -> bool:
         """True when updates arrived that the run has not applied (after approval: plan again)."""
@@ -101,8 +103,9 @@ class PlaybookRun:
     def _approved_before(self, step: str, scope: Scope) -> Any:
         """The earliest approval on this incident's timeline that covers everything `scope` plans."""
         for event in self.incident.events():
-            if (event.step == step and event.outcome == "decided" and event.detail in ("approved", "proceeded")
-                    and "actions" in event.data and covered_by(scope.actions, actions_from(event.data["actions"]))):
+            if (event.step == step and event.outcome == "decided"
+                    and event.detail in ("approved", "proceeded") and "actions" in event.data
+                    and covered_by(scope.actions, actions_from(event.data["actions"]))):
                 return event
         return None
 
@@ -117,7 +120,7 @@ class PlaybookRun:
             scope = await plan()
             if self.plan:
                 return Decision("approved", by="plan-mode"), scope
-            if self.resolved and self.policy.on_resolve == "hold":
+            if self.resolved and self.policy.on_resolve == "hold" and not self.approved:
                 self.incident.append(step, "skipped", "held: the alert resolved before a decision")
                 return Decision("held", by="on_resolve-policy"), scope
             if not scope.actions:
@@ -140,8 +143,10 @@ class PlaybookRun:
                                 by=earlier.actor or ""), scope
             gate = ApprovalGate(self.run_id, step, self.policy, self.severity, self.initiator, self.incident,
                                 self.slack, poll_interval_s=self.poll_interval_s,
-                                timeout_s=self.approval_timeout_s, actions=scope.stored(), updates=self.updates)
-            summary = scope.summary + "\n\n*Approving will:*\n" + "\n".join(f"• {line}" for line in scope.lines())
+                                timeout_s=self.approval_timeout_s, actions=scope.stored(),
+                                updates=self.updates)
+            bullets = "\n".join(f"• {line}" for line in scope.lines())
+            summary = f"{scope.summary}\n\n*Approving will:*\n{bullets}"
             decision = await gate.decide(summary)
             if decision.outcome == "superseded":
                 continue
@@ -207,7 +212,8 @@ async def one_run_per_waba(run: PlaybookRun, waba_id: str, opened_seq: int) -> A
     async def announce(holder: Entrant | None, ahead: int) -> None:
         who = (f"run {holder.run_id} (incident {holder.incident_id})" if holder
                else "a run that has ended (its slot frees when its lease lapses)")
-        text = f"waiting behind {who}" + (f"; {ahead} earlier incident(s) wait before this one" if ahead else "")
+        text = f"waiting behind {who}" + (f"; {ahead} earlier incident(s) wait before this one"
+                                          if ahead else "")
         run.incident.append("wait-for-slot", "info", text,
                             data={"holder": str(holder.run_id) if holder else None, "ahead": ahead})
         await run.slack.say(f"*Waiting*: {text}. One run at a time acts on WABA `{waba_id}`; "
@@ -241,8 +247,8 @@ TARGET_PARAMETERS: dict[Playbook, tuple[str, ...]] = {
 
 
 @contextlib.asynccontextmanager
-async def playbook_run(playbook: Playbook, *, incident_id: str | None, severity: Severity, initiator: str | None,
-                       plan: bool, title: str, approval_timeout_s: int | None = None,
+async def playbook_run(playbook: Playbook, *, incident_id: str | None, severity: Severity,
+                       initiator: str | None, plan: bool, title: str, approval_timeout_s: int | None = None,
                        poll_interval_s: int = 2, settings: Settings | None = None, waba_id: str | None = None,
                        targets: dict[str, list[str] | None] | None = None) -> AsyncIterator[PlaybookRun]:
     settings = settings or load_settings()
@@ -264,15 +270,20 @@ async def playbook_run(playbook: Playbook, *, incident_id: str | None, severity:
         run = PlaybookRun(playbook, incident_id, severity, initiator, plan, settings, policy, incident, ports,
                           Effects(plan, incident, settings.meta.graph_version), slack,
                           datetime.fromisoformat(started), run_id, approval_timeout_s, poll_interval_s,
-                          targets={k: list((targets or {}).get(k) or []) for k in TARGET_PARAMETERS[playbook]},
+                          targets={k: list((targets or {}).get(k) or [])
+                                   for k in TARGET_PARAMETERS[playbook]},
                           updates=UpdateFeed(run_id))
         if not plan:
             await close_leftovers(settings, incident, str(run_id), ports.slack)
-            opened = incident.append("open", "started", f"{playbook} run {run_id}", actor=initiator or "waguard")
+            opened = incident.append("open", "started", f"{playbook} run {run_id}",
+                                     actor=initiator or "waguard")
         await slack.open()
         try:
-            async with one_run_per_waba(run, waba_id or settings.meta.waba_id, opened.seq if not plan else -1):
+            waba = waba_id or settings.meta.waba_id
+            async with one_run_per_waba(run, waba, opened.seq if not plan else -1):
                 yield run
+        except IncidentClosedWhileWaiting:
+            raise  # closed by someone else while this run waited: nothing of ours to close
         except Exception as err:
             if not plan:
                 await close_incident(settings, incident, str(run_id), "failed",

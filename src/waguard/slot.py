@@ -117,8 +117,9 @@ class SlotQueue:
         """(waiting runs that arrived before this one, the holder if known)."""
         me = next((e for e in entrants if e.run_id == self.run_id), None)
         now = self.clock()
+        mine = (me.created, str(me.run_id)) if me else (float("inf"), "")
         waiting = [e for e in entrants if e.state == "waiting" and e.run_id != self.run_id
-                   and now - e.beat < STALE_S and (me is None or (e.created, str(e.run_id)) < (me.created, str(me.run_id)))]
+                   and now - e.beat < STALE_S and (e.created, str(e.run_id)) < mine]
         holder = next((e for e in entrants if e.state == "holding" and e.run_id != self.run_id), None)
         return waiting, holder
 

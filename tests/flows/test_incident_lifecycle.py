@@ -8,6 +8,8 @@ intake over HTTP, the deployments served by the stack's runner, the Prefect serv
   thread and on the timeline, and the approval keeps asking (the playbook's default policy)."""
 
 import json
+import os
+import signal
 from uuid import UUID
 
 import httpx
@@ -17,8 +19,17 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelling
 
 from tests.fixtures.intake import am_headers, am_notification
-from tests.support.runs import (approval_messages, decide, live_buttons, paused_run_of, run_state, thread,
-                                thread_text, timeline, until)
+from tests.support.runs import (
+    approval_messages,
+    decide,
+    live_buttons,
+    paused_run_of,
+    run_state,
+    thread,
+    thread_text,
+    timeline,
+    until,
+)
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 FLOW = "template-abuse"
@@ -49,6 +60,25 @@ async def test_cancelling_a_paused_run_closes_its_incident(local_stack) -> None:
     assert "cancelled" in json.dumps(head["blocks"]) and "awaiting approval" not in json.dumps(head["blocks"])
     assert "*CANCELLED*" in thread_text(local_stack, "INC-C1")
     assert "5000000003" in {t["id"] for t in local_stack.meta_state()["templates"]}
+
+
+async def test_a_killed_run_process_closes_its_incident(local_stack) -> None:
+    """SIGKILL of the run's own process: the launcher reports it Crashed and runs on_crashed."""
+    from waguard.launcher.rundir import pid_of
+
+    run_id = await start_deployment({"incident_id": "INC-K1", "template_names": ["order_update"],
+                                     "statuses": ["PAUSED"], "initiator": "U0SECLEAD", "poll_interval_s": 1})
+    await until(lambda: paused_run_of(FLOW, "INC-K1"), "INC-K1 asks for approval")
+    pid = pid_of(local_stack.settings.launcher.dir.resolve(), run_id)
+    if pid is None:
+        pytest.skip("the stack runs deployments with serve(), not the launcher: no run pid file")
+    os.kill(pid, signal.SIGKILL)
+    await until(lambda: _is(run_id, StateType.CRASHED), "the run is crashed")
+    await until(lambda: any(e.step == "close" for e in timeline(local_stack, "INC-K1")), "a close entry")
+    closes = [e for e in timeline(local_stack, "INC-K1") if e.step == "close"]
+    assert [(e.outcome, e.detail) for e in closes] == [("ended", "crashed")]
+    assert not live_buttons(approval_messages(local_stack, "INC-K1")[-1])
+    assert "*CRASHED*" in thread_text(local_stack, "INC-K1")
 
 
 async def _is(run_id: UUID, state: StateType) -> bool:

@@ -3,10 +3,11 @@
 `dispatch` runs inside the delivery's SQLite transaction: it closes what the source says is over,
 then claims each incident (opening it, or joining the open one). A join or a resolve of an incident
 whose run has started is also news for that run: after the transaction, `launch` stores it on the run
-as an update (waguard.updates), retried like a start, so the run adds the targets or records the resolve. New incidents are started after
-the answer has gone back: the start is a background task, retried with back-off until Prefect takes
-it, and resumed from the store if the service restarts first. The delivery is never kept waiting on
-Prefect, and an incident is never lost because Prefect was briefly down.
+as an update (waguard.updates), retried like a start, so the run adds the targets or records the
+resolve. New incidents are started after the answer has gone back: the start is a background task,
+retried with back-off until Prefect takes it, and resumed from the store if the service restarts
+first. The delivery is never kept waiting on Prefect, and an incident is never lost because Prefect
+was briefly down.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ class Dispatcher:
             claim = self.store.claim(start.key, start.playbook, now=now, quiet_s=quiet_s,
                                      build=lambda generation, s=start: self._new(source, s, generation))
             if not claim.new and claim.run_id:
-                self._updates.append((claim.run_id, RunUpdate(kind="joined", parameters=dict(start.parameters),
-                                                              source=start.source)))
+                update = RunUpdate(kind="joined", parameters=dict(start.parameters), source=start.source)
+                self._updates.append((claim.run_id, update))
             elif not claim.new:
                 # Its run is still being started: it will read the parameters the first delivery gave.
                 log.warning("intake: incident %s joined before its run started; the update is recorded only",
