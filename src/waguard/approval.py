@@ -96,7 +96,7 @@ def gate_key(step: str) -> str:
     return f"waguard-gate-{step}"
 
 
-Outcome = Literal["approved", "denied", "held", "proceeded", "superseded"]
+Outcome = Literal["approved", "denied", "held", "proceeded", "superseded", "closed"]  # closed: the run ended first
 
 
 @dataclass(frozen=True)
