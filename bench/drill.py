@@ -13,6 +13,13 @@ the real path (signed signal -> intake -> Prefect run -> Slack clicks -> verific
     Two ratios: `ratio` uses the figure of (a) (alert received -> contained, people's time out);
     `run ratio` uses the run alone (run started -> contained, people's time out), which leaves out
     the fixed cost of starting a flow-run process (the detection time, printed in (a) as `detect`).
+(c) kill-flow: the run's process is SIGKILLed after its first destructive call and retried; the
+    re-run's start after the kill (goal <= 5 s), with no destructive call repeated.
+(d) 20 read-only (plan) runs created at once: each executes in its own process (the launcher's
+    log names each fork); created -> Running p95 (goal <= 1 s).
+
+Goals of issue 13 (the launcher): detection p50 <= 0.3 s, p95 <= 0.6 s; orchestration p50 <= 1.0 s;
+ratio <= 1.1. Ends with `goals: met` or `goals: NOT met`.
 """
 
 from __future__ import annotations
@@ -67,6 +74,68 @@ async def replay(settings: Any, urls: Any, records: list[dict[str, Any]], vault_
     return time.perf_counter() - started
 
 
+GOALS: list[tuple[str, float, float]] = []  # (what, figure, goal): a figure above its goal is a miss
+
+
+def goal(what: str, figure: float, limit: float) -> str:
+    GOALS.append((what, figure, limit))
+    return f"{figure:.2f} (goal <= {limit})" + ("" if figure <= limit else " MISSED")
+
+
+async def kill_flow(settings: Any, stack: Any, scenarios: Any) -> None:
+    from waguard.drills.runner import DrillRunner
+
+    print("\n(c) kill-flow: SIGKILL mid-playbook, then Retry")
+    runner = DrillRunner(settings, stack.urls, faults=["kill-flow"], delay_s=0.0, say=lambda _l: None)
+    result = await runner.scenario(scenarios[SCENARIOS["leaked-secret"]])
+    figures = next((f.get("figures", {}) for f in result["faults"] if f["name"] == "kill-flow"), {})
+    rerun = figures.get("rerun_start_s")
+    print(f"  verified={result['verified']} (no destructive call repeated, no extra registration budget)")
+    print(f"  re-run started {goal('kill-flow re-run start s', rerun, 5.0) if rerun is not None else 'NEVER'}"
+          " s after the kill")
+    if rerun is None or not result["verified"]:
+        GOALS.append(("kill-flow", 1.0, 0.0))
+
+
+async def burst(settings: Any, stack: Any, count: int = 20) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import arun_deployment
+
+    from waguard.launcher import notify_launcher
+    from waguard.playbooks import DEPLOYMENTS
+
+    print(f"\n(d) {count} plan runs created at once")
+    tag = f"burst-{int(time.time())}"
+
+    async def one(i: int) -> Any:
+        run = await arun_deployment(DEPLOYMENTS["leaked_secret"], timeout=0, parameters={
+            "incident_id": f"{tag}-{i}", "severity": "SEV3", "initiator": "bench", "source": "bench", "plan": True})
+        notify_launcher(settings.launcher.dir, run.id)
+        return run.id
+
+    ids = await asyncio.gather(*(one(i) for i in range(count)))
+    starts: dict[Any, float] = {}
+    async with get_client() as client:
+        for _ in range(1200):
+            for run_id in ids:
+                if run_id not in starts:
+                    run = await client.read_flow_run(run_id)
+                    if run.start_time is not None:
+                        starts[run_id] = (run.start_time - run.created).total_seconds()
+            if len(starts) == count:
+                break
+            await asyncio.sleep(0.1)
+    log = (settings.stack.home / "logs" / "launcher.log").read_text()
+    forked = {str(r): line.rsplit(" as pid ", 1)[1].split()[0] for r in ids for line in log.splitlines()
+              if f"run {r}: forked as pid" in line}
+    print(f"  executed {len(starts)}/{count}; distinct processes {len(set(forked.values()))}/{count}")
+    if starts:
+        values = list(starts.values())
+        print(f"  created -> Running p50 {pct(values, 50):.2f} s, p95 {goal('burst start p95 s', pct(values, 95), 1.0)} s")
+    if len(starts) < count or len(set(forked.values())) < count:
+        GOALS.append(("burst", 1.0, 0.0))
+
+
 async def bench(settings: Any, stack: Any, runs: int, latency_ms: int) -> None:
     from waguard.drills.runner import DrillRunner
     from waguard.drills.scenario import load_scenarios
@@ -98,6 +167,17 @@ async def bench(settings: Any, stack: Any, runs: int, latency_ms: int) -> None:
                 bare = statistics.median(bares)
                 line += f"  {bare:>6.2f}  {pct(costs, 50) / bare:>5.2f}  {pct(runs_s, 50) / bare:>9.2f}"
             print(line, flush=True)
+            if latency and bares:
+                print(f"  {playbook} ratio {goal(f'{playbook} ratio', pct(costs, 50) / statistics.median(bares), 1.1)}")
+            elif not latency:
+                print(f"  {playbook} detection_s p50 {goal(f'{playbook} detection p50 s', pct(detects, 50), 0.3)}"
+                      f", p95 {goal(f'{playbook} detection p95 s', pct(detects, 95), 0.6)}"
+                      f"; orchestration p50 {goal(f'{playbook} orchestration p50 s', pct(costs, 50), 1.0)}")
+    await kill_flow(settings, stack, scenarios)
+    await burst(settings, stack)
+    missed = [what for what, figure, limit in GOALS if figure > limit]
+    print(f"\nexecutor: {'launcher (forked runs)' if settings.launcher.enabled else 'serve() runner'}")
+    print("goals: met" if not missed else f"goals: NOT met ({', '.join(missed)})")
 
 
 def main() -> None:

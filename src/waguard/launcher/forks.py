@@ -83,101 +83,142 @@ class ChildRun:
             self.exited(os.waitstatus_to_exitcode(status))
 
 
+def code_fingerprint(roots: list[Path]) -> int:
+    """Newest modification time of the Python files under `roots` (what a zygote has preloaded)."""
+    newest = 0
+    for root in roots:
+        for path in root.rglob("*.py"):
+            with contextlib.suppress(OSError):
+                newest = max(newest, path.stat().st_mtime_ns)
+    return newest
+
+
+@dataclass
+class _Generation:
+    """One zygote process and what it owes the launcher: pending forks, and exits of its children."""
+
+    proc: subprocess.Popen[bytes]
+    writer: asyncio.StreamWriter | None
+    fingerprint: int
+    forks: dict[str, asyncio.Future[int]] = field(default_factory=dict)
+    children: dict[int, ChildRun] = field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        return self.writer is not None and self.proc.poll() is None
+
+
 @dataclass
 class ZygoteProcess:
-    """A running zygote: `fork()` runs, learn exits. Restarted on demand if it dies."""
+    """A running zygote: `fork()` runs, learn exits. Started again if it dies or the code changed.
+
+    Preloaded code is frozen when the zygote starts (reference A.5.7): when a file under `watch`
+    changes, the next fork starts a new zygote first (the old one exits; its running children carry
+    on, re-parented to the launcher), so no run mixes old modules in memory with new ones on disk.
+    """
 
     project: Path
     entrypoints: list[str]
+    watch: list[Path] = field(default_factory=list)
     # The launcher's own client checks the server's API version; each run skipping it saves round trips.
     env: dict[str, str] = field(default_factory=lambda: {"PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "false"})
     ready_timeout_s: float = 180.0
     info: dict[str, Any] = field(default_factory=dict)
-    _proc: subprocess.Popen[bytes] | None = None
-    _writer: asyncio.StreamWriter | None = None
-    _reader_task: asyncio.Task[None] | None = None
-    _forks: dict[str, asyncio.Future[int]] = field(default_factory=dict)
-    _children: dict[int, ChildRun] = field(default_factory=dict)
+    _gen: _Generation | None = None
+    _readers: set[asyncio.Task[None]] = field(default_factory=set)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None and self._writer is not None
+        return self._gen is not None and self._gen.alive
 
     async def start(self) -> dict[str, Any]:
         """Start the zygote and wait until it has imported everything; returns its ready message."""
+        fingerprint = code_fingerprint(self.watch)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         spec = json.dumps({"project": str(self.project), "entrypoints": self.entrypoints})
-        self._proc = subprocess.Popen([sys.executable, "-m", "waguard.launcher.zygote", str(theirs.fileno()), spec],
-                                      pass_fds=[theirs.fileno()], env={**os.environ, **self.env},
-                                      stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-m", "waguard.launcher.zygote", str(theirs.fileno()), spec],
+                                pass_fds=[theirs.fileno()], env={**os.environ, **self.env}, stdin=subprocess.DEVNULL)
         theirs.close()
-        reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
         try:
             line = await asyncio.wait_for(reader.readline(), self.ready_timeout_s)
         except TimeoutError:
             line = b""
         message = json.loads(line) if line else {}
         if message.get("op") != "ready":
-            self.stop()
-            raise ZygoteUnavailable(f"the zygote did not start (exit status {self._proc.poll()})")
+            writer.close()
+            proc.terminate()
+            raise ZygoteUnavailable(f"the zygote did not start (exit status {proc.poll()})")
         self.info = message
         if message.get("misses"):
             log.warning("zygote could not preload %s; those runs import their flow themselves", message["misses"])
         if message.get("threads", 1) != 1:
             log.warning("zygote has %s threads before forking; forked runs may deadlock", message["threads"])
-        self._reader_task = asyncio.create_task(self._read(reader))
+        self._gen = _Generation(proc, writer, fingerprint)
+        task = asyncio.create_task(self._read(reader, self._gen))
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
         return message
 
     async def fork(self, run_id: str, entrypoint: str, env: dict[str, str]) -> ChildRun:
         async with self._lock:
+            if self._gen is not None and self._gen.alive and self.watch and \
+                    code_fingerprint(self.watch) != self._gen.fingerprint:
+                log.warning("code changed since zygote %s started: starting a new one", self._gen.proc.pid)
+                self._retire(self._gen)
             if not self.alive:
-                log.warning("zygote not running; starting a new one")
                 await self.start()
-        assert self._writer is not None
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._forks[run_id] = future
-        request = {"op": "fork", "run_id": run_id, "entrypoint": entrypoint, "env": env}
-        self._writer.write(json.dumps(request).encode() + b"\n")
-        await self._writer.drain()
+            gen = self._gen
+            assert gen is not None and gen.writer is not None
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            gen.forks[run_id] = future
+            request = {"op": "fork", "run_id": run_id, "entrypoint": entrypoint, "env": env}
+            gen.writer.write(json.dumps(request).encode() + b"\n")
+            await gen.writer.drain()
         try:
             pid = await asyncio.wait_for(future, 30)
         finally:
-            self._forks.pop(run_id, None)
-        child = self._children.setdefault(pid, ChildRun(run_id, pid))
-        return child
+            gen.forks.pop(run_id, None)
+        return gen.children.setdefault(pid, ChildRun(run_id, pid))
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _read(self, reader: asyncio.StreamReader, gen: _Generation) -> None:
         while line := await reader.readline():
             message = json.loads(line)
             op, run_id = message.get("op"), str(message.get("run_id"))
-            if op == "started" and run_id in self._forks:
-                self._children.setdefault(message["pid"], ChildRun(run_id, message["pid"]))
-                self._forks[run_id].set_result(message["pid"])
-            elif op == "failed" and run_id in self._forks:
-                self._forks[run_id].set_exception(ZygoteUnavailable(message.get("error", "fork failed")))
+            if op == "started" and run_id in gen.forks:
+                gen.children.setdefault(message["pid"], ChildRun(run_id, message["pid"]))
+                gen.forks[run_id].set_result(message["pid"])
+            elif op == "failed" and run_id in gen.forks:
+                gen.forks[run_id].set_exception(ZygoteUnavailable(message.get("error", "fork failed")))
             elif op == "exited":
-                child = self._children.pop(message["pid"], None)
+                child = gen.children.pop(message["pid"], None)
                 if child is not None:
                     child.exited(int(message["returncode"]))
-        # EOF: the zygote died. Its children live on, re-parented to us (the subreaper).
-        log.error("zygote exited (status %s); %d run(s) re-parented to the launcher",
-                  self._proc.poll() if self._proc else None, len(self._children))
-        self._writer = None
-        for child in list(self._children.values()):
+        # EOF: the zygote exited. Its children live on, re-parented to us (the subreaper).
+        if gen.children:
+            log.warning("zygote %s exited (status %s); %d run(s) re-parented to the launcher",
+                        gen.proc.pid, gen.proc.poll(), len(gen.children))
+        gen.writer = None
+        for child in gen.children.values():
             child.orphaned = True
-        self._children.clear()
-        for future in self._forks.values():
+        gen.children.clear()
+        for future in gen.forks.values():
             if not future.done():
                 future.set_exception(ZygoteUnavailable("the zygote died before forking the run"))
 
+    @staticmethod
+    def _retire(gen: _Generation) -> None:
+        """Hang up on a zygote: it exits on EOF; the reader then hands its live children to us."""
+        if gen.writer is not None:
+            gen.writer.close()
+            gen.writer = None
+
     def stop(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
+        if self._gen is None:
+            return
+        self._retire(self._gen)
+        if self._gen.proc.poll() is None:
+            self._gen.proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(5)
-        if self._reader_task is not None:
-            self._reader_task.cancel()
+                self._gen.proc.wait(5)

@@ -91,7 +91,9 @@ class Launcher:
         if not become_subreaper():
             log.warning("could not become the subreaper of run processes; a zygote crash loses their exit status")
         specs = await load_deployments(self.config.project, self.config.spec or self.config.project / "prefect.yaml")
-        self.zygote = ZygoteProcess(self.config.project, [e for e, _, _ in specs])
+        watch = [p for p in (self.config.project / "flows", self.config.project / "tasks",
+                             Path(__file__).resolve().parents[1]) if p.is_dir()]  # + waguard itself
+        self.zygote = ZygoteProcess(self.config.project, [e for e, _, _ in specs], watch=watch)
         info = await self.zygote.start()
         log.info("zygote %s ready: %d flow(s) preloaded in %ss", info["pid"], len(info["flows"]), info["import_s"])
         for entrypoint, flow, deployment in specs:
