@@ -273,10 +273,14 @@ SubmitOutcome = Literal["accepted", "stale", "closed", "no-such-step"]
 async def submit_vote(run_id: UUID, step: str, vote: StoredVote) -> SubmitOutcome:
     """Store a verified vote on the run and wake its pause.
 
-    The caller has checked the Slack signature and the approver policy. Here only the run's own gate
-    record decides: a vote for a closed step or with another step's nonce changes nothing.
+    The caller has checked the Slack signature and the approver policy. Here the run decides: a run
+    that has ended or is being cancelled takes no vote (its gate record may still say open: a
+    cancelled or crashed run never closes it), nor does a closed step or another step's nonce.
     """
     async with get_client() as client:
+        run = await client.read_flow_run(run_id)
+        if run.state is not None and (run.state.is_final() or run.state.type.value == "CANCELLING"):
+            return "closed"
         try:
             gate = json.loads(await client.read_flow_run_input(run_id, gate_key(step)))
         except PrefectHTTPStatusError as err:

@@ -69,8 +69,9 @@ class PlaybookPolicy(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> PlaybookPolicy:
-        if self.quorum > len(set(self.approvers)):
-            raise ValueError(f"quorum {self.quorum} exceeds the {len(set(self.approvers))} distinct approvers")
+        distinct = len({identity(a) for a in self.approvers})
+        if self.quorum > distinct:
+            raise ValueError(f"quorum {self.quorum} exceeds the {distinct} distinct approvers")
         if self.escalation and self.escalation.after_s >= self.approval_timeout_s:
             raise ValueError("escalation.after_s must be shorter than approval_timeout_s")
         missing = {"SEV1", "SEV2", "SEV3"} - set(self.on_timeout)
@@ -149,11 +150,38 @@ class Tally:
         return [v.approver for v in self.counted if v.approve]
 
 
+_CHANNEL_PREFIXES = ("slack", "ui")
+
+
+def identity(who: str | None) -> str | None:
+    """One person's id however a door writes it, for comparisons only.
+
+    The only place identities are compared (tally, the intake's Slack check, the quorum's
+    distinctness): `slack:U1`, `ui:U1`, ` U1 ` and `u1` are one person. Other prefixes are kept, so
+    `intake:github` is never a person.
+    """
+    if who is None:
+        return None
+    channel, sep, rest = who.strip().partition(":")
+    if sep and channel.lower() in _CHANNEL_PREFIXES:
+        who = rest
+    return who.strip().casefold() or None
+
+
+def is_approver(who: str, policy: PlaybookPolicy) -> bool:
+    return identity(who) in {identity(a) for a in policy.approvers}
+
+
+def is_self_approval(who: str, policy: PlaybookPolicy, initiator: str | None) -> bool:
+    """True when `who` started the run and the policy does not let initiators approve."""
+    return not policy.allow_self_approval and initiator is not None and identity(who) == identity(initiator)
+
+
 def refusal_reason(vote: Vote, policy: PlaybookPolicy, initiator: str | None) -> str | None:
     """Why a vote does not count, or None if it does."""
-    if vote.approver not in policy.approvers:
+    if not is_approver(vote.approver, policy):
         return f"{vote.approver} is not an approver for {policy.playbook}"
-    if not policy.allow_self_approval and initiator is not None and vote.approver == initiator:
+    if is_self_approval(vote.approver, policy, initiator):
         return f"{vote.approver} started this run and cannot approve it"
     return None
 
@@ -169,12 +197,13 @@ def tally(votes: Iterable[Vote], policy: PlaybookPolicy, initiator: str | None) 
     seen: set[str] = set()
     for vote in votes:
         reason = refusal_reason(vote, policy, initiator)
-        if reason is None and vote.approver in seen:
+        who = identity(vote.approver) or ""
+        if reason is None and who in seen:
             reason = f"{vote.approver} already decided"
         if reason is not None:
             refused.append((vote, reason))
             continue
-        seen.add(vote.approver)
+        seen.add(who)
         counted.append(vote)
         if not vote.approve:
             return Tally(Verdict.DENIED, tuple(counted), tuple(refused))

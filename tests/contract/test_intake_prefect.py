@@ -289,7 +289,7 @@ async def test_slack_clicks_decide_a_paused_run(intake_env: IntakeEnv, tmp_path:
         assert (await click("U0CISO"))[:2] == (200, "vote-accepted")
         result = await asyncio.wait_for(task, 90)
         assert result == {"outcome": "approved", "approvers": ["U0CISO", "U0SECLEAD"]}
-        assert (await click("U0IRLEAD"))[:2] == (409, "closed_step")
+        assert (await click("U0IRLEAD"))[:2] == (409, "closed_run")  # the run has completed
     await app.state.intake.aclose()
 
     records = [r for r in read_audit(settings.intake.state_dir / "audit.jsonl") if r["source"] == "slack"]

@@ -11,7 +11,7 @@ import pytest
 
 from tests.fixtures.intake import click_body
 from waguard.intake.slack_actions import BadClick, Click, RunInfo, all_approvers, parse_click, refusal
-from waguard.policy import PLAYBOOKS, PlaybookPolicy, load_policy
+from waguard.policy import PLAYBOOKS, PlaybookPolicy, Vote, identity, load_policy, refusal_reason
 
 RUN = uuid.UUID("0b7b6a6e-2b1c-4d8e-9f00-1234567890ab")
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
@@ -96,5 +96,29 @@ def test_self_approval_when_the_policy_allows_it() -> None:
 
 
 def test_all_approvers() -> None:
-    assert {"U0ONCALL", "U0SECLEAD", "U0CISO"} <= all_approvers(POLICIES)
-    assert "U0EVIL" not in all_approvers(POLICIES)
+    assert {identity(u) for u in ("U0ONCALL", "U0SECLEAD", "slack:U0CISO")} <= all_approvers(POLICIES)
+    assert identity("U0EVIL") not in all_approvers(POLICIES)
+
+
+@pytest.mark.parametrize(
+    ("initiator", "user", "expected"),
+    [
+        ("slack:U0ONCALL", "U0ONCALL", "self-approval"),
+        ("U0ONCALL", "U0ONCALL", "self-approval"),
+        (" ui:u0oncall ", "U0ONCALL", "self-approval"),
+        ("intake:github", "U0ONCALL", None),
+        ("slack:U0SECLEAD", "U0ONCALL", None),
+    ],
+)
+def test_self_approval_is_the_policys_rule(initiator, user, expected) -> None:
+    """The Slack door applies exactly what tally() applies to a UI vote."""
+    info = RunInfo("leaked_secret", initiator)
+    assert refusal(click(user), info, POLICIES) == expected
+    vote_refused = refusal_reason(Vote(user, True, "ui"), POLICIES["leaked_secret"], initiator)
+    assert (vote_refused is not None) == (expected is not None)
+
+
+@pytest.mark.parametrize("state", ["CANCELLED", "CANCELLING", "CRASHED", "COMPLETED", "FAILED"])
+def test_a_run_that_has_ended_takes_no_vote(state: str) -> None:
+    assert refusal(click("U0SECLEAD"), RunInfo("leaked_secret", "intake:github", state), POLICIES) == "closed"
+    assert refusal(click("U0SECLEAD"), RunInfo("leaked_secret", "intake:github", "PAUSED"), POLICIES) is None

@@ -3,10 +3,12 @@
 Checks, in order (alerts-and-slack.md §4.2): the request signature and its 5-minute window (in the
 app, on the raw bytes), a replayed request, the payload; then the clicking user against the union
 of every playbook's approvers, *before* Prefect is asked anything; then, from the run itself, its
-playbook (the flow's name) and initiator (a parameter): the user must be that playbook's approver
-and, unless the policy allows it, not the initiator. A person's second click on the same gate is
-refused here; the vote goes to the run through `waguard.approval.submit_vote`, which refuses a
-stale nonce or a closed step, and the flow tallies the quorum itself.
+playbook (the flow's name), initiator (a parameter) and state: a run that has ended or is being
+cancelled takes no vote; the user must be that playbook's approver and, unless the policy allows
+it, not the initiator (both rules are `waguard.policy`'s, the ones the flow's tally applies). A
+person's second click on the same gate is refused here; the vote goes to the run through
+`waguard.approval.submit_vote`, which refuses a stale nonce or a closed step, and the flow tallies
+the quorum itself.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from waguard.approval import StoredVote, SubmitOutcome, submit_vote
 from waguard.errors import WaguardError
 from waguard.intake import strict_json
 from waguard.playbooks import FLOW_NAMES
-from waguard.policy import Playbook, PlaybookPolicy
+from waguard.policy import Playbook, PlaybookPolicy, identity, is_approver, is_self_approval
 from waguard.slack.blocks import APPROVE, DENY, parse_button_value
 
 _USER = re.compile(r"[A-Z0-9]{2,32}")
@@ -91,6 +93,12 @@ class RunInfo:
 
     playbook: Playbook | None  # None: the run is not one of the playbooks
     initiator: str | None
+    state: str | None = None  # Prefect's state type, e.g. "PAUSED", "CANCELLED"
+
+
+# A run in one of these takes no vote, whatever its gate record still says: a cancelled or crashed
+# run never closed its gate, and a Cancelling one is on its way out.
+FINAL_STATES = frozenset({"CANCELLED", "CANCELLING", "CRASHED", "COMPLETED", "FAILED"})
 
 
 class RunDirectory(Protocol):
@@ -125,30 +133,37 @@ class PrefectRunDirectory:
             except ObjectNotFound:
                 return None
         initiator = run.parameters.get("initiator")
-        return RunInfo(self.flow_playbooks.get(flow.name), initiator if isinstance(initiator, str) else None)
+        return RunInfo(self.flow_playbooks.get(flow.name), initiator if isinstance(initiator, str) else None,
+                       run.state.type.value if run.state else None)
 
     async def submit(self, run_id: UUID, step: str, vote: StoredVote) -> SubmitOutcome:
         return await submit_vote(run_id, step, vote)
 
 
-Refusal = Literal["not-approver", "self-approval", "no-such-run", "not-a-playbook"]
+Refusal = Literal["not-approver", "self-approval", "no-such-run", "not-a-playbook", "closed"]
 
 
 def all_approvers(policies: Mapping[Playbook, PlaybookPolicy]) -> frozenset[str]:
-    """Everyone who may approve anything: a click from anyone else is refused without asking Prefect."""
-    return frozenset(a for p in policies.values() for a in p.approvers)
+    """Everyone who may approve anything, as `policy.identity` ids: a click from anyone else is
+    refused without asking Prefect."""
+    return frozenset(identity(a) or "" for p in policies.values() for a in p.approvers)
 
 
 def refusal(click: Click, info: RunInfo | None,
             policies: Mapping[Playbook, PlaybookPolicy]) -> Refusal | None:
-    """Why the intake refuses this click for this run, or None to pass the vote on (pure)."""
+    """Why the intake refuses this click for this run, or None to pass the vote on (pure).
+
+    Approver and self-approval are the policy's own rules (the ones `tally` applies to UI votes).
+    """
     if info is None:
         return "no-such-run"
     if info.playbook is None or info.playbook not in policies:
         return "not-a-playbook"
+    if info.state in FINAL_STATES:
+        return "closed"
     policy = policies[info.playbook]
-    if click.user not in policy.approvers:
+    if not is_approver(click.user, policy):
         return "not-approver"
-    if not policy.allow_self_approval and info.initiator in (click.user, f"slack:{click.user}"):
+    if is_self_approval(click.user, policy, info.initiator):
         return "self-approval"
     return None

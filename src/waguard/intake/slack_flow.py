@@ -1,9 +1,11 @@
 """POST /slack/interactions: the HTTP side of approval clicks (the checks live in slack_actions.py).
 
 Answers: 200 vote accepted (or stored for a gate not open yet); 401 forged or stale signature;
-409 a repeated request, a second click by the same person on the same gate, a stale nonce or a
-closed step; 403 not an approver or self-approval; 404 no such run, or not a playbook's run;
-400 a malformed payload; 503 Prefect or Vault unreachable. Every one is audited and counted.
+409 a repeated request, a second click by the same person on the same gate, a stale nonce, a
+closed step, or a run that has ended or is being cancelled; 403 not an approver or self-approval;
+404 no such run, or not a playbook's run; 400 a malformed payload; 503 Prefect or Vault
+unreachable. Every one is audited and counted, and every refusal carries an ephemeral `text` for
+the person who clicked.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from waguard.intake.keys import SecretsUnavailable
 from waguard.intake.slack_actions import BadClick, Click, RunDirectory, all_approvers, parse_click, refusal
 from waguard.intake.sources import Inbound, Problem
 from waguard.intake.verify import Rejected, verify_slack
-from waguard.policy import Playbook, PlaybookPolicy
+from waguard.policy import Playbook, PlaybookPolicy, identity
 
 if TYPE_CHECKING:
     from waguard.intake.app import IntakeService
@@ -33,11 +35,12 @@ _SUBMIT_ANSWERS = {
     "stale": (409, "refused-stale"),
     "closed": (409, "refused-closed"),
 }
-_REFUSAL_ANSWERS = {
-    "not-approver": (403, "refused-not-approver"),
-    "self-approval": (403, "refused-self-approval"),
-    "no-such-run": (404, "refused-no-such-run"),
-    "not-a-playbook": (404, "refused-not-a-playbook"),
+_REFUSAL_ANSWERS = {  # reason -> (status, outcome, error code)
+    "not-approver": (403, "refused-not-approver", "not_approver"),
+    "self-approval": (403, "refused-self-approval", "self_approval"),
+    "no-such-run": (404, "refused-no-such-run", "no_such_run"),
+    "not-a-playbook": (404, "refused-not-a-playbook", "not_a_playbook"),
+    "closed": (409, "refused-closed", "closed_run"),
 }
 
 
@@ -57,7 +60,9 @@ class SlackClicks:
         self.service.metrics.approvals.labels(decision, outcome).inc()
         body: dict[str, Any] = {"outcome": outcome}
         if code:
-            body |= {"error": code, "message": message or code}
+            # Slack shows `text` to the person who clicked only; the message itself stays as it is.
+            body |= {"error": code, "message": message or code, "response_type": "ephemeral",
+                     "replace_original": False, "text": f"Not counted: {message or code}."}
         return self.service.answer(
             "slack", d, status, outcome, body, run_id=str(click.run_id) if click else None,
             actor=click.user if click else None, step=click.step if click else None,
@@ -86,9 +91,9 @@ class SlackClicks:
             except BadClick as err:
                 raise Problem(400, "invalid_payload", str(err), "rejected-input") from None
             d.delivery_id = click.action_ts
-            if click.user not in self.approvers:
+            if identity(click.user) not in self.approvers:
                 # Refused before Prefect is asked anything about the run.
-                status, outcome = _REFUSAL_ANSWERS["not-approver"]
+                status, outcome, _ = _REFUSAL_ANSWERS["not-approver"]
                 log.warning("intake: approval click from %s, who approves nothing", click.user)
                 return self._answer(d, status, outcome, click, "not_an_approver", "you are not an approver")
             try:
@@ -99,9 +104,12 @@ class SlackClicks:
                               "unavailable") from None
             reason = refusal(click, info, self.policies)
             if reason is not None:
-                status, outcome = _REFUSAL_ANSWERS[reason]
+                status, outcome, code = _REFUSAL_ANSWERS[reason]
                 log.warning("intake: approval click refused (%s) by %s", reason, click.user)
-                return self._answer(d, status, outcome, click, reason.replace("-", "_"), reason)
+                message = reason
+                if reason == "closed" and info is not None:
+                    message = f"this approval is closed: the run is {str(info.state).lower()}"
+                return self._answer(d, status, outcome, click, code, message)
             vote_key = f"slack:vote:{click.run_id}:{click.step}:{click.nonce}:{click.user}"
             if not svc.store.remember(vote_key, now=svc.clock(), ttl_s=svc.settings.intake.replay_ttl_s):
                 return self._answer(d, 409, "refused-repeated", click, "already_voted",
