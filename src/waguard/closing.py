@@ -33,7 +33,7 @@ def closed_by(incident: IncidentRecord, run_id: str) -> bool:
     return any(e.step == "close" and e.data.get("run") == run_id for e in incident.events())
 
 
-async def _slack(settings: Settings) -> SlackClient:
+async def slack_client(settings: Settings) -> SlackClient:
     from waguard.vault.client import VaultClient
 
     vault = VaultClient.from_settings(settings.vault)
@@ -57,7 +57,7 @@ async def close_incident(settings: Settings, incident: IncidentRecord, run_id: s
     incident.remember(open_approvals=[a for a in state.get("open_approvals", []) if a.get("run") != run_id])
     if "slack_ts" not in state:
         return True
-    slack = slack or await _slack(settings)
+    slack = slack or await slack_client(settings)
     head = MessageRef(channel=state["slack_channel"], ts=state["slack_ts"])
     for item in mine:
         with contextlib.suppress(Exception):  # a message deleted by hand must not stop the close

@@ -7,9 +7,12 @@ intake over HTTP, the deployments served by the stack's runner, the Prefect serv
   template to the pending approval (a new request; the old one disarmed), a resolve is posted in the
   thread and on the timeline, and the approval keeps asking (the playbook's default policy)."""
 
+import asyncio
 import json
 import os
 import signal
+import sys
+from pathlib import Path
 from uuid import UUID
 
 import httpx
@@ -32,6 +35,7 @@ from tests.support.runs import (
 )
 
 pytestmark = pytest.mark.usefixtures("local_stack")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # flows/ sits beside src/
 FLOW = "template-abuse"
 WABA = "3000000001"
 
@@ -79,6 +83,43 @@ async def test_a_killed_run_process_closes_its_incident(local_stack) -> None:
     assert [(e.outcome, e.detail) for e in closes] == [("ended", "crashed")]
     assert not live_buttons(approval_messages(local_stack, "INC-K1")[-1])
     assert "*CRASHED*" in thread_text(local_stack, "INC-K1")
+
+
+async def test_the_next_run_closes_what_a_dead_runner_left_open(local_stack) -> None:
+    """The runner itself was SIGKILLed (no hook ran): its run's thread keeps live buttons. What it
+    left is made here as it would be (the incident state, a real Slack thread); the next run of the
+    incident closes it before doing anything else."""
+    from uuid import uuid4
+
+    from flows.template_abuse import template_abuse
+    from waguard.closing import slack_client
+    from waguard.incident import IncidentRecord
+    from waguard.slack.blocks import ApprovalRequest, IncidentView
+
+    settings = local_stack.settings
+    dead = uuid4()                        # a run Prefect no longer knows counts as ended
+    slack = await slack_client(settings)
+    head = await slack.open_incident(settings.slack.channel, IncidentView(
+        incident_id="INC-L1", playbook=FLOW, title="left open", severity="SEV2", state="awaiting approval",
+        prefect_run_url=f"{settings.prefect.ui_url}/runs/flow-run/{dead}"))
+    request = ApprovalRequest(run_id=dead, step="approve-containment", nonce="deadrun-nonce-1", summary="x")
+    ref = await slack.post_approval(head, request)
+    IncidentRecord(settings.incidents_dir, "INC-L1").remember(
+        slack_channel=head.channel, slack_ts=head.ts, open_approvals=[{
+            "run": str(dead), "step": "approve-containment", "channel": ref.channel, "ts": ref.ts,
+            "request": request.model_dump(mode="json")}])
+    assert live_buttons(approval_messages(local_stack, "INC-L1")[0])
+
+    rerun = asyncio.create_task(template_abuse(incident_id="INC-L1", template_names=["order_update"],
+                                               statuses=["PAUSED"], poll_interval_s=1))
+    rerun_id = await until(lambda: paused_run_of(FLOW, "INC-L1"), "the next run asks for approval")
+    closes = [e for e in timeline(local_stack, "INC-L1") if e.step == "close"]
+    assert [(e.detail, e.data["run"]) for e in closes] == [("abandoned", str(dead))]
+    left, asked = approval_messages(local_stack, "INC-L1")
+    assert not live_buttons(left) and "Closed without a decision" in json.dumps(left["blocks"])
+    assert live_buttons(asked)
+    await decide(rerun_id, "U0ONCALL", "deny")
+    assert (await rerun)["status"] == "denied"
 
 
 async def _is(run_id: UUID, state: StateType) -> bool:
