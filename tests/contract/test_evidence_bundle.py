@@ -13,6 +13,7 @@ import io
 import json
 import secrets
 import tarfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.fixtures.vault import OpenBao
 from waguard.evidence import EvidenceSources, export_public_keys, verify_bundle, write_bundle
 from waguard.evidence.manifest import MANIFEST, SIGNATURE, TIMELINE, Manifest, sha256_hex
 from waguard.incident import IncidentRecord, canonical
+from waguard.intake.audit import stamp
 from waguard.meta.client import GraphClient
 from waguard.policy import EvidencePolicy
 from waguard.settings import EvidenceSettings
@@ -102,10 +104,13 @@ async def plant(vault: VaultClient, prefix: str, root: Path, *, encrypt: bool = 
         f"2025-05-01T10:00:05Z contact ops@acme.example or {PHONES[2]}",
     ]) + "\n")
     audit = root / "audit.jsonl"
+    now = stamp(time.time())  # an entry long before the incident's window (d0) is not read
     audit.write_text(
-        json.dumps({"at": "2025-05-01T10:00:00Z", "source": "github", "delivery_id": "d1", "outcome": "started",
-                    "body_sha256": "ab" * 32, "incident_key": "INC-7", "run_id": None}) + "\n"
-        + json.dumps({"at": "2025-05-01T10:00:00Z", "source": "github", "delivery_id": "d2", "outcome": "started",
+        json.dumps({"at": "2025-05-01T10:00:00Z", "source": "github", "delivery_id": "d0", "outcome": "started",
+                    "body_sha256": "ef" * 32, "incident_key": "INC-7", "run_id": None}) + "\n"
+        + json.dumps({"at": now, "source": "github", "delivery_id": "d1", "outcome": "started",
+                      "body_sha256": "ab" * 32, "incident_key": "INC-7", "run_id": None}) + "\n"
+        + json.dumps({"at": now, "source": "github", "delivery_id": "d2", "outcome": "started",
                       "body_sha256": "cd" * 32, "incident_key": "INC-OTHER", "run_id": None}) + "\n" + "not json\n")
     incident = IncidentRecord(root / "incidents", "INC-7")
     incident.append("open", "started", "leaked_secret run", actor="U0ONCALL")

@@ -35,9 +35,10 @@ from waguard.vault.client import VaultClient
 from waguard.vault.errors import VaultCasConflict, VaultSecretNotFound
 
 LOG_PAGE = 200
-# The intake answers (and audits) the first alert before the run's first timeline record: how far
-# before that record the audit is read. Older records belong to other incidents.
-AUDIT_LEAD_S = 3600.0
+# The intake answers (and audits) the first alert before the run's first timeline record, by seconds
+# or, when Prefect was down and the start was retried, by hours: how far before that record the audit
+# is read. Older records belong to other incidents.
+AUDIT_LEAD_S = 86_400.0
 
 
 def audit_since(incident: IncidentRecord) -> float | None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_AT = re.compile(rb'^\{"at":"([^"]+)"')
+_AT = re.compile(rb'^\{\s*"at"\s*:\s*"([^"]+)"')
 
 
 def safe_id(value: str | None) -> str | None:
