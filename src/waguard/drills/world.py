@@ -108,6 +108,9 @@ async def send_signal(settings: Settings, urls: StackUrls, vault: VaultClient, s
                                    f"{sent.get('error')}")
             return {"outcome": "delivered-by-meta-simulator", "body_sha256": sent["body_sha256"]}
         if scenario.signal.source == "github":
+            # Each drill is a genuinely new event: GitHub's replay key is the alert and its updated_at.
+            if isinstance(payload.get("alert"), dict):
+                payload["alert"]["updated_at"] = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             body = json.dumps(payload, separators=(",", ":")).encode()
             key = (await vault.read_secret(settings.intake.github_secret_path)).value.get_secret_value()
             headers = {"X-GitHub-Event": "secret_scanning_alert", "X-GitHub-Delivery": str(uuid.uuid4()),
