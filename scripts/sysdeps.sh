@@ -1,6 +1,8 @@
 #!/bin/sh
 # System packages the test suite needs that pip cannot provide: Debian's prometheus-alertmanager
-# (the real Alertmanager the intake's end-to-end test delivers from) and chromium (the browser test).
+# (the real Alertmanager the intake's end-to-end test delivers from; amtool tests detection/'s
+# routing), prometheus (promtool checks and unit-tests detection/'s rules; `waguard up` runs it) and
+# chromium (the browser test).
 # Idempotent: installs only what is missing, runs `apt-get update` once first, quietly.
 # It never fails the build itself: when it cannot install, it says why, and the tests that need the
 # package fail in CI (CI=true) or skip locally with that reason.
@@ -8,6 +10,7 @@ set -u
 
 missing=""
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
+command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 [ -z "$missing" ] && exit 0
 
