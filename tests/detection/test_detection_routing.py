@@ -24,12 +24,20 @@ TRIAGE_RECEIVER = "waguard-triage"
 
 def fired_labels(alert) -> list[dict[str, str]]:
     """Full label sets of the alert as promtool's firing case expects it (alertname included)."""
-    return [{"alertname": alert.name, **{k: str(v) for k, v in e["exp_labels"].items()}} for e in FIRING[alert.name]]
+    return [
+        {"alertname": alert.name, **{k: str(v) for k, v in e["exp_labels"].items()}}
+        for e in FIRING[alert.name]
+    ]
 
 
 def amtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([tool("amtool", "prometheus-alertmanager"), *args], capture_output=True, text=True,
-                          cwd=DETECTION, timeout=60)
+    return subprocess.run(
+        [tool("amtool", "prometheus-alertmanager"), *args],
+        capture_output=True,
+        text=True,
+        cwd=DETECTION,
+        timeout=60,
+    )
 
 
 def test_amtool_accepts_the_alertmanager_config() -> None:
@@ -51,29 +59,56 @@ def test_every_receiver_posts_to_the_intake_with_the_bearer_credential_file() ->
 def test_alertmanager_routes_each_alert_to_its_receiver(alert) -> None:
     expected = PLAYBOOK_RECEIVER if "playbook" in alert.labels else TRIAGE_RECEIVER
     for labels in fired_labels(alert):
-        done = amtool("config", "routes", "test", "--config.file=alertmanager.yml",
-                      f"--verify.receivers={expected}", *(f"{k}={v}" for k, v in labels.items()))
+        done = amtool(
+            "config",
+            "routes",
+            "test",
+            "--config.file=alertmanager.yml",
+            f"--verify.receivers={expected}",
+            *(f"{k}={v}" for k, v in labels.items()),
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.strip() == expected
 
 
 def test_a_playbook_label_alertmanager_does_not_know_goes_to_triage() -> None:
-    done = amtool("config", "routes", "test", "--config.file=alertmanager.yml",
-                  f"--verify.receivers={TRIAGE_RECEIVER}", "alertname=X", "severity=critical", "playbook=rm-rf")
+    done = amtool(
+        "config",
+        "routes",
+        "test",
+        "--config.file=alertmanager.yml",
+        f"--verify.receivers={TRIAGE_RECEIVER}",
+        "alertname=X",
+        "severity=critical",
+        "playbook=rm-rf",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def notification(alert, status: str = "firing") -> AlertNotification:
     alerts = fired_labels(alert)
     group = {k: alerts[0][k] for k in ("alertname", "waba_id", "source") if k in alerts[0]}
-    return AlertNotification.model_validate({
-        "version": "4", "status": status, "receiver": PLAYBOOK_RECEIVER,
-        "groupKey": "{}/{playbook=~\"...\"}:" + str(group), "groupLabels": group,
-        "commonLabels": group,
-        "alerts": [{"status": status, "labels": labels, "annotations": dict(alert.annotations),
-                    "startsAt": "2026-11-24T16:20:00Z", "endsAt": "0001-01-01T00:00:00Z",
-                    "fingerprint": f"{i:016x}"} for i, labels in enumerate(alerts)],
-    })
+    return AlertNotification.model_validate(
+        {
+            "version": "4",
+            "status": status,
+            "receiver": PLAYBOOK_RECEIVER,
+            "groupKey": '{}/{playbook=~"..."}:' + str(group),
+            "groupLabels": group,
+            "commonLabels": group,
+            "alerts": [
+                {
+                    "status": status,
+                    "labels": labels,
+                    "annotations": dict(alert.annotations),
+                    "startsAt": "2026-11-24T16:20:00Z",
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "fingerprint": f"{i:016x}",
+                }
+                for i, labels in enumerate(alerts)
+            ],
+        }
+    )
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,10 @@ from tests.support.detection import (
     load_cases,
     recording_rules,
     rule_files,
-    test_files as promtool_test_files,
     tool,
+)
+from tests.support.detection import (
+    test_files as promtool_test_files,
 )
 
 ALERTS = load_alerts()
@@ -32,8 +34,9 @@ PLAYBOOK_LABELS = {"leaked-secret", "template-abuse", "account-takeover"}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([tool("promtool", "prometheus"), *args], capture_output=True, text=True,
-                          cwd=DETECTION, timeout=120)
+    return subprocess.run(
+        [tool("promtool", "prometheus"), *args], capture_output=True, text=True, cwd=DETECTION, timeout=120
+    )
 
 
 def test_promtool_checks_every_rule_file() -> None:
@@ -72,7 +75,8 @@ def test_every_case_names_an_existing_alert_of_its_rule_files() -> None:
     names = {(a.file.resolve(), a.name) for a in ALERTS}
     for case in CASES:
         assert any((f, case.alertname) in names for f in case.rule_files), (
-            f"{case.file.name} [{case.group}] tests {case.alertname}, which none of its rule files defines")
+            f"{case.file.name} [{case.group}] tests {case.alertname}, which none of its rule files defines"
+        )
 
 
 @pytest.mark.parametrize("alert", ALERTS, ids=lambda a: a.name)
@@ -88,12 +92,15 @@ def test_an_alert_with_for_is_silent_one_evaluation_before_it_fires(alert) -> No
     """promtool proves the expectations; this proves the 'one evaluation before' expectation is written."""
     cases = _cases_by_alert()[alert.name]
     for fires in (c for c in cases if c.expected):
-        earlier = [c for c in cases if c.file == fires.file and c.group == fires.group and c.eval_s < fires.eval_s]
+        earlier = [
+            c for c in cases if c.file == fires.file and c.group == fires.group and c.eval_s < fires.eval_s
+        ]
         if any(c.expected for c in earlier):
             continue  # not the first firing case of its group
         assert any(c.eval_s == fires.eval_s - fires.interval_s and not c.expected for c in earlier), (
             f"{alert.name}: {fires.file.name} [{fires.group}] fires at {fires.eval_s}s "
-            f"but has no silent case one evaluation ({fires.interval_s}s) before")
+            f"but has no silent case one evaluation ({fires.interval_s}s) before"
+        )
 
 
 @pytest.mark.parametrize("alert", ALERTS, ids=lambda a: a.name)
@@ -131,4 +138,6 @@ def test_every_metric_a_rule_reads_is_listed_in_metrics_md() -> None:
         read |= set(re.findall(r"(?<![\w:])(waguard_[a-z_]+)", path.read_text()))
     assert read, "no metric found in the rules"
     assert read <= listed, f"not in detection/metrics.md: {sorted(read - listed)}"
-    assert all(r.startswith("waguard:") for r in recorded), "recording rules are named level:metric:operations"
+    assert all(r.startswith("waguard:") for r in recorded), (
+        "recording rules are named level:metric:operations"
+    )

@@ -72,14 +72,27 @@ def load_alerts() -> list[Alert]:
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
                 if "alert" in rule:
-                    alerts.append(Alert(rule["alert"], path, rule["expr"], seconds(rule.get("for", "0s")),
-                                        dict(rule.get("labels") or {}), dict(rule.get("annotations") or {})))
+                    alerts.append(
+                        Alert(
+                            rule["alert"],
+                            path,
+                            rule["expr"],
+                            seconds(rule.get("for", "0s")),
+                            dict(rule.get("labels") or {}),
+                            dict(rule.get("annotations") or {}),
+                        )
+                    )
     return alerts
 
 
 def recording_rules() -> list[str]:
-    return [rule["record"] for path in rule_files()
-            for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"] if "record" in rule]
+    return [
+        rule["record"]
+        for path in rule_files()
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    ]
 
 
 def load_cases() -> list[Case]:
@@ -90,8 +103,17 @@ def load_cases() -> list[Case]:
         for group in doc["tests"]:
             interval = seconds(group.get("interval", doc.get("evaluation_interval", "1m")))
             for case in group.get("alert_rule_test", []):
-                cases.append(Case(path, group.get("name", "?"), files, interval, seconds(case["eval_time"]),
-                                  case["alertname"], list(case.get("exp_alerts") or [])))
+                cases.append(
+                    Case(
+                        path,
+                        group.get("name", "?"),
+                        files,
+                        interval,
+                        seconds(case["eval_time"]),
+                        case["alertname"],
+                        list(case.get("exp_alerts") or []),
+                    )
+                )
     return cases
 
 
