@@ -102,7 +102,7 @@ async def burst(settings: Any, stack: Any, count: int = 20) -> None:
     from prefect.deployments import arun_deployment
 
     from waguard.launcher import notify_launcher
-    from waguard.playbooks import DEPLOYMENTS
+    from waguard.playbook.names import DEPLOYMENTS
 
     print(f"\n(d) {count} plan runs created at once")
     tag = f"burst-{int(time.time())}"
@@ -187,8 +187,8 @@ def main() -> None:
     args = parser.parse_args()
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from waguard.local.stack import LocalStack
     from waguard.settings import load_settings
-    from waguard.stack import LocalStack
 
     os.environ.update(stack_env(Path(tempfile.mkdtemp(prefix="waguard-bench-drill-"))))
     settings = load_settings()

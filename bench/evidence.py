@@ -28,9 +28,9 @@ from pydantic import SecretStr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from waguard.evidence import EvidenceSources, verify_bundle, write_bundle  # noqa: E402
-from waguard.incident import IncidentRecord  # noqa: E402
-from waguard.policy import EvidencePolicy  # noqa: E402
-from waguard.servers import free_port  # noqa: E402
+from waguard.local.processes import free_port  # noqa: E402
+from waguard.playbook.policy import EvidencePolicy  # noqa: E402
+from waguard.playbook.timeline import IncidentRecord  # noqa: E402
 from waguard.settings import EvidenceSettings, VaultSettings  # noqa: E402
 from waguard.vault import devserver  # noqa: E402
 from waguard.vault.client import VaultClient  # noqa: E402

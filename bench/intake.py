@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from pydantic import SecretStr  # noqa: E402
 
 from waguard.intake.verify import hub_signature  # noqa: E402
-from waguard.servers import free_port, wait_until_ok  # noqa: E402
+from waguard.local.processes import free_port, wait_until_ok  # noqa: E402
 from waguard.settings import IntakeSettings, Settings, VaultSettings  # noqa: E402
 
 GOAL_RATIO, GOAL_P99_MS = 0.5, 10.0
@@ -67,7 +67,7 @@ def serve(port: int, vault_addr: str, token_file: Path, state_dir: Path) -> None
     import uvicorn
 
     from waguard.intake.app import create_app
-    from waguard.intake.service import configure_logging, server_config
+    from waguard.intake.server import configure_logging, server_config
     from waguard.intake.starter import RecordingStarter
     from waguard.vault.client import VaultClient
 

@@ -29,8 +29,13 @@ from tests.fixtures.stack import stack_env  # noqa: E402  (one definition of the
 
 async def responder(flow_name: str, approvals: int, meta_url: str, settings) -> None:  # type: ignore[no-untyped-def]
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState,
-                                                FlowRunFilterStateType)
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
     from pydantic import SecretStr
 
@@ -57,8 +62,8 @@ async def responder(flow_name: str, approvals: int, meta_url: str, settings) -> 
 
 async def reseed(meta_url: str, settings) -> None:  # type: ignore[no-untyped-def]
     """Put the demo business back, keyed with whatever Vault holds now (a run may have rotated it)."""
+    from waguard.local.stack import MESSAGING_TOKEN_PATH, with_messaging_service
     from waguard.meta.simulator import demo_seed
-    from waguard.stack import MESSAGING_TOKEN_PATH, with_messaging_service
     from waguard.vault.client import VaultClient
 
     vault = VaultClient.from_settings(settings.vault)
@@ -91,8 +96,8 @@ def main() -> None:
     from flows.account_takeover import account_takeover
     from flows.leaked_secret import leaked_secret
     from flows.template_abuse import template_abuse
+    from waguard.local.stack import LocalStack
     from waguard.settings import load_settings
-    from waguard.stack import LocalStack
 
     settings = load_settings()
     stack = LocalStack(settings, say=lambda _m: None)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks import containment as step
-from waguard.closing import close_on_hook
-from waguard.playbook_run import playbook_run
-from waguard.policy import Severity
-from waguard.scope import Action, Scope
+from waguard.playbook.closing import close_on_hook
+from waguard.playbook.policy import Severity
+from waguard.playbook.run import playbook_run
+from waguard.playbook.scope import Action, Scope
 
 TOKEN_SCOPES = ("whatsapp_business_management", "whatsapp_business_messaging")
 

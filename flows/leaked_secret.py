@@ -7,11 +7,11 @@ from typing import Literal
 from prefect import flow
 
 from tasks import containment as step
-from waguard.closing import close_on_hook
-from waguard.manual import app_secret_instructions, new_app_secret_written
-from waguard.playbook_run import playbook_run
-from waguard.policy import Severity
-from waguard.scope import Action, Scope
+from waguard.playbook.closing import close_on_hook
+from waguard.playbook.policy import Severity
+from waguard.playbook.run import playbook_run
+from waguard.playbook.scope import Action, Scope
+from waguard.steps.app_secret import app_secret_instructions, new_app_secret_written
 
 TOKEN_SCOPES = ("whatsapp_business_management", "whatsapp_business_messaging")
 

@@ -21,7 +21,7 @@ from waguard.settings import Settings, load_settings
 
 
 def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from waguard.stack import LocalStack
+    from waguard.local.stack import LocalStack
 
     stack = LocalStack(settings)
     stopping = threading.Event()
@@ -55,7 +55,7 @@ def _cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_intake(settings: Settings, args: argparse.Namespace) -> int:
-    from waguard.intake.service import serve
+    from waguard.intake.server import serve
 
     serve(settings, args.host, args.port, say=lambda line: print(line, flush=True), log_file=args.log_file)
     return 0

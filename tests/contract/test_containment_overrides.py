@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.meta import MetaSim
-from waguard.containment import is_our_callback, reset_overrides
-from waguard.incident import IncidentRecord
 from waguard.meta.simulator.seed import SubscribedAppSeed
-from waguard.runtime import Effects, Ports
+from waguard.playbook.effects import Effects
+from waguard.playbook.ports import Ports
+from waguard.playbook.timeline import IncidentRecord
+from waguard.steps.business import is_our_callback, reset_overrides
 
 LOOK_ALIKES = [
     ("https://intake.example.com", "https://intake.example.com.attacker.net/x"),

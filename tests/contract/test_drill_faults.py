@@ -7,7 +7,7 @@ import pytest
 
 from tests.fixtures.meta import MetaSim
 from waguard.drills.faults import armed
-from waguard.stack import StackUrls
+from waguard.local.stack import StackUrls
 
 
 def _urls(meta_sim: MetaSim) -> StackUrls:

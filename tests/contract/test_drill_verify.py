@@ -18,9 +18,9 @@ from tests.fixtures.vault import OpenBao
 from waguard.drills.scenario import Expectation, load_scenarios
 from waguard.drills.verify import NEEDS_IDS, CheckResult, Verifier
 from waguard.drills.world import World, reset_world
+from waguard.local.stack import StackUrls
 from waguard.meta.errors import MetaPermissionDenied, MetaTokenInvalid, MetaTransient
 from waguard.settings import IntakeSettings, MetaSettings, Settings
-from waguard.stack import StackUrls
 from waguard.vault.client import VaultClient
 
 DRILLS = Path(__file__).resolve().parents[2] / "runbooks" / "drills"

@@ -29,10 +29,10 @@ from pydantic import SecretStr
 from tests.fixtures.vault import OpenBao
 from waguard.evidence import EvidenceSources, export_public_keys, verify_bundle, write_bundle
 from waguard.evidence.manifest import MANIFEST, SIGNATURE, TIMELINE, Manifest, sha256_hex
-from waguard.incident import IncidentRecord, canonical
 from waguard.intake.audit import stamp
 from waguard.meta.client import GraphClient
-from waguard.policy import EvidencePolicy
+from waguard.playbook.policy import EvidencePolicy
+from waguard.playbook.timeline import IncidentRecord, canonical
 from waguard.settings import EvidenceSettings
 from waguard.vault.client import VaultClient
 

@@ -14,8 +14,8 @@ from pydantic import SecretStr
 from tests.fixtures.vault import OpenBao
 from waguard.cli import main
 from waguard.evidence import EvidenceSources, write_bundle
-from waguard.incident import IncidentRecord
-from waguard.policy import EvidencePolicy
+from waguard.playbook.policy import EvidencePolicy
+from waguard.playbook.timeline import IncidentRecord
 from waguard.settings import EvidenceSettings
 from waguard.vault.client import VaultClient
 

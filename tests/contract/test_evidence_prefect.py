@@ -17,12 +17,12 @@ from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from pydantic import SecretStr
 
-from tasks.evidence import artifact_key, snapshot_evidence
 from tests.fixtures.vault import OpenBao
 from waguard.evidence import verify_bundle
-from waguard.incident import IncidentRecord
-from waguard.policy import PlaybookPolicy
+from waguard.playbook.policy import PlaybookPolicy
+from waguard.playbook.timeline import IncidentRecord
 from waguard.settings import EvidenceSettings, IntakeSettings, Settings, VaultSettings
+from waguard.steps.evidence import artifact_key, snapshot_evidence
 from waguard.vault.client import VaultClient
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -35,7 +35,7 @@ class Ports:
 
 @dataclass
 class Run:
-    """The attributes of waguard.playbook_run.PlaybookRun that the task reads."""
+    """The attributes of waguard.playbook.run.PlaybookRun that the task reads."""
 
     incident_id: str
     incident: IncidentRecord

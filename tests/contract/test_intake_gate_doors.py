@@ -30,13 +30,13 @@ from prefect.states import Cancelled, Cancelling, Completed, Crashed, State
 
 import tests.fixtures.intake as fx
 from tests.fixtures.intake import RUNBOOKS, FakeClock, IntakeEnv, click_body, slack_headers
-from waguard.approval import ApprovalGate, StoredVote, gate_key, submit_vote, vote_prefix
-from waguard.incident import IncidentRecord
 from waguard.intake.app import create_app
 from waguard.intake.audit import read_audit
 from waguard.intake.slack_actions import PrefectRunDirectory
 from waguard.intake.starter import PrefectRunStarter
-from waguard.policy import load_policy
+from waguard.playbook.approval import ApprovalGate, StoredVote, gate_key, submit_vote, vote_prefix
+from waguard.playbook.policy import load_policy
+from waguard.playbook.timeline import IncidentRecord
 
 intake_env = fx.intake_env
 

@@ -25,7 +25,7 @@ from tests.fixtures.intake import (
 )
 from waguard.intake.app import create_app
 from waguard.intake.starter import RecordingStarter
-from waguard.servers import free_port
+from waguard.local.processes import free_port
 from waguard.settings import VaultSettings
 from waguard.vault import devserver
 from waguard.vault.client import VaultClient

@@ -51,7 +51,7 @@ from tests.fixtures.intake import (
 from waguard.intake.app import create_app
 from waguard.intake.slack_actions import RunInfo
 from waguard.intake.starter import RecordingStarter
-from waguard.servers import ServedApp
+from waguard.local.processes import ServedApp
 from waguard.vault.client import VaultClient
 
 pytestmark = pytest.mark.slow

@@ -29,9 +29,9 @@ from tests.fixtures.intake import (
     write_secrets,
 )
 from waguard.intake.app import create_app
-from waguard.intake.service import server_config
+from waguard.intake.server import server_config
 from waguard.intake.starter import RecordingStarter
-from waguard.servers import free_port
+from waguard.local.processes import free_port
 from waguard.vault.client import VaultClient
 
 LIMITS = dict(

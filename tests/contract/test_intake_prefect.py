@@ -38,13 +38,13 @@ from tests.fixtures.intake import (
     github_headers,
     slack_headers,
 )
-from waguard.approval import ApprovalGate, gate_key
-from waguard.incident import IncidentRecord
 from waguard.intake.app import create_app
 from waguard.intake.audit import read_audit
 from waguard.intake.slack_actions import PrefectRunDirectory
 from waguard.intake.starter import PrefectRunStarter
-from waguard.policy import load_policy
+from waguard.playbook.approval import ApprovalGate, gate_key
+from waguard.playbook.policy import load_policy
+from waguard.playbook.timeline import IncidentRecord
 
 # The intake room's fixtures (tests/fixtures/intake.py), bound here so pytest finds them.
 intake_env = fx.intake_env

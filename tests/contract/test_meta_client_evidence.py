@@ -13,9 +13,9 @@ from pathlib import Path
 from tests.fixtures.meta import MetaSim
 from waguard.evidence import EvidenceSources, write_bundle
 from waguard.evidence.manifest import MANIFEST
-from waguard.incident import IncidentRecord
 from waguard.meta.client import GraphClient
-from waguard.policy import EvidencePolicy
+from waguard.playbook.policy import EvidencePolicy
+from waguard.playbook.timeline import IncidentRecord
 from waguard.settings import EvidenceSettings
 from waguard.vault.client import VaultClient
 

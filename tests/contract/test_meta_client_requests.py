@@ -33,7 +33,6 @@ from waguard.meta.errors import MetaUnexpectedResponse
 from waguard.meta.ledger import RegistrationLedger
 from waguard.settings import MetaSettings
 
-
 # ---- every call: auth, proof, user agent, url -------------------------------------------------------
 
 

@@ -30,7 +30,6 @@ from tests.fixtures.meta import (
 from waguard.meta.client import GraphClient, quiet_http_loggers
 from waguard.meta.errors import MetaTokenInvalid, MetaUnavailable
 
-
 # ---- secrets never leak -----------------------------------------------------------------------------
 
 

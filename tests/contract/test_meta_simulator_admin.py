@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from tests.fixtures.meta import MetaSim, fresh_demo_seed
 from tests.support.meta_sim import code, graph
+from waguard.local.processes import ServedApp
 from waguard.meta.errors import MetaThrottled, MetaUnavailable
 from waguard.meta.simulator import (
     account_update,
@@ -32,8 +33,6 @@ from waguard.meta.simulator import (
     security,
 )
 from waguard.meta.simulator.seed import LimitsSeed
-from waguard.servers import ServedApp
-
 
 # ---- budgets and usage headers --------------------------------------------------------------------
 

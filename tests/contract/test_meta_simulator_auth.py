@@ -18,7 +18,6 @@ from tests.support.meta_sim import WA, code, debug, error, graph, issue
 from waguard.meta.simulator.record import Masker
 from waguard.meta.simulator.rules import appsecret_proof
 
-
 # ---- access tokens and appsecret_proof ------------------------------------------------------------
 
 

@@ -22,9 +22,8 @@ from starlette.routing import Route
 from tests.fixtures.meta import MetaSim
 from tests.support.meta_openapi import validate_request, validate_response
 from tests.support.meta_sim import WA, code, error, graph, issue
+from waguard.local.processes import ServedApp
 from waguard.meta.simulator import rules
-from waguard.servers import ServedApp
-
 
 # ---- Meta's spec ----------------------------------------------------------------------------------
 

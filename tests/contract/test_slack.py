@@ -18,7 +18,7 @@ from slack_sdk.http_retry.state import RetryState
 
 from tests.fixtures.slack import SlackSim
 from waguard.errors import Retryable
-from waguard.servers import ServedApp, free_port
+from waguard.local.processes import ServedApp, free_port
 from waguard.settings import SlackSettings
 from waguard.slack import blocks as bk
 from waguard.slack.client import MessageRef, RateLimitRetry, SlackClient, retry_after_seconds

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from tests.fixtures.vault import EVIDENCE_KEY, OpenBao, assert_no_leak, secret_value
 from waguard.errors import ConfigError, Retryable
-from waguard.servers import ChildProcess, free_port
+from waguard.local.processes import ChildProcess, free_port
 from waguard.settings import VaultSettings
 from waguard.vault import devserver
 from waguard.vault.client import ENCRYPTION_KEY, VaultClient

@@ -21,7 +21,7 @@ from tests.fixtures.vault import EVIDENCE_KEY, OpenBao, assert_no_leak
 from waguard.errors import ConfigError
 from waguard.evidence.collect import load_redactor
 from waguard.evidence.redact import Counts
-from waguard.policy import EvidencePolicy
+from waguard.playbook.policy import EvidencePolicy
 from waguard.settings import Settings
 from waguard.vault.client import VaultClient
 from waguard.vault.errors import VaultPermissionDenied

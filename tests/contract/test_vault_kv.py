@@ -20,7 +20,6 @@ from tests.fixtures.vault import OpenBao, assert_no_leak, secret_value
 from waguard.vault.client import VaultClient
 from waguard.vault.errors import VaultCasConflict, VaultSecretNotFound
 
-
 # -- KV version 2 -------------------------------------------------------------------------------
 
 

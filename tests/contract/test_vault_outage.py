@@ -22,7 +22,7 @@ import pytest
 from pydantic import SecretStr
 
 from waguard.errors import ConfigError, Retryable
-from waguard.servers import ChildProcess, free_port
+from waguard.local.processes import ChildProcess, free_port
 from waguard.settings import VaultSettings
 from waguard.vault import _logscrub, devserver
 from waguard.vault.client import ENCRYPTION_KEY, VaultClient

@@ -20,7 +20,6 @@ from tests.fixtures.vault import EVIDENCE_KEY, OpenBao
 from waguard.vault.client import ENCRYPTION_KEY, VaultClient
 from waguard.vault.errors import VaultError, VaultKeyError
 
-
 # -- transit ------------------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from tests.fixtures.intake import IntakeEnv
 from waguard.intake.app import create_app
 from waguard.intake.audit import read_audit
 from waguard.intake.starter import PrefectRunStarter
-from waguard.servers import ChildProcess, ServedApp, free_port
+from waguard.local.processes import ChildProcess, ServedApp, free_port
 
 # The intake room's fixtures (tests/fixtures/intake.py), bound here so pytest finds them.
 intake_env = fx.intake_env

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.stack import stack_env
-from waguard.servers import wait_until_ok
+from waguard.local.processes import wait_until_ok
 
 pytestmark = pytest.mark.slow
 WAGUARD = str(Path(sys.executable).with_name("waguard"))

@@ -18,9 +18,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.runtime import flow_run
 
-from waguard.approval import ApprovalGate, StoredVote, gate_key, submit_vote, wake_pause
-from waguard.incident import IncidentRecord
-from waguard.policy import Escalation, PlaybookPolicy
+from waguard.playbook.approval import ApprovalGate, StoredVote, gate_key, submit_vote, wake_pause
+from waguard.playbook.policy import Escalation, PlaybookPolicy
+from waguard.playbook.timeline import IncidentRecord
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -11,8 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
-from pathlib import Path
 from uuid import UUID
 
 import httpx
@@ -35,7 +33,6 @@ from tests.support.runs import (
 )
 
 pytestmark = pytest.mark.usefixtures("local_stack")
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # flows/ sits beside src/
 FLOW = "template-abuse"
 WABA = "3000000001"
 
@@ -92,8 +89,8 @@ async def test_the_next_run_closes_what_a_dead_runner_left_open(local_stack) -> 
     from uuid import uuid4
 
     from flows.template_abuse import template_abuse
-    from waguard.closing import slack_client
-    from waguard.incident import IncidentRecord
+    from waguard.playbook.closing import slack_client
+    from waguard.playbook.timeline import IncidentRecord
     from waguard.slack.blocks import ApprovalRequest, IncidentView
 
     settings = local_stack.settings

@@ -4,15 +4,13 @@ come from a separate Prefect client as the UI sends them; outcomes are read from
 the incident timelines, never from the flow's own word."""
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from flows.template_abuse import template_abuse  # noqa: E402
-from tests.support.runs import (  # noqa: E402
+from flows.template_abuse import template_abuse
+from tests.support.runs import (
     approval_messages,
     decide,
     paused_or_done,

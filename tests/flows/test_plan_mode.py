@@ -6,18 +6,15 @@ Meta simulator, every other method is refused (405) and recorded. The simulator'
 Vault's versions and the Slack simulator are read back independently.
 """
 
-import sys
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import respx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from flows.account_takeover import account_takeover  # noqa: E402
-from flows.leaked_secret import leaked_secret  # noqa: E402
-from flows.template_abuse import template_abuse  # noqa: E402
+from flows.account_takeover import account_takeover
+from flows.leaked_secret import leaked_secret
+from flows.template_abuse import template_abuse
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 
@@ -76,8 +73,9 @@ async def test_a_plan_run_makes_only_graph_gets(local_stack, playbook: str) -> N
 
 async def test_the_gate_refuses_what_a_live_run_sends(local_stack) -> None:  # type: ignore[no-untyped-def]
     """The same gate around a Graph write: refused and recorded (so the test above can fail)."""
-    from waguard.meta.client import GraphClient
     from pydantic import SecretStr
+
+    from waguard.meta.client import GraphClient
 
     router, refused = graph_gate(local_stack.meta)
     graph = GraphClient.from_settings(local_stack.settings.meta.model_copy(update={"retry_budget_s": 0}),

@@ -3,21 +3,23 @@ Slack simulators as HTTP servers. Approvals come from a separate Prefect client,
 intake would send them; outcomes are checked by reading the simulators and Vault, not the flow's word."""
 
 import asyncio
-import sys
-from pathlib import Path
 from uuid import UUID
 
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState,
-                                            FlowRunFilterStateType)
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import StateType
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from flows.account_takeover import account_takeover  # noqa: E402
-from flows.leaked_secret import leaked_secret  # noqa: E402
-from flows.template_abuse import template_abuse  # noqa: E402
+from flows.account_takeover import account_takeover
+from flows.leaked_secret import leaked_secret
+from flows.template_abuse import template_abuse
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 
@@ -167,7 +169,7 @@ async def test_a_rerun_of_the_same_incident_repeats_no_destructive_call(local_st
 async def test_no_secret_reaches_prefect_slack_or_the_meta_record(local_stack) -> None:
     """After the playbooks above ran: every value Vault holds (all versions) is searched for, raw and
     encoded, in Prefect's parameters, run inputs, logs and artifacts and in the simulators' records."""
-    from waguard.canary import prefect_texts, scan_text
+    from waguard.drills.secret_search import prefect_texts, scan_text
     from waguard.vault.client import VaultClient
 
     vault = VaultClient.from_settings(local_stack.settings.vault)

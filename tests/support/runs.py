@@ -19,7 +19,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 
-from waguard.incident import IncidentRecord
+from waguard.playbook.timeline import IncidentRecord
 
 WAIT_LIMIT_S = 90  # a bound on a state that should come quickly: a failure, never a pause in a passing test
 

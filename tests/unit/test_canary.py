@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from waguard.canary import scan_text
+from waguard.drills.secret_search import scan_text
 
 SECRET = "s3cr3t/value+with=chars"
 

@@ -10,7 +10,7 @@ from waguard.drills.responder import approval_requests, asks_for_app_secret_rese
 from waguard.drills.scenario import load_scenarios, select
 from waguard.drills.world import _merge
 from waguard.errors import ConfigError
-from waguard.incident import TimelineEvent
+from waguard.playbook.timeline import TimelineEvent
 
 DRILLS = Path(__file__).resolve().parents[2] / "runbooks" / "drills"
 

@@ -32,7 +32,7 @@ from waguard.evidence.manifest import (
     sha256_hex,
 )
 from waguard.evidence.verify import verify_bundle
-from waguard.incident import GENESIS, canonical, verify_chain
+from waguard.playbook.timeline import GENESIS, canonical, verify_chain
 
 NOW = "2025-05-01T10:00:00.000+00:00"
 
@@ -58,7 +58,7 @@ def test_rechain_makes_any_record_list_chain(n: int) -> None:
 
 
 def test_reordered_or_dropped_records_break_the_chain() -> None:
-    from waguard.incident import TimelineBroken
+    from waguard.playbook.timeline import TimelineBroken
 
     good = records(4)
     for bad in (good[::-1], good[1:], good[:1] + good[2:], [good[0], good[2], good[1], good[3]]):

@@ -11,7 +11,7 @@ import pytest
 from waguard.evidence.bundle import bundle_name, write_tar
 from waguard.evidence.manifest import MANIFEST, SIGNATURE, Manifest
 from waguard.evidence.retention import PRUNE_LOG, is_expired, prune
-from waguard.incident import verify_chain
+from waguard.playbook.timeline import verify_chain
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from waguard.incident import IncidentRecord, TimelineBroken, verify_chain
+from waguard.playbook.timeline import IncidentRecord, TimelineBroken, verify_chain
 
 
 def record(tmp_path: Path) -> IncidentRecord:

@@ -76,7 +76,7 @@ def test_the_sampler_bounds_the_kinds_it_tracks() -> None:
 def test_the_service_log_goes_to_its_file_only_and_rotates_by_size(tmp_path: Path) -> None:
     import logging
 
-    from waguard.intake.service import configure_logging
+    from waguard.intake.server import configure_logging
     from waguard.settings import IntakeSettings, Settings
 
     root = logging.getLogger()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from waguard.intake.replay import IntakeStore
+from waguard.intake.store import IntakeStore
 
 
 @pytest.fixture

@@ -260,10 +260,7 @@ def test_long_keys_stay_distinct() -> None:
 def test_build_parameters_matches_the_flow_signatures() -> None:
     """Every parameter the intake sends is one the flow takes; unset optional ones are left to the flow."""
     import inspect
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from flows.account_takeover import account_takeover
     from flows.leaked_secret import leaked_secret
     from flows.template_abuse import template_abuse

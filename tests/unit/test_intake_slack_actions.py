@@ -11,7 +11,7 @@ import pytest
 
 from tests.fixtures.intake import click_body
 from waguard.intake.slack_actions import BadClick, Click, RunInfo, all_approvers, parse_click, refusal
-from waguard.policy import PLAYBOOKS, PlaybookPolicy, Vote, identity, load_policy, refusal_reason
+from waguard.playbook.policy import PLAYBOOKS, PlaybookPolicy, Vote, identity, load_policy, refusal_reason
 
 RUN = uuid.UUID("0b7b6a6e-2b1c-4d8e-9f00-1234567890ab")
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"

@@ -7,7 +7,7 @@ import yaml
 from pydantic import ValidationError
 
 from waguard.errors import ConfigError
-from waguard.policy import PLAYBOOKS, PlaybookPolicy, Verdict, Vote, load_policy, tally
+from waguard.playbook.policy import PLAYBOOKS, PlaybookPolicy, Verdict, Vote, load_policy, tally
 
 ROOT = Path(__file__).resolve().parents[2]
 INVALID = sorted((ROOT / "tests/samples/runbooks_invalid").glob("*.yaml"))

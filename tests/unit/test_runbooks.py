@@ -6,15 +6,13 @@ The flow's steps are read from its source: `run.snapshot(...)`, `run.approve("na
 
 import ast
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from tasks import containment
 
-from tasks import containment  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 PLAYBOOKS = ["leaked_secret", "template_abuse", "account_takeover"]
 

@@ -1,7 +1,7 @@
 """What an approval covers (pure): subsets reuse, anything new asks again; alert updates add targets."""
 
-from waguard.scope import Action, Scope, actions_from, covered_by
-from waguard.updates import merge_targets
+from waguard.playbook.scope import Action, Scope, actions_from, covered_by
+from waguard.playbook.updates import merge_targets
 
 LOGIN = Action("delete_template", "login_code/en_US/5000000004")
 SALE = Action("delete_template", "spring_sale/en_US/5000000005")

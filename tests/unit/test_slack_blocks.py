@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from waguard import incident
+from waguard.playbook import timeline as incident
 from waguard.slack import blocks as bk
 from waguard.slack import limits
 
@@ -259,7 +259,7 @@ def test_decided_rejects_an_unknown_decision() -> None:
 
 
 def test_decided_matches_the_approval_gate_outcomes() -> None:
-    from waguard.approval import Outcome
+    from waguard.playbook.approval import Outcome
 
     assert set(typing.get_args(bk.Decided)) == set(typing.get_args(Outcome)) == set(bk.DECIDED_LINE)
 

@@ -7,7 +7,7 @@ of every evidence bundle (an encrypted payload is scanned as the ciphertext it i
 in the evidence tree, and the simulators' records (Meta requests, state and token list; Slack messages
 and requests). Endpoints that exist to hand out a secret (the Meta simulator's PIN read, reset-secret,
 token issue) are not stores and are not scanned. Only raw and encoded values count (see
-`waguard.canary.encodings`); hashes and masked forms are not hits.
+`waguard.drills.secret_search.encodings`); hashes and masked forms are not hits.
 
 Files are read in chunks that overlap by the longest encoded secret, so memory stays bounded and a value
 across a chunk boundary is still found. Bytes are decoded latin-1, so every byte sequence is searchable
@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import httpx
 
-from waguard.canary import Hit, encodings, prefect_texts, scan_text
+from waguard.drills.secret_search import Hit, encodings, prefect_texts, scan_text
 from waguard.settings import Settings
 from waguard.vault.client import VaultClient
 

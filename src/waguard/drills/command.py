@@ -11,8 +11,8 @@ from waguard.drills.faults import FAULTS
 from waguard.drills.report import table, verdict
 from waguard.drills.scenario import load_scenarios, select
 from waguard.errors import ConfigError
+from waguard.local.stack import LocalStack, StackUrls
 from waguard.settings import Settings
-from waguard.stack import LocalStack, StackUrls
 
 
 def _stack_is_up(urls: StackUrls) -> bool:

@@ -21,8 +21,8 @@ from uuid import UUID
 
 import httpx
 
+from waguard.local.stack import StackUrls
 from waguard.settings import Settings
-from waguard.stack import StackUrls
 
 FAULTS = ("graph-429", "graph-5xx", "graph-slow", "vault-down", "slack-429", "kill-flow")
 VAULT_DOWN_S = 4.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from waguard.incident import TimelineEvent
+from waguard.playbook.timeline import TimelineEvent
 
 NOT_CONTAINMENT = {"open", "close", "snapshot-evidence"}
 HUMAN_STEPS = ("approve", "reset-app-secret")  # waiting for a person: approvals and dashboard steps

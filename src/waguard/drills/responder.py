@@ -20,9 +20,9 @@ from urllib.parse import urlencode
 import httpx
 from pydantic import SecretStr
 
+from waguard.local.stack import StackUrls
 from waguard.settings import Settings
 from waguard.slack.signing import signature_headers
-from waguard.stack import StackUrls
 from waguard.vault.client import VaultClient
 
 POLL_S = 0.1

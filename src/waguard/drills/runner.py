@@ -21,9 +21,9 @@ from waguard.drills.responder import Responder, approval_requests
 from waguard.drills.scenario import Scenario
 from waguard.drills.verify import Verifier
 from waguard.drills.world import reset_world, send_signal
-from waguard.incident import IncidentRecord
+from waguard.local.stack import StackUrls
+from waguard.playbook.timeline import IncidentRecord
 from waguard.settings import Settings
-from waguard.stack import StackUrls
 from waguard.vault.client import VaultClient
 
 RUN_TIMEOUT_S = 300.0
@@ -138,8 +138,13 @@ class DrillRunner:
     async def _active_runs(self, playbook: str) -> list[str]:
         """Runs of `playbook` that are not final (a drill's run would wait for their slot)."""
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState,
-                                                    FlowRunFilterStateType)
+        from prefect.client.schemas.filters import (
+            FlowFilter,
+            FlowFilterName,
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
         from prefect.client.schemas.objects import StateType
 
         active = [StateType.RUNNING, StateType.PAUSED, StateType.PENDING, StateType.CANCELLING]
@@ -216,13 +221,8 @@ def write_reports(report: dict[str, Any], path: Path) -> Path:
 
 
 async def publish_artifact(report_path: Path) -> None:
-    """The Markdown report as a Prefect artifact, made by the drill-report flow (flows/drill_report.py)."""
-    import sys
-
-    root = str(Path(__file__).resolve().parents[3])
-    if root not in sys.path:  # flows/ sits beside src/, as for the runner
-        sys.path.insert(0, root)
-    from flows.drill_report import publish_drill_report
+    """The Markdown report as a Prefect artifact, made by the drill-report flow (`report_flow`)."""
+    from waguard.drills.report_flow import publish_drill_report
 
     await publish_drill_report(str(report_path.resolve()))
     from prefect.logging.handlers import APILogHandler

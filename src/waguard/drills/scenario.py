@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from waguard.errors import ConfigError
-from waguard.policy import load_yaml_model
+from waguard.playbook.policy import load_yaml_model
 
 Source = Literal["github", "meta", "alertmanager"]
 Check = Literal[

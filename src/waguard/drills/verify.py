@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 
-from waguard.containment import foreign_overrides
 from waguard.drills.faults import mutating_requests
 from waguard.drills.scenario import Expectation
 from waguard.drills.world import World
+from waguard.local.stack import StackUrls
 from waguard.meta.client import GraphClient
 from waguard.meta.errors import (
     PERMISSION_CODES,
@@ -28,7 +28,7 @@ from waguard.meta.errors import (
     MetaTokenInvalid,
 )
 from waguard.settings import Settings
-from waguard.stack import StackUrls
+from waguard.steps.business import foreign_overrides
 from waguard.vault.client import VaultClient
 
 # Checks about named targets: without ids they would pass having looked at nothing.

@@ -23,8 +23,8 @@ from pydantic import SecretStr
 
 from waguard.drills.scenario import Scenario
 from waguard.intake.verify import hub_signature
+from waguard.local.stack import MESSAGING_TOKEN_PATH, StackUrls, with_messaging_service
 from waguard.settings import Settings
-from waguard.stack import MESSAGING_TOKEN_PATH, StackUrls, with_messaging_service
 from waguard.vault.client import VaultClient
 
 TIMEOUT_S = 30.0

@@ -35,7 +35,7 @@ from waguard.evidence.manifest import (
 )
 from waguard.evidence.redact import Counts, known_ids
 from waguard.evidence.stream import Staging, file_sha256
-from waguard.incident import INCIDENT_ID, canonical, now_iso
+from waguard.playbook.timeline import INCIDENT_ID, canonical, now_iso
 from waguard.settings import EvidenceSettings
 from waguard.vault.client import VaultClient
 

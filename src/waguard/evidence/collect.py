@@ -8,7 +8,6 @@ recorded in the manifest's `errors` (type and a secret-free message) and collect
 from __future__ import annotations
 
 import asyncio
-
 import base64
 import glob
 import json
@@ -26,10 +25,10 @@ from pydantic import SecretStr
 from waguard.evidence.manifest import TIMELINE, TimelineInfo, chain_head, rechain
 from waguard.evidence.redact import Counts, Redactor
 from waguard.evidence.stream import Staging, read_chunks, redact_stream
-from waguard.incident import IncidentRecord
 from waguard.intake.audit import read_window
 from waguard.meta.client import GraphClient
-from waguard.policy import EvidencePolicy
+from waguard.playbook.policy import EvidencePolicy
+from waguard.playbook.timeline import IncidentRecord
 from waguard.settings import EvidenceSettings
 from waguard.vault.client import VaultClient
 from waguard.vault.errors import VaultCasConflict, VaultSecretNotFound

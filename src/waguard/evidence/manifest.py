@@ -7,7 +7,7 @@ Bundle layout (a tar.gz; members in this order, so `manifest.json` is cheap to r
                      collected_at/redaction counts, the timeline's head, collection errors
     signature.json   {"key", "key_version", "algorithm": "ed25519", "signature": "vault:vN:..."} over
                      the exact bytes of manifest.json
-    timeline.jsonl   the incident timeline, hash-chained (`waguard.incident`)
+    timeline.jsonl   the incident timeline, hash-chained (`waguard.playbook.timeline`)
     meta/*.json, intake/audit.jsonl, prefect/*.jsonl, slack/thread.jsonl, logs/*, extra.json
 
 An encrypted bundle has the same three first members, but its manifest lists one file,
@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from waguard.incident import GENESIS, canonical, record_digest
+from waguard.playbook.timeline import GENESIS, canonical, record_digest
 
 FORMAT = "waguard-evidence/1"
 MANIFEST = "manifest.json"

@@ -21,7 +21,7 @@ from typing import Any
 
 from waguard.evidence.manifest import MANIFEST, manifest_from_bytes
 from waguard.evidence.stream import file_sha256
-from waguard.incident import GENESIS, canonical, now_iso, record_digest
+from waguard.playbook.timeline import GENESIS, canonical, now_iso, record_digest
 
 PRUNE_LOG = "prune-log.jsonl"
 _BUNDLE_NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-(?:open|close)-[0-9a-f]{6}\.tar\.gz$")

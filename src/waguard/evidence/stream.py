@@ -20,7 +20,7 @@ from types import TracebackType
 
 from waguard.evidence.manifest import FileEntry, safe_member_name
 from waguard.evidence.redact import Counts, Redactor
-from waguard.incident import now_iso
+from waguard.playbook.timeline import now_iso
 
 CHUNK = 1 << 20
 LINE_LIMIT = 1 << 20

@@ -7,7 +7,7 @@ Checks, in this order, and names the first that fails:
 3. the signature of `manifest.json`'s exact bytes, with the public key of the version it names;
 4. every file the manifest lists: present, size, SHA-256 (in manifest order);
 5. no member the manifest does not list;
-6. the timeline: every record chains to the one before (`waguard.incident.verify_chain`), and its
+6. the timeline: every record chains to the one before (`waguard.playbook.timeline.verify_chain`), and its
    length and head match the manifest.
 
 An encrypted bundle verifies the same way on its outer layer (the signed manifest holds the hash of
@@ -47,7 +47,7 @@ from waguard.evidence.manifest import (
     safe_member_name,
 )
 from waguard.evidence.stream import file_sha256
-from waguard.incident import TimelineBroken, canonical, verify_chain
+from waguard.playbook.timeline import TimelineBroken, canonical, verify_chain
 
 _VAULT_SIGNATURE = re.compile(r"^vault:v([0-9]+):([A-Za-z0-9+/]+={0,2})$")
 MAX_SMALL = 16 << 20  # manifest, signature and timeline are read into memory; nothing else is

@@ -27,18 +27,18 @@ from starlette.routing import Route
 
 from waguard.intake import strict_json
 from waguard.intake.audit import AuditLog, RejectionSampler, safe_id
-from waguard.intake.health import Readiness
 from waguard.intake.dispatch import Dispatcher, Joined
+from waguard.intake.health import Readiness
 from waguard.intake.keys import SecretCache, SecretReader, SecretsUnavailable
 from waguard.intake.metrics import CONTENT_TYPE, IntakeMetrics
-from waguard.intake.replay import IntakeStore
 from waguard.intake.routing import ROUTING_FILE, RoutingPolicy, load_routing
 from waguard.intake.slack_actions import PrefectRunDirectory, RunDirectory
-from waguard.intake.slack_flow import SlackClicks
+from waguard.intake.slack_clicks import SlackClicks
 from waguard.intake.sources import Inbound, Interpreted, Problem, Sources
 from waguard.intake.starter import RunStarter
+from waguard.intake.store import IntakeStore
 from waguard.intake.verify import Rejected, verify_token
-from waguard.policy import PLAYBOOKS, Playbook, PlaybookPolicy, load_policy
+from waguard.playbook.policy import PLAYBOOKS, Playbook, PlaybookPolicy, load_policy
 from waguard.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from waguard.intake.routing import MetaRouting, Route, Start
-from waguard.policy import Playbook
+from waguard.playbook.policy import Playbook
 
 _ID_CHARS = frozenset("0123456789")
 _WORD = re.compile(r"[^A-Za-z0-9_]+")

@@ -3,7 +3,7 @@
 `dispatch` runs inside the delivery's SQLite transaction: it closes what the source says is over,
 then claims each incident (opening it, or joining the open one). A join or a resolve of an incident
 whose run has started is also news for that run: after the transaction, `launch` stores it on the run
-as an update (waguard.updates), retried like a start, so the run adds the targets or records the
+as an update (waguard.playbook.updates), retried like a start, so the run adds the targets or records the
 resolve. New incidents are started after the answer has gone back: the start is a background task,
 retried with back-off until Prefect takes it, and resumed from the store if the service restarts
 first. The delivery is never kept waiting on Prefect, and an incident is never lost because Prefect
@@ -21,10 +21,10 @@ from typing import Any
 from waguard.intake.audit import AuditLog
 from waguard.intake.metrics import IntakeMetrics
 from waguard.intake.params import build_parameters, incident_id
-from waguard.intake.replay import IntakeStore, PendingStart
 from waguard.intake.routing import Route, Start
 from waguard.intake.starter import RunStarter
-from waguard.updates import RunUpdate
+from waguard.intake.store import IntakeStore, PendingStart
+from waguard.playbook.updates import RunUpdate
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)

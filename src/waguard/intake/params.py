@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from waguard.policy import Playbook, Severity
+from waguard.playbook.policy import Playbook, Severity
 
 INCIDENT_ID_MAX = 128
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")

@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from waguard.errors import ConfigError
 from waguard.intake.params import MANAGED, PARAMETER_MODELS, settable, worst
-from waguard.policy import PLAYBOOKS, Playbook, Severity, load_policy, load_yaml_model
+from waguard.playbook.policy import PLAYBOOKS, Playbook, Severity, load_policy, load_yaml_model
 
 ROUTING_FILE = "routing.yaml"
 Leaked = Literal["app_secret", "token", "both"]

@@ -5,9 +5,9 @@ app, on the raw bytes), a replayed request, the payload; then the clicking user 
 of every playbook's approvers, *before* Prefect is asked anything; then, from the run itself, its
 playbook (the flow's name), initiator (a parameter) and state: a run that has ended or is being
 cancelled takes no vote; the user must be that playbook's approver and, unless the policy allows
-it, not the initiator (both rules are `waguard.policy`'s, the ones the flow's tally applies). A
+it, not the initiator (both rules are `waguard.playbook.policy`'s, the ones the flow's tally applies). A
 person's second click on the same gate is refused here; the vote goes to the run through
-`waguard.approval.submit_vote`, which refuses a stale nonce or a closed step, and the flow tallies
+`waguard.playbook.approval.submit_vote`, which refuses a stale nonce or a closed step, and the flow tallies
 the quorum itself.
 """
 
@@ -20,11 +20,11 @@ from typing import Literal, Protocol
 from urllib.parse import parse_qs
 from uuid import UUID
 
-from waguard.approval import StoredVote, SubmitOutcome, submit_vote
 from waguard.errors import WaguardError
 from waguard.intake import strict_json
-from waguard.playbooks import FLOW_NAMES
-from waguard.policy import Playbook, PlaybookPolicy, identity, is_approver, is_self_approval
+from waguard.playbook.approval import StoredVote, SubmitOutcome, submit_vote
+from waguard.playbook.names import FLOW_NAMES
+from waguard.playbook.policy import Playbook, PlaybookPolicy, identity, is_approver, is_self_approval
 from waguard.slack.blocks import APPROVE, DENY, parse_button_value
 
 _USER = re.compile(r"[A-Z0-9]{2,32}")

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from uuid import NAMESPACE_URL, uuid5
 
-from waguard.playbooks import DEPLOYMENTS
-from waguard.policy import Playbook
+from waguard.playbook.names import DEPLOYMENTS
+from waguard.playbook.policy import Playbook
 
 
 class RunStarter(Protocol):
@@ -75,10 +75,10 @@ class PrefectRunStarter:
         return str(run.id)
 
     async def post_update(self, run_id: str, update: Any) -> None:
-        """Store an alert update (waguard.updates.RunUpdate) on the run and wake its approval."""
+        """Store an alert update (waguard.playbook.updates.RunUpdate) on the run and wake its approval."""
         from uuid import UUID
 
-        from waguard.updates import post_update
+        from waguard.playbook.updates import post_update
 
         async with self._client() as client:
             await post_update(client, UUID(run_id), update)

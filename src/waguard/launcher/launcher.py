@@ -52,12 +52,8 @@ class LauncherConfig:
 
 async def load_deployments(project: Path, spec: Path) -> list[tuple[str, Any, Any]]:
     """(entrypoint, Flow, RunnerDeployment) for each deployment in the spec file."""
-    import sys
-
     from prefect.flows import load_flow_from_entrypoint
 
-    if str(project) not in sys.path:
-        sys.path.insert(0, str(project))  # flows import `tasks` from the project root (as serve.py does)
     out = []
     for d in yaml.safe_load(spec.read_text())["deployments"]:
         flow = load_flow_from_entrypoint(str(project / d["entrypoint"]))

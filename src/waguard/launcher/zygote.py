@@ -48,7 +48,6 @@ def preload(project: Path, entrypoints: list[str]) -> tuple[dict[str, Any], dict
         importlib.import_module(name)
     from prefect.flows import load_flow_from_entrypoint
 
-    sys.path.insert(0, str(project))  # flows import `tasks` from the project root (as serve.py does)
     flows, misses = {}, {}
     for entrypoint in entrypoints:
         try:

@@ -27,8 +27,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from waguard.incident import Outcome
-from waguard.policy import Severity
+from waguard.playbook.policy import Severity
+from waguard.playbook.timeline import Outcome
 from waguard.slack import limits
 
 Block = dict[str, Any]
@@ -103,7 +103,7 @@ class IncidentView(BaseModel):
 
 
 class ApprovalRequest(BaseModel):
-    """One approval step waiting for a human (waguard.approval.ApprovalGate's request)."""
+    """One approval step waiting for a human (waguard.playbook.approval.ApprovalGate's request)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -291,7 +291,7 @@ def decided_blocks(request: ApprovalRequest, decision: Decided, by_user: str) ->
 
     Args:
         request: the request the message showed.
-        decision: how the step ended (waguard.approval.Decision.outcome).
+        decision: how the step ended (waguard.playbook.approval.Decision.outcome).
         by_user: a Slack user id (rendered as a mention) or another actor, e.g. "timeout-policy:SEV1".
     """
     if decision not in DECIDED_LINE:

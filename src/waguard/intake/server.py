@@ -1,7 +1,7 @@
 """Running the intake for real: `waguard intake` (also what `waguard up` starts, as a child process).
 
 Both build the app from settings with a VaultClient and the Prefect starter, and point Prefect's
-client at `settings.prefect.api_url` (Slack votes go through `waguard.approval.submit_vote`, which
+client at `settings.prefect.api_url` (Slack votes go through `waguard.playbook.approval.submit_vote`, which
 uses Prefect's own settings). Without that, a Prefect client with no API URL would start a
 throw-away ephemeral server instead of reaching the stack's.
 """
@@ -128,7 +128,7 @@ def serve(
     Raises:
         ConfigError, VaultError, PortInUse: before anything listens, with a message naming the fix.
     """
-    from waguard.servers import ensure_port_free
+    from waguard.local.processes import ensure_port_free
 
     host = host or settings.stack.host
     port = port or settings.stack.intake_port

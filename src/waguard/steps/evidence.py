@@ -20,15 +20,15 @@ from prefect.cache_policies import NO_CACHE
 
 from waguard.errors import only_retryable
 from waguard.evidence import BundleRef, EvidenceSources, Phase, write_bundle
-from waguard.incident import IncidentRecord
-from waguard.policy import PlaybookPolicy
+from waguard.playbook.policy import PlaybookPolicy
+from waguard.playbook.timeline import IncidentRecord
 from waguard.settings import Settings
 
 STEP = "snapshot-evidence"
 
 
 class EvidenceRun(Protocol):
-    """What the task reads from a playbook run (waguard.playbook_run.PlaybookRun has all of it)."""
+    """What the task reads from a playbook run (waguard.playbook.run.PlaybookRun has all of it)."""
 
     incident_id: str
     incident: IncidentRecord

@@ -7,7 +7,6 @@ playbook and WABA is enforced inside the flows with a global concurrency limit (
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import yaml
@@ -29,7 +28,6 @@ def deployments(project: Path) -> list:  # type: ignore[type-arg]
 
 def main() -> None:
     project = Path.cwd()
-    sys.path.insert(0, str(project))  # flows import `tasks` from the project root
     serve(*deployments(project), limit=RUN_LIMIT, print_starting_message=True)
 
 

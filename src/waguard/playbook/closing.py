@@ -16,7 +16,7 @@ import contextlib
 import logging
 from typing import Any
 
-from waguard.incident import IncidentRecord
+from waguard.playbook.timeline import IncidentRecord
 from waguard.settings import Settings, load_settings
 from waguard.slack.blocks import ApprovalRequest, IncidentView
 from waguard.slack.client import MessageRef, SlackClient

@@ -40,8 +40,8 @@ from prefect.input.actions import aread_flow_run_input, ensure_flow_run_id
 from prefect.states import Running
 from pydantic import BaseModel, Field
 
-from waguard.incident import IncidentRecord
-from waguard.policy import PlaybookPolicy, Severity, TimeoutAction, Verdict, Vote, tally
+from waguard.playbook.policy import PlaybookPolicy, Severity, TimeoutAction, Verdict, Vote, tally
+from waguard.playbook.timeline import IncidentRecord
 
 PAUSE_BACKSTOP_S = 120  # Prefect's own pause timeout sits this far past our watchdog
 
@@ -137,7 +137,7 @@ class ApprovalGate:
     timeout_s: int | None = None         # overrides policy.approval_timeout_s (drills, tests)
     escalate_after_s: int | None = None  # overrides policy.escalation.after_s
     clock: Callable[[], float] = time.monotonic
-    actions: list[list[str]] | None = None  # what approving covers (waguard.scope), kept on "decided"
+    actions: list[list[str]] | None = None  # what approving covers (waguard.playbook.scope), kept on "decided"
     updates: Any = None  # an UpdateFeed: a new alert update ends this request as "superseded"
 
     async def decide(self, summary: str) -> Decision:

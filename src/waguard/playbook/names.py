@@ -6,7 +6,7 @@ policy (`runbooks/routing.yaml`) fills them from alerts.
 
 from __future__ import annotations
 
-from waguard.policy import PLAYBOOKS, Playbook
+from waguard.playbook.policy import PLAYBOOKS, Playbook
 
 FLOW_NAMES: dict[Playbook, str] = {p: p.replace("_", "-") for p in PLAYBOOKS}
 # Prefect names a deployment "<flow name>/<deployment name>"; ours share the flow's name.

@@ -17,19 +17,21 @@ from uuid import UUID
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.runtime import flow_run
 
-from waguard.approval import ApprovalGate, Decision
-from waguard.closing import close_incident, close_leftovers, quick_incident_id
-from waguard.containment import StepReport
-from waguard.incident import IncidentRecord
-from waguard.manual import ManualStep
-from waguard.playbooks import FLOW_NAMES
-from waguard.policy import Playbook, PlaybookPolicy, Severity, load_policy
-from waguard.runtime import Effects, PlannedCall, Ports, SlackAnnouncer, open_ports
-from waguard.scope import Action, Scope, actions_from, covered_by
+from waguard.playbook.announcer import SlackAnnouncer
+from waguard.playbook.approval import ApprovalGate, Decision
+from waguard.playbook.closing import close_incident, close_leftovers, quick_incident_id
+from waguard.playbook.effects import Effects, PlannedCall
+from waguard.playbook.manual import ManualStep
+from waguard.playbook.names import FLOW_NAMES
+from waguard.playbook.policy import Playbook, PlaybookPolicy, Severity, load_policy
+from waguard.playbook.ports import Ports, open_ports
+from waguard.playbook.scope import Action, Scope, actions_from, covered_by
+from waguard.playbook.slot import Entrant, IncidentClosedWhileWaiting, SlotQueue, hold_slot
+from waguard.playbook.timeline import IncidentRecord
+from waguard.playbook.updates import UpdateFeed, merge_targets
 from waguard.settings import Settings, load_settings
 from waguard.slack.blocks import IncidentView
-from waguard.slot import Entrant, IncidentClosedWhileWaiting, SlotQueue, hold_slot
-from waguard.updates import UpdateFeed, merge_targets
+from waguard.steps.report import StepReport
 
 Status = Literal["contained", "held", "denied", "planned", "failed"]
 
@@ -167,7 +169,7 @@ class PlaybookRun:
         """Evidence before the first containment step and after the last (never in plan mode)."""
         if self.plan:
             return
-        from tasks.evidence import snapshot_evidence  # the task module sits beside flows/
+        from waguard.steps.evidence import snapshot_evidence  # the task module sits beside flows/
 
         ref = await snapshot_evidence(self, phase)
         self.evidence.append(ref)

@@ -33,7 +33,7 @@ async def post_update(client: Any, run_id: UUID, update: RunUpdate) -> None:
     await client.create_flow_run_input(run_id, f"{UPDATE_PREFIX}-{secrets.token_hex(8)}",
                                        update.model_dump_json(), sender="waguard-intake")
     # Wake whichever pause is current (no answer given): the gate re-reads votes and updates on waking.
-    from waguard.approval import wake_pause
+    from waguard.playbook.approval import wake_pause
 
     await wake_pause(client, run_id)
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from waguard.approval import StoredVote
 from waguard.intake.keys import SecretsUnavailable
 from waguard.intake.slack_actions import BadClick, Click, RunDirectory, all_approvers, parse_click, refusal
 from waguard.intake.sources import Inbound, Problem
 from waguard.intake.verify import Rejected, verify_slack
-from waguard.policy import Playbook, PlaybookPolicy, identity
+from waguard.playbook.approval import StoredVote
+from waguard.playbook.policy import Playbook, PlaybookPolicy, identity
 
 if TYPE_CHECKING:
     from waguard.intake.app import IntakeService

@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from waguard.errors import WaguardError
-from waguard.servers import ChildProcess, ServedApp, ensure_port_free
+from waguard.local.processes import ChildProcess, ServedApp, ensure_port_free
 from waguard.settings import Settings
 
 
@@ -187,8 +187,8 @@ class LocalStack:
     def _start_launcher(self, home: Path) -> None:
         """`waguard worker`: one pre-imported parent forks a process per run (src/waguard/launcher)."""
         from waguard.launcher.launcher import READY_FILE
-        from waguard.playbooks import DEPLOYMENTS
-        from waguard.servers import ServiceDidNotStart
+        from waguard.local.processes import ServiceDidNotStart
+        from waguard.playbook.names import DEPLOYMENTS
 
         launcher_dir = self.settings.launcher.dir.resolve()
         self.say(f"starting the launcher for the deployments in prefect.yaml (run files in {launcher_dir})")
@@ -212,13 +212,13 @@ class LocalStack:
 
     def _start_served_runner(self, home: Path) -> None:
         """Serve every deployment in prefect.yaml; ready once Prefect knows the last of them."""
-        from waguard.playbooks import DEPLOYMENTS
+        from waguard.playbook.names import DEPLOYMENTS
 
         self.say("serving the playbook deployments from prefect.yaml (launcher disabled)")
         last = list(DEPLOYMENTS.values())[-1]
         child = ChildProcess(
             name="deployment runner",
-            argv=[sys.executable, "-m", "waguard.serve"],
+            argv=[sys.executable, "-m", "waguard.local.runner"],
             health_url=f"{self.urls.prefect_api}/deployments/name/{last}",
             log_path=home / "logs" / "runner.log",
             env={**prefect_env(self.settings), "WAGUARD_HOME": str(Path.cwd())},

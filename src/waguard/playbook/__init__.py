@@ -1,0 +1,1 @@
+"""What every playbook run does around its steps."""

@@ -1,0 +1,60 @@
+"""A run's ports to Meta, Vault and Slack, built once per run from settings.
+
+Credentials are read from Vault here and live only in memory (as `SecretStr` inside the
+clients). Flow parameters and task results carry Vault paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from pydantic import SecretStr
+
+from waguard.meta.client import GraphClient, quiet_http_loggers
+from waguard.settings import Settings
+from waguard.slack.client import SlackClient
+from waguard.vault.client import VaultClient
+
+
+class Ports:
+    """The clients one run uses. Build with `open_ports`.
+
+    A plain class on purpose: Prefect walks dataclass and model task arguments and rebuilds them,
+    which would hand each task a copy; the clients must stay shared (and `reload_graph` seen by all).
+    """
+
+    def __init__(self, settings: Settings, vault: VaultClient, graph: GraphClient, slack: SlackClient) -> None:
+        self.settings, self.vault, self.graph, self.slack = settings, vault, graph, slack
+
+    async def reload_graph(self) -> None:
+        """Rebuild the Graph client from Vault (after the app secret or our token changed)."""
+        old = self.graph
+        self.graph = await graph_from_vault(self.settings, self.vault)
+        await old.aclose()
+
+
+async def graph_from_vault(settings: Settings, vault: VaultClient, *, app_secret_version: int | None = None,
+                           token: SecretStr | None = None) -> GraphClient:
+    """A Graph client keyed with what Vault holds (a given app-secret version, e.g. the old one)."""
+    meta = settings.meta
+    token = token or (await vault.read_secret(meta.token_path)).value
+    secret = (await vault.read_secret(meta.app_secret_path, version=app_secret_version)).value
+    return GraphClient.from_settings(meta, token=token, app_secret=secret)
+
+
+@contextlib.asynccontextmanager
+async def open_ports(settings: Settings) -> AsyncIterator[Ports]:
+    quiet_http_loggers()
+    vault = VaultClient.from_settings(settings.vault)
+    await vault.check()
+    graph = await graph_from_vault(settings, vault)
+    slack_token = (await vault.read_secret(settings.slack.bot_token_path)).value
+    slack = SlackClient.from_settings(settings.slack, slack_token)
+    ports = Ports(settings, vault, graph, slack)
+    try:
+        yield ports
+    finally:
+        await ports.graph.aclose()
+        with contextlib.suppress(Exception):
+            vault.close()
