@@ -60,7 +60,8 @@ class IntakeService:
         intake = settings.intake
         self.audit = AuditLog(state / "audit.jsonl", max_bytes=intake.audit_max_bytes, backups=intake.audit_backups)
         self.rejections = RejectionSampler(intake.rejection_sample_s)
-        self.metrics = IntakeMetrics(registry)
+        self.metrics = IntakeMetrics(registry, known_wabas=[settings.meta.waba_id],
+                                     incidents_dir=settings.incidents_dir, default_waba=settings.meta.waba_id)
         self.secrets = SecretCache(vault, clock)
         self.dispatcher = Dispatcher(self.store, starter, self.audit, self.metrics, clock)
         self.sources = Sources(settings, routing, self.secrets, clock)
@@ -177,6 +178,8 @@ class IntakeService:
         if not fresh:
             self.metrics.duplicates.labels(source, "replay").inc()
             return self.answer(source, d, 200, "duplicate", {"outcome": "duplicate"})
+        if got.meta is not None:  # verified and first seen: a detection signal (detection/metrics.md)
+            self.metrics.meta.observe(got.meta)
         self.dispatcher.launch(joined)
         for j in joined:
             if j.outcome == "joined":

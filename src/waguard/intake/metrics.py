@@ -1,13 +1,20 @@
 """Prometheus metrics of the intake, on a registry of their own (one per app, so tests can build many).
 
 Labels are closed sets (source names, outcome and reason codes, playbook names), never a value taken
-from a request.
+from a request. The detection signals (what Meta's webhooks show, what playbook runs changed) carry ids
+too: `signals.py`, `run_actions.py`; their names are listed in detection/metrics.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from waguard.intake.run_actions import PlaybookActions
+from waguard.intake.signals import MetaSignals
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -15,9 +22,13 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class IntakeMetrics:
     """The counters `/metrics` exposes."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, known_wabas: Iterable[str] = (),
+                 incidents_dir: Path | None = None, default_waba: str = "") -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        self.meta = MetaSignals(r, known_wabas)
+        if incidents_dir is not None:
+            r.register(PlaybookActions(incidents_dir, default_waba))
         self.deliveries = Counter("waguard_intake_deliveries", "Deliveries by source and outcome.",
                                   ["source", "outcome"], registry=r)
         self.signature_failures = Counter(

@@ -63,6 +63,7 @@ class Interpreted:
     nonce: str
     route: Route
     quiet_s: float
+    meta: MetaDelivery | None = None  # a Meta delivery, counted as signals once it is known to be new
 
 
 def model(cls: type[BaseModel], payload: Any) -> Any:
@@ -177,7 +178,7 @@ class Sources:
         parsed: MetaDelivery = model(MetaDelivery, payload)
         cfg = self.routing.meta
         # Meta sends no delivery id and retries for 7 days: the body hash is the nonce.
-        return Interpreted(d.sha256, detect(parsed, cfg), cfg.quiet_period_s)
+        return Interpreted(d.sha256, detect(parsed, cfg), cfg.quiet_period_s, meta=parsed)
 
     @staticmethod
     def _alert_notification(payload: Any, version: str) -> AlertNotification:

@@ -277,8 +277,10 @@ async def playbook_run(playbook: Playbook, *, incident_id: str | None, severity:
                           updates=UpdateFeed(run_id))
         if not plan:
             await close_leftovers(settings, incident, str(run_id), ports.slack)
+            # The WABA the run acts on: the intake's metrics tell waguard's own changes from others' by it.
+            acts_on = {"waba_id": waba_id or settings.meta.waba_id}
             opened = incident.append("open", "started", f"{playbook} run {run_id}",
-                                     actor=initiator or "waguard")
+                                     actor=initiator or "waguard", data=acts_on)
         await slack.open()
         try:
             waba = waba_id or settings.meta.waba_id
