@@ -148,6 +148,8 @@ class StackSettings(BaseModel):
     meta_port: int = Field(8710, ge=1024, le=65535, description="Meta Graph simulator port.")
     slack_port: int = Field(8720, ge=1024, le=65535, description="Slack simulator port.")
     intake_port: int = Field(8730, ge=1024, le=65535, description="Intake service port.")
+    prometheus_port: int = Field(8740, ge=1024, le=65535, description="Prometheus port (detection rules).")
+    alertmanager_port: int = Field(8750, ge=1024, le=65535, description="Alertmanager port (to the intake).")
 
 
 class LauncherSettings(BaseModel):
@@ -271,6 +273,9 @@ class Settings(BaseSettings):
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings, description="Evidence bundles.")
     intake: IntakeSettings = Field(default_factory=IntakeSettings, description="Intake service.")
     runbooks_dir: Path = Field(Path("runbooks"), description="Directory of runbooks, policies and routing.")
+    detection_dir: Path = Field(
+        Path("detection"), description="Alerting rules, their tests, the Prometheus and Alertmanager configs."
+    )
     incidents_dir: Path = Field(Path(".waguard/incidents"), description="Incident timelines and state.")
 
     @model_validator(mode="after")

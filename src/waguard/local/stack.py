@@ -14,12 +14,13 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from waguard.errors import WaguardError
+from waguard.local.monitoring import MonitoringPlan, missing_binaries, monitoring_processes
 from waguard.local.processes import ChildProcess, ServedApp, ensure_port_free
 from waguard.settings import Settings
 
@@ -32,8 +33,12 @@ class StackUrls:
     meta: str
     slack: str
     intake: str
+    prometheus: str = ""  # empty: not started (the binaries are missing)
+    alertmanager: str = ""
 
     def lines(self) -> list[tuple[str, str]]:
+        detection = [(name, url) for name, url in (("Prometheus (detection rules)", self.prometheus),
+                                                    ("Alertmanager", self.alertmanager)) if url]
         return [
             ("Prefect UI", self.prefect_ui),
             ("Prefect API", self.prefect_api),
@@ -41,6 +46,7 @@ class StackUrls:
             ("Meta Graph simulator", self.meta),
             ("Slack simulator", self.slack + "/api/"),
             ("Intake service", self.intake),
+            *detection,
         ]
 
 
@@ -91,7 +97,8 @@ class LocalStack:
         s = self.settings.stack
         for service, port in (("the Prefect server", s.prefect_port), ("OpenBao", s.vault_port),
                               ("the Meta simulator", s.meta_port), ("the Slack simulator", s.slack_port),
-                              ("the intake service", s.intake_port)):
+                              ("the intake service", s.intake_port), ("Prometheus", s.prometheus_port),
+                              ("Alertmanager", s.alertmanager_port)):
             ensure_port_free(service, s.host, port)
 
     def start(self) -> StackUrls:
@@ -104,11 +111,13 @@ class LocalStack:
             credentials = self._start_vault(home)
             self._start_simulators(credentials)
             self._start_intake(home)
+            monitoring = self._start_monitoring(home, credentials["alertmanager_token"])
             self._start_runner(home)
         except BaseException:
             self.stop()
             raise
-        return self.urls
+        return self.urls if monitoring is None else replace(
+            self.urls, prometheus=monitoring.prometheus_url, alertmanager=monitoring.alertmanager_url)
 
     def _start_prefect(self, home: Path) -> None:
         s = self.settings.stack
@@ -171,6 +180,22 @@ class LocalStack:
             ready_timeout_s=30,
         )
         self._children.append(child.start())
+
+    def _start_monitoring(self, home: Path, alertmanager_token: SecretStr) -> MonitoringPlan | None:
+        """Prometheus with detection/rules and Alertmanager posting to the intake (local/monitoring.py)."""
+        missing = missing_binaries()
+        if missing:
+            self.say(f"not starting detection: {', '.join(missing)} not installed (run scripts/sysdeps.sh)")
+            return None
+        s = self.settings.stack
+        token_file = home / "alertmanager-token"
+        _write_private(token_file, alertmanager_token.get_secret_value())
+        plan = MonitoringPlan(self.settings.detection_dir.resolve(), home, s.host, s.prometheus_port,
+                              s.alertmanager_port, self.urls.intake, self._intake_ops_url(), token_file)
+        self.say(f"starting Alertmanager on {plan.alertmanager_url} and Prometheus on {plan.prometheus_url}")
+        for child in monitoring_processes(plan):
+            self._children.append(child.start())
+        return plan
 
     def _intake_ops_url(self) -> str:
         """Where the intake answers /readyz and /metrics: its metrics address when one is set."""
