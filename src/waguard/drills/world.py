@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import secrets
 import time
 import uuid
@@ -23,7 +24,7 @@ from pydantic import SecretStr
 
 from waguard.drills.scenario import Scenario
 from waguard.intake.verify import hub_signature
-from waguard.local.stack import MESSAGING_TOKEN_PATH, StackUrls, with_messaging_service
+from waguard.local.stack import MESSAGING_TOKEN_PATH, PIN_PATH, StackUrls, with_messaging_service
 from waguard.settings import Settings
 from waguard.vault.client import VaultClient
 
@@ -45,8 +46,30 @@ class World:
                                                *self.attacker_tokens.values())]
 
 
+RELATIVE_TIME = re.compile(r"^now(?:([+-])([0-9]+)([dhms]))?$")
+UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def resolve_times(body: Any, now: float) -> Any:
+    """Scenario times written relative to the drill's start ("now-95d", "now") as unix seconds (pure).
+
+    A drill plants drift that happened days ago (a token issued 95 days back, an admin added 5 days
+    ago) without committing dates that go stale.
+    """
+    if isinstance(body, dict):
+        return {k: resolve_times(v, now) for k, v in body.items()}
+    if isinstance(body, list):
+        return [resolve_times(v, now) for v in body]
+    if isinstance(body, str) and (m := RELATIVE_TIME.match(body)):
+        sign, amount, unit = m.groups()
+        delta = int(amount) * UNIT_S[unit] if amount else 0
+        return int(now + (delta if sign == "+" else -delta))
+    return body
+
+
 def _merge(seed: dict[str, Any], changes: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Add the scenario's items to the seed's lists; an item with the same identity replaces one (pure)."""
+    """Add the scenario's items to the seed's lists; an item with the same identity replaces one, or,
+    marked `patch: true`, changes only the fields it names (pure)."""
     def identity(item: dict[str, Any]) -> tuple[Any, ...]:
         if "id" in item:
             return ("id", item["id"])
@@ -56,6 +79,14 @@ def _merge(seed: dict[str, Any], changes: dict[str, list[dict[str, Any]]]) -> di
     for name, items in changes.items():
         current = out.setdefault(name, [])
         for item in items:
+            if item.get("patch"):
+                fields = {k: v for k, v in item.items() if k != "patch"}
+                matched = [c for c in current if identity(c) == identity(fields)]
+                if not matched:
+                    raise ValueError(f"seed patch for {name} matches nothing: {identity(fields)}")
+                for c in matched:
+                    c.update(fields)
+                continue
             current[:] = [c for c in current if identity(c) != identity(item)]
             current.append(item)
     return out
@@ -68,10 +99,13 @@ async def reset_world(settings: Settings, urls: StackUrls, vault: VaultClient, s
     admin_token = (await vault.read_secret(settings.meta.token_path)).value
     messaging = SecretStr("EAAG" + secrets.token_urlsafe(48))
     await vault.write_secret(MESSAGING_TOKEN_PATH, messaging)
+    pin = SecretStr(f"{secrets.randbelow(10**6):06d}")  # the numbers' PIN, in Vault as the stack keeps it
+    await vault.write_secret(PIN_PATH, pin)
     seed = with_messaging_service(demo_seed(app_secret=app_secret.get_secret_value(),
-                                            system_user_token=admin_token.get_secret_value()),
+                                            system_user_token=admin_token.get_secret_value(),
+                                            pin=pin.get_secret_value()),
                                   messaging.get_secret_value())
-    body = _merge(seed.model_dump(mode="json"), scenario.seed)
+    body = resolve_times(_merge(seed.model_dump(mode="json"), scenario.seed), time.time())
     pins = {n["id"]: n["two_step_pin"] for n in body["phone_numbers"] if n.get("two_step_pin")}
     for suffix in ("", "-wal", "-shm"):  # the ledger counted calls against the world we replace
         settings.meta.ledger_path.with_name(settings.meta.ledger_path.name + suffix).unlink(missing_ok=True)

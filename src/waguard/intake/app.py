@@ -31,6 +31,7 @@ from waguard.intake.dispatch import Dispatcher, Joined
 from waguard.intake.health import Readiness
 from waguard.intake.keys import SecretCache, SecretReader, SecretsUnavailable
 from waguard.intake.metrics import CONTENT_TYPE, IntakeMetrics
+from waguard.intake.posture_gauges import PostureGauges
 from waguard.intake.routing import ROUTING_FILE, RoutingPolicy, load_routing
 from waguard.intake.slack_actions import PrefectRunDirectory, RunDirectory
 from waguard.intake.slack_clicks import SlackClicks
@@ -62,6 +63,7 @@ class IntakeService:
         self.rejections = RejectionSampler(intake.rejection_sample_s)
         self.metrics = IntakeMetrics(registry, known_wabas=[settings.meta.waba_id],
                                      incidents_dir=settings.incidents_dir, default_waba=settings.meta.waba_id)
+        self.metrics.registry.register(PostureGauges(state))  # the scheduled audit's latest findings
         self.secrets = SecretCache(vault, clock)
         self.dispatcher = Dispatcher(self.store, starter, self.audit, self.metrics, clock)
         self.sources = Sources(settings, routing, self.secrets, clock)

@@ -31,6 +31,10 @@ STEP_ACTIONS = {
     "new-two-step-pin": "pin_changed",
     "remove-unknown-users": "user_removed",
     "deregister-numbers": "number_deregistered",
+    # The scheduled credential-rotation deployment (flows/credential_rotation.py) changes these too.
+    "rotate-token": "token_issued",
+    "revoke-replaced-token": "token_revoked",
+    "rotate-two-step-pin": "pin_changed",
 }
 Latest = dict[tuple[str, str], float]
 

@@ -54,12 +54,14 @@ async def load_deployments(project: Path, spec: Path) -> list[tuple[str, Any, An
     """(entrypoint, Flow, RunnerDeployment) for each deployment in the spec file."""
     from prefect.flows import load_flow_from_entrypoint
 
+    from waguard.local.schedules import deployment_schedules
+
     out = []
     for d in yaml.safe_load(spec.read_text())["deployments"]:
         flow = load_flow_from_entrypoint(str(project / d["entrypoint"]))
         out.append((d["entrypoint"], flow, await flow.ato_deployment(
             name=d["name"], description=d.get("description"), tags=d.get("tags"),
-            parameters=d.get("parameters") or {})))
+            parameters=d.get("parameters") or {}, schedules=deployment_schedules(d))))
     return out
 
 

@@ -13,6 +13,8 @@ import yaml
 from prefect import serve
 from prefect.flows import load_flow_from_entrypoint
 
+from waguard.local.schedules import deployment_schedules
+
 RUN_LIMIT = 8  # paused runs hold a slot (prefect-notes §1.5): leave room for several incidents
 
 
@@ -22,7 +24,7 @@ def deployments(project: Path) -> list:  # type: ignore[type-arg]
     for d in spec["deployments"]:
         flow = load_flow_from_entrypoint(str(project / d["entrypoint"]))
         out.append(flow.to_deployment(name=d["name"], description=d.get("description"), tags=d.get("tags"),
-                                      parameters=d.get("parameters") or {}))
+                                      parameters=d.get("parameters") or {}, schedules=deployment_schedules(d)))
     return out
 
 

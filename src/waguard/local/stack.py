@@ -156,7 +156,8 @@ class LocalStack:
         s = self.settings.stack
         seed = with_messaging_service(
             demo_seed(app_secret=credentials["app_secret"].get_secret_value(),
-                      system_user_token=credentials["meta_token"].get_secret_value()),
+                      system_user_token=credentials["meta_token"].get_secret_value(),
+                      pin=credentials["two_step_pin"].get_secret_value()),
             credentials["messaging_token"].get_secret_value())
         self._apps.append(ServedApp(meta_app(seed), host=s.host, port=s.meta_port, name="Meta simulator").start())
         bot_token = credentials["slack_bot_token"].get_secret_value()
@@ -262,6 +263,7 @@ class LocalStack:
 
 MESSAGING_SYSTEM_USER = "7000000002"
 MESSAGING_TOKEN_PATH = "meta/messaging-token"  # the playbooks' default leaked_token_path
+PIN_PATH = "meta/two-step-pin"  # the numbers' shared two-step PIN (the playbooks' default pin_path)
 
 
 def generate_credentials() -> dict[str, SecretStr]:
@@ -281,6 +283,7 @@ def generate_credentials() -> dict[str, SecretStr]:
         "grafana_secret": SecretStr(secrets.token_hex(20)),
         "meta_verify_token": SecretStr(secrets.token_urlsafe(24)),
         "redaction_key": SecretStr(secrets.token_hex(32)),
+        "two_step_pin": SecretStr(f"{secrets.randbelow(10**6):06d}"),
     }
 
 
@@ -295,8 +298,10 @@ def with_messaging_service(seed, token: str):  # type: ignore[no-untyped-def]
                                                             role="EMPLOYEE", created_by=seed.business_users[0].id)],
         "assigned_users": [*seed.assigned_users, AssignmentSeed(waba_id=waba, user_id=MESSAGING_SYSTEM_USER,
                                                                 tasks=["MANAGE"])],
+        # Issued and expiring like the seed's own token (a 60-day one): a clean business has no old token.
         "tokens": [*seed.tokens, TokenSeed(id="tok-messaging-service", value=token, user_id=MESSAGING_SYSTEM_USER,
-                                           scopes=scopes)],
+                                           scopes=scopes, issued_at=seed.tokens[0].issued_at,
+                                           expires_at=seed.tokens[0].expires_at)],
     })
 
 
@@ -319,6 +324,7 @@ async def seed_vault(settings: Settings, credentials: dict[str, SecretStr]) -> N
         "grafana_secret": settings.intake.grafana_secret_path,
         "meta_verify_token": settings.intake.meta_verify_token_path,
         "redaction_key": settings.evidence.redaction_key_path,
+        "two_step_pin": PIN_PATH,
     }
     for name, path in paths.items():
         await vault.write_secret(path, credentials[name])

@@ -31,6 +31,7 @@ from waguard.meta.models import (
     AssignedUser,
     BusinessUser,
     PhoneNumber,
+    SettingLog,
     SubscribedApp,
     SystemUser,
     Template,
@@ -383,7 +384,16 @@ class GraphClient:
         """
         await self._mutate(wire.revoke_system_user_tokens(system_user_id))
 
+    async def revoke_system_user_token(self, system_user_id: str, token: SecretStr) -> None:
+        """Revoke one token of a system user (UNCONFIRMED at Meta: confirm with `debug_token`)."""
+        await self._mutate(wire.revoke_system_user_token(system_user_id, token))
+
     # ---- Business Manager users and WABA access ----------------------------------------------------
+
+    async def business_user_setting_logs(self, business_user_id: str) -> list[SettingLog]:
+        """A person's Business Settings log entries (when they were added, role changes)."""
+        return await self._collect(lambda after: wire.business_user_setting_logs(business_user_id, after),
+                                   SettingLog)
 
     async def list_business_users(self, business_id: str) -> list[BusinessUser]:
         """People in the Business Manager, with role and tasks."""

@@ -128,3 +128,12 @@ class AssignedUser(GraphNode):
     id: str
     name: str | None = None
     tasks: list[str] = Field(default_factory=list)
+
+
+class SettingLog(GraphNode):
+    """One Business Settings log entry (GET /{business-user-id}/businesssettinglogs)."""
+
+    event_time: str | None = Field(None, description="ISO 8601, e.g. 2026-11-24T10:00:00+0000.")
+    event_type: str | None = None
+    actor: dict[str, Any] | None = None
+    event_object: dict[str, Any] | None = None

@@ -270,6 +270,27 @@ def revoke_system_user_tokens(system_user_id: str) -> GraphRequest:
     return GraphRequest("DELETE", f"/{_graph_id('system_user_id', system_user_id)}/access_tokens")
 
 
+def revoke_system_user_token(system_user_id: str, token: SecretStr) -> GraphRequest:
+    """DELETE /{system-user-id}/access_tokens with `revoke_token` in the form body: one token, not all.
+
+    UNCONFIRMED at Meta (reference section 10): the simulator implements it; a flow confirms the outcome
+    with debug_token and the runbook names the Business Settings fallback.
+    """
+    if not isinstance(token, SecretStr) or not token.get_secret_value():
+        raise ValueError("token must be a non-empty SecretStr")
+    path = f"/{_graph_id('system_user_id', system_user_id)}/access_tokens"
+    return GraphRequest("DELETE", path, form={"revoke_token": token})
+
+
+def business_user_setting_logs(business_user_id: str, after: str | None = None) -> GraphRequest:
+    """GET /{business-user-id}/businesssettinglogs (CG BusinessUser.json; not in OAS): when a person was
+    added and what changed, each entry {actor, event_object, event_time, event_type, extra_data}."""
+    params: dict[str, str | SecretStr] = {"fields": "event_time,event_type,actor,event_object"}
+    if after:
+        params["after"] = after
+    return GraphRequest("GET", f"/{_graph_id('business_user_id', business_user_id)}/businesssettinglogs", params)
+
+
 def list_business_users(business_id: str, after: str | None = None) -> GraphRequest:
     """GET /{business-id}/business_users (not in OAS)."""
     params: dict[str, str | SecretStr] = {"fields": _fields(BUSINESS_USER_FIELDS)}

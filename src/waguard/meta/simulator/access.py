@@ -16,6 +16,7 @@ Choices where Meta is silent (reference section 10):
 
 from __future__ import annotations
 
+import time
 from typing import Any, get_args
 
 from waguard.meta.simulator import envelope as E
@@ -82,8 +83,17 @@ async def generate_token(call: Call) -> Answer:
 
 
 async def revoke_tokens(call: Call) -> Answer:
-    """DELETE /{user-id}/access_tokens: invalidates all the user's tokens."""
-    call.sim.revoke_user_tokens(call.object_id)
+    """DELETE /{user-id}/access_tokens: invalidates all the user's tokens, or with `revoke_token` only
+    that one (a token of another user, or no token, is code 100)."""
+    one = call.param("revoke_token")
+    if one is None:
+        call.sim.revoke_user_tokens(call.object_id)
+        return Answer({"success": True})
+    with call.sim.lock:
+        token = call.sim.find_token(str(one))
+        if token is None or isinstance(token, AppToken) or token.user_id != call.object_id:
+            raise E.invalid_param("(#100) Param revoke_token must be an access token of this user")
+        call.sim.revoke_token(token.id)
     return Answer({"success": True})
 
 
@@ -142,6 +152,29 @@ async def get_system_user(call: Call) -> Answer:
     with call.sim.lock:
         node = system_user_fields(call, call.object_id)
     return Answer(rules.select_fields(node, call.param("fields"), SYSTEM_USER_DEFAULT, "SystemUser"))
+
+
+SETTING_LOG_DEFAULT = ("event_time", "event_type", "actor", "event_object")
+
+
+async def business_user_setting_logs(call: Call) -> Answer:
+    """GET /{business-user-id}/businesssettinglogs: the person's joining, if the log reaches back to it.
+
+    The simulator keeps one entry per person (ADD_BUSINESS_USER at `added_time`); Meta's log has more.
+    """
+    sim = call.sim
+    with sim.lock:
+        u = sim.business_users[call.object_id]
+        rows = []
+        if u.added_time:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(u.added_time))
+            rows.append({"event_time": stamp, "event_type": "ADD_BUSINESS_USER",
+                         "actor": {"id": sim.business.id, "name": sim.business.name},
+                         "event_object": {"id": u.id, "name": u.name, "type": "BUSINESS_USER"},
+                         "extra_data": {"role": u.role}})  # fmt: skip
+    rows = [rules.select_fields(r, call.param("fields"), SETTING_LOG_DEFAULT, "BusinessSettingLogsData")
+            for r in rows]
+    return Answer(rules.paginate(rows, call.params, call.page_url))
 
 
 async def remove_business_user(call: Call) -> Answer:
@@ -218,6 +251,8 @@ OPERATIONS = {
     ("business", "system_users", "GET"): Operation(
         "business.system_users", list_system_users, scope=BUSINESS_SCOPE),
     ("business_user", NODE, "GET"): Operation("business_user.get", get_business_user, scope=BUSINESS_SCOPE),
+    ("business_user", "businesssettinglogs", "GET"): Operation(
+        "business_user.businesssettinglogs", business_user_setting_logs, scope=BUSINESS_SCOPE),
     ("business_user", NODE, "DELETE"): Operation(
         "business_user.delete", remove_business_user, scope=BUSINESS_SCOPE, admin=True),
     ("system_user", NODE, "GET"): Operation("system_user.get", get_system_user, scope=BUSINESS_SCOPE),

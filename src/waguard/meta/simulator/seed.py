@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -128,6 +129,8 @@ class BusinessUserSeed(_Model):
     email: str
     role: BusinessRole = "EMPLOYEE"
     tasks: list[str] = Field(default_factory=list)
+    added_time: int = Field(0, ge=0, description="Unix seconds the person joined (their Business Settings "
+                            "log's first entry); 0: before the log begins, so no entry.")
 
 
 class SystemUserSeed(_Model):
@@ -289,14 +292,21 @@ DEMO_TEMPLATES: list[tuple[str, str, str, str, str, str | None, int, Any]] = [
 DEMO_EPOCH = 1767225600  # 2026-01-01T00:00:00Z
 
 
-def demo_seed(*, app_secret: str, system_user_token: str) -> Seed:
+SIXTY_DAYS_S = 60 * 86400
+
+
+def demo_seed(*, app_secret: str, system_user_token: str, now: float | None = None,
+              pin: str | None = None) -> Seed:
     """A believable demo business, with the ids of `waguard.settings` defaults.
 
     App 1000000001, business 2000000001, WABA 3000000001; three numbers (two registered), templates in
     several languages and statuses (one DISABLED, one phishing-looking APPROVED one), two admins and
     one employee, one system user owning `system_user_token`, the app subscribed without override.
-    PINs are random per call: read them from the returned seed.
+    PINs are random per call unless `pin` gives the one PIN every PIN-protected number shares (what
+    the local stack keeps in Vault): read them from the returned seed. The system user's token is a
+    60-day one issued a day before `now` (default: the wall clock), as a well-kept business has it.
     """
+    issued = int(time.time() if now is None else now) - 86400
     waba, business, app = "3000000001", "2000000001", "1000000001"
     wa_scopes = ["whatsapp_business_management", "whatsapp_business_messaging"]
     templates = [
@@ -317,11 +327,11 @@ def demo_seed(*, app_secret: str, system_user_token: str) -> Seed:
         wabas=[WabaSeed(id=waba, name="Jasper's Market Support")],
         phone_numbers=[
             PhoneNumberSeed(id="4000000001", waba_id=waba, display_phone_number="+1 555-010-0001",
-                            verified_name="Jasper's Market", two_step_pin=random_pin(),
+                            verified_name="Jasper's Market", two_step_pin=pin or random_pin(),
                             messaging_limit_tier="TIER_10K"),
             PhoneNumberSeed(id="4000000002", waba_id=waba, display_phone_number="+1 555-010-0002",
                             verified_name="Jasper's Market", quality_rating="YELLOW",
-                            two_step_pin=random_pin()),
+                            two_step_pin=pin or random_pin()),
             PhoneNumberSeed(id="4000000003", waba_id=waba, display_phone_number="+1 555-010-0003",
                             verified_name="Jasper's Ice Cream", status="PENDING", registered=False,
                             platform_type="NOT_APPLICABLE", code_verification_status="UNVERIFIED",
@@ -348,6 +358,6 @@ def demo_seed(*, app_secret: str, system_user_token: str) -> Seed:
         tokens=[
             TokenSeed(id="tok-system-user-1", value=system_user_token, type="SYSTEM_USER",
                       user_id="7000000001", scopes=[*wa_scopes, "business_management"],
-                      granular_scopes=granular, issued_at=DEMO_EPOCH),
+                      granular_scopes=granular, issued_at=issued, expires_at=issued + SIXTY_DAYS_S),
         ],  # fmt: skip
     )

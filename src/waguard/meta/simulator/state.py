@@ -31,6 +31,7 @@ from waguard.meta.simulator.seed import (
 
 Kind = Literal["app", "business", "waba", "phone_number", "template", "business_user", "system_user"]
 WHATSAPP_SCOPES = ("whatsapp_business_management", "whatsapp_business_messaging")
+DATA_ACCESS_S = 90 * 86400  # Meta's data-access window, renewed with each new token
 
 
 class SimClock:
@@ -222,6 +223,7 @@ class SimState:
                 id=self.new_id("tok"), value=value, type=token_type, user_id=user_id, app_id=self.app.id,
                 scopes=list(scopes), granular_scopes=granular, issued_at=now,
                 expires_at=int(now + lifetime_s) if lifetime_s else 0,
+                data_access_expires_at=int(now + DATA_ACCESS_S),
             )  # fmt: skip
             self.tokens[token.id] = token
             return token
