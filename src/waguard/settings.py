@@ -93,6 +93,13 @@ class VaultSettings(BaseModel):
     secret_id_file: Path | None = Field(
         None, description="File holding the AppRole secret id (auth_method=approle)."
     )
+    evidence_role_id: str | None = Field(
+        None, description="AppRole role id that evidence signing logs in with, apart from the run's own login "
+        "(deploy/vault/waguard-evidence.hcl); unset: evidence uses the run's login.",
+    )
+    evidence_secret_id_file: Path | None = Field(
+        None, description="File holding the evidence role's AppRole secret id (with evidence_role_id)."
+    )
     kv_mount: str = Field("secret", description="Mount path of the KV version 2 engine.")
     transit_mount: str = Field("transit", description="Mount path of the transit engine.")
     evidence_key: str = Field("waguard-evidence", description="Transit key (ed25519) that signs evidence.")
@@ -102,6 +109,8 @@ class VaultSettings(BaseModel):
     def _credentials_present(self) -> VaultSettings:
         if self.auth_method == "approle" and not (self.role_id and self.secret_id_file):
             raise ValueError("auth_method=approle needs WAGUARD_VAULT__ROLE_ID and WAGUARD_VAULT__SECRET_ID_FILE")
+        if (self.evidence_role_id is None) != (self.evidence_secret_id_file is None):
+            raise ValueError("WAGUARD_VAULT__EVIDENCE_ROLE_ID and WAGUARD_VAULT__EVIDENCE_SECRET_ID_FILE go together")
         if self.auth_method == "token" and not (self.token or self.token_file):
             raise ValueError("auth_method=token needs WAGUARD_VAULT__TOKEN_FILE or WAGUARD_VAULT__TOKEN")
         return self

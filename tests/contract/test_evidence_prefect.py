@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 class Ports:
     def __init__(self, vault: VaultClient) -> None:
-        self.vault, self.graph, self.slack = vault, None, None
+        self.vault, self.evidence_vault, self.graph, self.slack = vault, vault, None, None
 
 
 @dataclass

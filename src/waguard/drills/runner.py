@@ -17,11 +17,12 @@ import httpx
 
 from waguard.drills import faults as fault_kit
 from waguard.drills import report as scoring
+from waguard.drills.behaviour import play, wait_for_alert
 from waguard.drills.responder import Responder, approval_requests
 from waguard.drills.scenario import Scenario
 from waguard.drills.verify import Verifier
 from waguard.drills.world import reset_world, send_signal
-from waguard.local.stack import StackUrls
+from waguard.local.stack import StackUrls, identity_vault
 from waguard.playbook.timeline import IncidentRecord
 from waguard.settings import Settings
 from waguard.vault.client import VaultClient
@@ -37,7 +38,8 @@ class DrillRunner:
         self.settings, self.urls, self.faults = settings, urls, faults
         self.graph_latency_ms = graph_latency_ms  # the benchmark's realistic Graph latency
         self.human, self.delay_s, self.say = human, delay_s, say
-        self.vault = VaultClient.from_settings(settings.vault)
+        # The stand-in responder, world reset, verifier and canary scan act as the stack's drill identity.
+        self.vault = VaultClient.from_settings(identity_vault(settings, "drill"))
         self.seen_runs: set[str] = set()
         self.run_requests: list[dict[str, Any]] = []
         self.secrets: set[str] = set()
@@ -69,9 +71,9 @@ class DrillRunner:
         result: dict[str, Any] = {"name": scenario.name, "playbook": scenario.playbook, "run_id": None,
                                   "incident_id": None, "status": "not-started", "contained": False,
                                   "verified": False, "time_to_contain_s": None, "approval_wait_s": None,
-                                  "detection_s": None, "steps": [], "checks": [], "faults": [], "error": None,
-                                  "objectives": scenario.objectives.model_dump()}
-        busy = await self._active_runs(scenario.playbook)
+                                  "detection_s": None, "detected_s": None, "marks": {}, "steps": [], "checks": [],
+                                  "faults": [], "error": None, "objectives": scenario.objectives.model_dump()}
+        busy = await self._active_runs(scenario.playbook) if scenario.playbook else []
         if busy:
             result["error"] = (f"a {scenario.playbook} run is still active ({', '.join(busy)}): it holds the "
                                "playbook's one-run-per-WABA slot; finish or cancel it in the Prefect UI")
@@ -88,30 +90,40 @@ class DrillRunner:
             responder = Responder(self.settings, self.urls, self.vault, scenario.responder.approvers,
                                   list(scenario.responder.dashboard_steps), self.delay_s, self.human, self.say)
             stop = asyncio.Event()
-            t0 = time.time()
+            t0 = time.time()  # the anomaly's start: the signal's send, or the behaviour's first webhook
+            result["marks"]["anomaly"] = t0
             try:
-                await send_signal(self.settings, self.urls, self.vault, scenario)
-                run = await self._find_run(scenario.playbook, t0)
-                run_id, incident_id = str(run.id), run.parameters["incident_id"]
-                result.update(run_id=run_id, incident_id=incident_id,
-                              run_created_s=round(run.created.timestamp() - t0, 3))  # the intake's share of detection
-                self.say(f"  run {run_id} started for incident {incident_id}")
-                helpers = [asyncio.create_task(responder.work(run_id, incident_id, stop))]
-                for log in logs:
-                    if log.name == "kill-flow":
-                        helpers.append(asyncio.create_task(fault_kit.kill_mid_playbook(
-                            run_id, self.urls, log, launcher_dir=self.settings.launcher.dir)))
-                    elif log.name == "vault-down":
-                        helpers.append(asyncio.create_task(self._vault_down_at_approval(run_id, log)))
-                state = await self._wait_final(run_id, [h for h in helpers[1:]])
-                stop.set()
-                async with httpx.AsyncClient(timeout=30) as http:  # the run's Graph calls, before verification adds its own
-                    self.run_requests = (await http.get(f"{self.urls.meta}/_sim/requests")).json()["requests"]
-                result["graph_calls"] = len([r for r in self.run_requests if not r["path"].startswith("/_sim")])
-                await asyncio.gather(*helpers, return_exceptions=True)
-                started = await self._start_time(run_id)
-                result["detection_s"] = round(started - t0, 3) if started else None
-                self.say(f"  run ended {state}")
+                if scenario.behaviour is not None:
+                    await self._detect(scenario, t0, result)
+                else:
+                    await send_signal(self.settings, self.urls, self.vault, scenario)
+                if scenario.playbook is None:
+                    await self._nothing_started(result, t0)
+                else:
+                    run = await self._find_run(scenario.playbook, t0)
+                    run_id, incident_id = str(run.id), run.parameters["incident_id"]
+                    result.update(run_id=run_id, incident_id=incident_id,
+                                  run_created_s=round(run.created.timestamp() - t0, 3))  # the intake's share
+                    result["marks"]["run_created"] = run.created.timestamp()
+                    self.say(f"  run {run_id} started for incident {incident_id}")
+                    helpers = [asyncio.create_task(responder.work(run_id, incident_id, stop))]
+                    for log in logs:
+                        if log.name == "kill-flow":
+                            helpers.append(asyncio.create_task(fault_kit.kill_mid_playbook(
+                                run_id, self.urls, log, launcher_dir=self.settings.launcher.dir)))
+                        elif log.name == "vault-down":
+                            helpers.append(asyncio.create_task(self._vault_down_at_approval(run_id, log)))
+                    state = await self._wait_final(run_id, [h for h in helpers[1:]])
+                    stop.set()
+                    async with httpx.AsyncClient(timeout=30) as http:  # the run's Graph calls, before verification's
+                        self.run_requests = (await http.get(f"{self.urls.meta}/_sim/requests")).json()["requests"]
+                    result["graph_calls"] = len([r for r in self.run_requests if not r["path"].startswith("/_sim")])
+                    await asyncio.gather(*helpers, return_exceptions=True)
+                    started = await self._start_time(run_id)
+                    result["detection_s"] = round(started - t0, 3) if started else None
+                    if started:
+                        result["marks"]["run_started"] = started
+                    self.say(f"  run ended {state}")
             except Exception as err:  # noqa: BLE001 - a drill reports what went wrong and goes on
                 stop.set()
                 result["error"] = f"{type(err).__name__}: {str(err)[:300]}"
@@ -134,6 +146,57 @@ class DrillRunner:
         result["approval_wait_s"] = scoring.approval_wait_s(events)
         at = scoring.contained_at(events)
         result["time_to_contain_s"] = round(at - t0, 3) if at else None
+        if at:
+            result["marks"]["contained"] = at
+
+    async def _detect(self, scenario: Scenario, t0: float, result: dict[str, Any]) -> None:
+        """Play the behaviour through the Meta simulator until the intake has received the rule's alert."""
+        behaviour = scenario.behaviour
+        assert behaviour is not None
+        s = self.settings.stack
+        alertmanager = self.urls.alertmanager or f"http://{s.host}:{s.alertmanager_port}"
+        stop = asyncio.Event()
+        self.say(f"  playing the anomaly through the Meta simulator until {behaviour.alert} reaches the intake...")
+
+        async def watch() -> tuple[float, float]:
+            try:
+                return await wait_for_alert(alertmanager, self.settings.intake.state_dir / "audit.jsonl",
+                                            behaviour.alert, t0, behaviour.timeout_s)
+            finally:
+                stop.set()
+
+        player = asyncio.create_task(play(self.urls.meta, self.urls.intake, behaviour, stop))
+        watcher = asyncio.create_task(watch())
+        await asyncio.wait({player, watcher}, return_when=asyncio.FIRST_EXCEPTION)
+        if player.done() and player.exception() is not None:
+            watcher.cancel()
+        stop.set()
+        played = await player
+        fired, received = await watcher
+        result["behaviour"] = {"alert": behaviour.alert, "webhooks_sent": played.sent, "answers": played.answers}
+        result["marks"].update(alert_fired=fired, alert_received=received)
+        result["alert_fired_s"], result["detected_s"] = round(fired - t0, 3), round(received - t0, 3)
+        self.say(f"  {behaviour.alert} fired at +{fired - t0:.1f} s, reached the intake at +{received - t0:.1f} s "
+                 f"({played.sent} webhooks delivered)")
+
+    async def _nothing_started(self, result: dict[str, Any], t0: float, settle_s: float = 10.0) -> None:
+        """A behaviour whose alert names no playbook: after the alert, no run of any playbook may start.
+        The intake starts runs within a second of a delivery; `settle_s` leaves it ten times that."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        await asyncio.sleep(settle_s)
+        playbooks = ["leaked-secret", "template-abuse", "account-takeover"]
+        async with get_client() as client:
+            runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=playbooks)),
+                                               sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=50)
+        started = sorted(f"{r.name} ({r.id})" for r in runs
+                         if r.created and r.created.timestamp() >= t0 - 1 and str(r.id) not in self.seen_runs)
+        result["runs_started"] = started
+        result["contained"] = not started
+        result["status"] = "alerted, nothing started" if not started else "a run started"
+        self.say(f"  {result['status']}" + (f": {', '.join(started)}" if started else ""))
 
     async def _active_runs(self, playbook: str) -> list[str]:
         """Runs of `playbook` that are not final (a drill's run would wait for their slot)."""

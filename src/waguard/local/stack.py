@@ -22,7 +22,8 @@ from pydantic import SecretStr
 from waguard.errors import WaguardError
 from waguard.local.monitoring import MonitoringPlan, missing_binaries, monitoring_processes
 from waguard.local.processes import ChildProcess, ServedApp, ensure_port_free
-from waguard.settings import Settings
+from waguard.settings import Settings, VaultSettings
+from waguard.vault.identities import Identity, login_env, login_settings, read_login, setup_identities
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ class LocalStack:
                   "--log-file", str(home / "logs" / "intake.log")],
             health_url=f"{self._intake_ops_url()}/readyz",
             log_path=home / "logs" / "intake.console.log",
-            env=prefect_env(self.settings),
+            env={**prefect_env(self.settings), **identity_env(self.settings, "intake")},
             ready_timeout_s=30,
         )
         self._children.append(child.start())
@@ -226,7 +227,8 @@ class LocalStack:
             argv=[_exe("waguard"), "worker", "--project", str(Path.cwd())],
             health_url=f"{self.urls.prefect_api}/deployments/name/{last}",
             log_path=home / "logs" / "launcher.log",
-            env={**prefect_env(self.settings), "WAGUARD_LAUNCHER__DIR": str(launcher_dir)},
+            env={**prefect_env(self.settings), **identity_env(self.settings, "playbook"),
+                 "WAGUARD_LAUNCHER__DIR": str(launcher_dir)},
             ready_timeout_s=90,
         )
         self._children.append(child.start())
@@ -247,7 +249,8 @@ class LocalStack:
             argv=[sys.executable, "-m", "waguard.local.runner"],
             health_url=f"{self.urls.prefect_api}/deployments/name/{last}",
             log_path=home / "logs" / "runner.log",
-            env={**prefect_env(self.settings), "WAGUARD_HOME": str(Path.cwd())},
+            env={**prefect_env(self.settings), **identity_env(self.settings, "playbook"),
+                 "WAGUARD_HOME": str(Path.cwd())},
             ready_timeout_s=90,
         )
         self._children.append(child.start())
@@ -312,7 +315,8 @@ async def seed_vault(settings: Settings, credentials: dict[str, SecretStr]) -> N
 
     vault = VaultClient.from_settings(settings.vault)
     await vault.check()
-    await asyncio.to_thread(devserver.bootstrap, vault, transit_key=settings.vault.evidence_key)
+    await asyncio.to_thread(devserver.bootstrap_engines, vault, transit_key=settings.vault.evidence_key,
+                            encryption_key=settings.evidence.encryption_key)
     paths = {
         "app_secret": settings.meta.app_secret_path,
         "meta_token": settings.meta.token_path,
@@ -328,6 +332,32 @@ async def seed_vault(settings: Settings, credentials: dict[str, SecretStr]) -> N
     }
     for name, path in paths.items():
         await vault.write_secret(path, credentials[name])
+    # From here on the root token only stops and seals the stack: every waguard process logs in as its
+    # own least-privilege AppRole identity (deploy/vault/*.hcl).
+    await asyncio.to_thread(setup_identities, vault.hvac_client, settings, identity_dir(settings))
+    vault.close()
+
+
+def identity_dir(settings: Settings) -> Path:
+    """Where the local stack keeps each identity's role id and secret-id file (mode 0600)."""
+    return settings.stack.home.resolve() / "vault"
+
+
+def identity_env(settings: Settings, identity: Identity) -> dict[str, str]:
+    """Environment that logs a waguard process in as `identity` of this stack (playbook runs also get
+    the evidence identity for signing)."""
+    directory = identity_dir(settings)
+    login = read_login(directory, identity)
+    if login is None:
+        raise StackError(f"no {identity} login in {directory}: the stack's Vault was not set up")
+    evidence = read_login(directory, "evidence") if identity == "playbook" else None
+    return login_env(login, evidence=evidence)
+
+
+def identity_vault(settings: Settings, identity: Identity) -> VaultSettings:
+    """`settings.vault` logged in as `identity` of a running local stack; unchanged when it has none."""
+    login = read_login(identity_dir(settings), identity)
+    return login_settings(settings.vault, login) if login is not None else settings.vault
 
 
 def _write_private(path: Path, value: str) -> None:

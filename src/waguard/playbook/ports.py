@@ -24,8 +24,11 @@ class Ports:
     which would hand each task a copy; the clients must stay shared (and `reload_graph` seen by all).
     """
 
-    def __init__(self, settings: Settings, vault: VaultClient, graph: GraphClient, slack: SlackClient) -> None:
+    def __init__(self, settings: Settings, vault: VaultClient, graph: GraphClient, slack: SlackClient,
+                 evidence_vault: VaultClient | None = None) -> None:
         self.settings, self.vault, self.graph, self.slack = settings, vault, graph, slack
+        # Evidence redacts with every secret and signs: under its own Vault identity when one is set.
+        self.evidence_vault = evidence_vault or vault
 
     async def reload_graph(self) -> None:
         """Rebuild the Graph client from Vault (after the app secret or our token changed)."""
@@ -43,18 +46,33 @@ async def graph_from_vault(settings: Settings, vault: VaultClient, *, app_secret
     return GraphClient.from_settings(meta, token=token, app_secret=secret)
 
 
+def evidence_login(settings: Settings) -> VaultClient | None:
+    """A second Vault client for evidence signing, logged in as the evidence AppRole (its secret-id file
+    is named by `vault.evidence_secret_id_file`); None when the settings name no evidence role."""
+    vault = settings.vault
+    if vault.evidence_role_id is None or vault.evidence_secret_id_file is None:
+        return None
+    return VaultClient.from_settings(vault.model_copy(update={
+        "auth_method": "approle", "role_id": vault.evidence_role_id,
+        "secret_id_file": vault.evidence_secret_id_file, "token": None}))
+
+
 @contextlib.asynccontextmanager
 async def open_ports(settings: Settings) -> AsyncIterator[Ports]:
     quiet_http_loggers()
     vault = VaultClient.from_settings(settings.vault)
     await vault.check()
+    evidence = evidence_login(settings)
+    if evidence is not None:
+        await evidence.check()  # a wrong evidence login fails the run now, not at its first snapshot
     graph = await graph_from_vault(settings, vault)
     slack_token = (await vault.read_secret(settings.slack.bot_token_path)).value
     slack = SlackClient.from_settings(settings.slack, slack_token)
-    ports = Ports(settings, vault, graph, slack)
+    ports = Ports(settings, vault, graph, slack, evidence)
     try:
         yield ports
     finally:
         await ports.graph.aclose()
-        with contextlib.suppress(Exception):
-            vault.close()
+        for client in {id(c): c for c in (vault, ports.evidence_vault)}.values():
+            with contextlib.suppress(Exception):
+                client.close()

@@ -34,7 +34,7 @@ class EvidenceRun(Protocol):
     incident: IncidentRecord
     settings: Settings
     policy: PlaybookPolicy
-    ports: Any  # .vault, .graph, .slack
+    ports: Any  # .evidence_vault, .graph, .slack
     run_id: UUID
 
 
@@ -64,11 +64,14 @@ async def _thread(run: EvidenceRun) -> tuple[list[dict[str, Any]], str | None]:
 
 def sources_for(run: EvidenceRun, slack_messages: list[dict[str, Any]],
                 extra: dict[str, Any], waba_id: str | None = None) -> EvidenceSources:
-    """The sources of one playbook run's bundle (the settings' WABA unless the run names another)."""
+    """The sources of one playbook run's bundle: the run's own business and WABA (`run.account`, a
+    `waguard.playbook.accounts.Account`)."""
     settings = run.settings
+    account = getattr(run, "account", None)  # a run without one (a bare evidence run): the settings' own
     return EvidenceSources(
         incident_id=run.incident_id, incident=run.incident, graph=getattr(run.ports, "graph", None),
-        waba_id=waba_id or getattr(run, "waba_id", None) or settings.meta.waba_id, business_id=settings.meta.business_id, policy=run.policy.evidence,
+        waba_id=waba_id or (account.waba_id if account else settings.meta.waba_id),
+        business_id=account.business_id if account else settings.meta.business_id, policy=run.policy.evidence,
         intake_audit_path=Path(settings.intake.state_dir) / "audit.jsonl", flow_run_ids=[run.run_id],
         slack_messages=slack_messages, extra=extra)
 
@@ -97,7 +100,7 @@ async def snapshot_evidence(run: EvidenceRun, phase: Phase, extra: dict[str, Any
     if slack_error:
         facts["slack_thread_error"] = slack_error
     settings = run.settings
-    ref = await write_bundle(sources_for(run, messages, facts, waba_id), phase, vault=run.ports.vault,
+    ref = await write_bundle(sources_for(run, messages, facts, waba_id), phase, vault=run.ports.evidence_vault,
                              settings=settings.evidence, signing_key=settings.vault.evidence_key)
     run.incident.append(STEP, "done", ref.summary_line(), target=target,
                         data={**ref.model_dump(), "flow_run_id": str(run.run_id)})

@@ -158,6 +158,25 @@ def _write_private(path: Path, value: str) -> None:
         f.write(value)
 
 
+def bootstrap_engines(client: VaultClient | hvac.Client, *, transit_key: str = "waguard-evidence",
+                      encryption_key: str = ENCRYPTION_KEY, kv_mount: str | None = None,
+                      transit_mount: str | None = None) -> tuple[str, str]:
+    """KV v2 and transit with the evidence keys, and nothing else; returns (kv mount, transit mount).
+
+    The local stack calls this, then `waguard.vault.identities.setup_identities` for its roles.
+    """
+    hv = client.hvac_client if isinstance(client, VaultClient) else client
+    kv = kv_mount or (client.kv_mount if isinstance(client, VaultClient) else "secret")
+    tr = transit_mount or (client.transit_mount if isinstance(client, VaultClient) else "transit")
+    addr = str(hv.url)
+    _mount(hv, kind="kv", path=kv, options={"version": "2"}, addr=addr)
+    _mount(hv, kind="transit", path=tr, options=None, addr=addr)
+    for name, key_type in ((transit_key, "ed25519"), (encryption_key, "aes256-gcm96")):
+        guarded(partial(ensure_key_blocking, hv, mount=tr, name=name, key_type=key_type),
+                op="ensure key", addr=addr, key=name)
+    return kv, tr
+
+
 def bootstrap(client: VaultClient | hvac.Client, *, transit_key: str = "waguard-evidence",
               encryption_key: str = ENCRYPTION_KEY, kv_mount: str | None = None,
               transit_mount: str | None = None, approle_mount: str = "approle", role: str = "waguard",
@@ -167,23 +186,18 @@ def bootstrap(client: VaultClient | hvac.Client, *, transit_key: str = "waguard-
     Needs an admin token (the dev server's root token). Ensures KV v2 at `kv_mount`, transit at
     `transit_mount` with the ed25519 signing key `transit_key` and the aes256-gcm96 key
     `encryption_key`, the AppRole auth method with a `role` bound to the `waguard` policy, and,
-    when `secret_id_file` is given, writes a fresh secret id there (mode 0600).
+    when `secret_id_file` is given, writes a fresh secret id there (mode 0600). That one role may do
+    all waguard does (tests and tools use it); `waguard up` and production use one least-privilege
+    role per identity instead (`bootstrap_engines`, then `waguard.vault.identities`).
 
     Raises:
         VaultError: a mount or key exists with an incompatible type (nothing is changed then), or
             Vault refused a step (VaultPermissionDenied for a token that is not an admin).
     """
     hv = client.hvac_client if isinstance(client, VaultClient) else client
-    kv = kv_mount or (client.kv_mount if isinstance(client, VaultClient) else "secret")
-    tr = transit_mount or (client.transit_mount if isinstance(client, VaultClient) else "transit")
+    kv, tr = bootstrap_engines(client, transit_key=transit_key, encryption_key=encryption_key,
+                               kv_mount=kv_mount, transit_mount=transit_mount)
     addr = str(hv.url)
-
-    _mount(hv, kind="kv", path=kv, options={"version": "2"}, addr=addr)
-    _mount(hv, kind="transit", path=tr, options=None, addr=addr)
-    for name, key_type in ((transit_key, "ed25519"), (encryption_key, "aes256-gcm96")):
-        guarded(partial(ensure_key_blocking, hv, mount=tr, name=name, key_type=key_type),
-                op="ensure key", addr=addr, key=name)
-
     methods = guarded(lambda: hv.sys.list_auth_methods(), op="list auth methods", addr=addr)
     if f"{approle_mount}/" not in (methods.get("data") or methods):
         guarded(lambda: hv.sys.enable_auth_method("approle", path=approle_mount),
