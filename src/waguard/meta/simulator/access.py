@@ -168,7 +168,7 @@ async def business_user_setting_logs(call: Call) -> Answer:
         rows = []
         if u.added_time:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(u.added_time))
-            rows.append({"event_time": stamp, "event_type": "ADD_BUSINESS_USER",
+            rows.append({"id": f"{u.id}0001", "event_time": stamp, "event_type": "ADD_BUSINESS_USER",
                          "actor": {"id": sim.business.id, "name": sim.business.name},
                          "event_object": {"id": u.id, "name": u.name, "type": "BUSINESS_USER"},
                          "extra_data": {"role": u.role}})  # fmt: skip
