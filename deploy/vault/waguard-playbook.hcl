@@ -14,3 +14,6 @@ path "secret/data/slack/bot-token" { capabilities = ["read"] }
 
 # The app-secret rotation window the intake honours (written by open-rotation-window).
 path "secret/data/waguard/app-secret-rotation" { capabilities = ["create", "update"] }
+
+# The posture audit reports critical findings to the intake as an Alertmanager sender.
+path "secret/data/intake/alertmanager-token" { capabilities = ["read"] }

@@ -113,6 +113,7 @@ async def test_a_playbook_rotates_tokens_but_not_the_app_secret_nor_reads_the_re
         await run.read_secret(s.meta.token_path)
         await run.read_metadata(s.meta.app_secret_path)
         await run.read_secret(s.slack.bot_token_path)
+        await run.read_secret(s.intake.alertmanager_token_path)  # the posture audit alerts the intake
         assert await run.write_secret(f"{folder}/messaging-token", SecretStr(secrets.token_hex(8))) == 1
         assert await run.write_secret(f"{folder}/two-step-pin", SecretStr("123456")) == 1
         await run.read_metadata(f"{folder}/two-step-pin")

@@ -2,7 +2,7 @@
 
 | identity   | who                                          | may                                                  |
 |------------|----------------------------------------------|------------------------------------------------------|
-| `playbook` | the playbook runs (the launcher's children)  | read/rotate the Meta tokens and PINs beside its own token, read the app secret and the Slack bot token, write the app-secret rotation window |
+| `playbook` | the playbook and scheduled runs (the launcher's children) | read/rotate the Meta tokens and PINs beside its own token, read the app secret, the Slack bot token and the Alertmanager token (posture alerts), write the app-secret rotation window |
 | `intake`   | the intake service                           | read the secrets it verifies deliveries with          |
 | `evidence` | evidence signing (a second login in each run) | read every value under the redaction prefixes, create-once the redaction key, sign with the evidence key, make data keys |
 | `drill`    | the drills' stand-in responder and verifier  | read everything the drill checks; write the new app secret and the consumers' token (what a person and Meta would do) |
@@ -82,6 +82,8 @@ def _playbook(s: Settings) -> str:
     p.kv_data(s.slack.bot_token_path, ["read"])
     p.why("The app-secret rotation window the intake honours (written by open-rotation-window).")
     p.kv_data(s.intake.rotation_window_path, ["create", "update"])
+    p.why("The posture audit reports critical findings to the intake as an Alertmanager sender.")
+    p.kv_data(s.intake.alertmanager_token_path, ["read"])
     return p.text()
 
 
