@@ -123,6 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings()
+        if args.command in ("up", "drill"):  # the console shows progress; the log is a file
+            from waguard.local.console import logs_to_file
+
+            log = logs_to_file(settings.stack.home / "logs" / f"waguard-{args.command}.log")
+            print(f"log: {log}", flush=True)
         return int(args.func(settings, args))
     except WaguardError as err:
         print(f"waguard: {err}", file=sys.stderr)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.stack import stack_env
+from tests.support.console import log_lines
 from waguard.local.processes import wait_until_ok
 
 pytestmark = pytest.mark.slow
@@ -47,6 +48,8 @@ def test_every_scenario_is_contained_verified_and_leaves_no_secret(stack) -> Non
     env, home = stack
     code, report, out = drill(env, home, "--all")
     assert "using the local stack already running" in out
+    # The consoles show progress; log records go to files under the stack home (issue 12 item 7).
+    assert log_lines(out) == [] and log_lines((home / "up.log").read_text()) == []
     names = [s["name"] for s in report["scenarios"]]
     assert names == ["bm-takeover", "github-app-secret-leak", "phishing-template-flagged", "template-spike"], out
     for s in report["scenarios"]:

@@ -96,8 +96,10 @@ class ServedApp:
             self.port = free_port(self.host)
         else:
             ensure_port_free(self.name, self.host, self.port)
+        # log_config=None: uvicorn's records (an ASGI traceback when a client disconnects) go where the
+        # process sends its logs (a file under `waguard up`), not to a stderr handler of uvicorn's own.
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning",
-                                access_log=False, lifespan="auto")
+                                access_log=False, lifespan="auto", log_config=None)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"uvicorn-{self.name}", daemon=True)
         self._thread.start()
