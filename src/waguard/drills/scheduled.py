@@ -1,0 +1,68 @@
+"""Drill support for the scheduled deployments: start one as its schedule would, run a consumer that
+reads its token from Vault throughout, and check the end state independently.
+
+Used by the `token-past-90-days` and `stale-admin-drift` scenarios (drafts in
+/work/notes/h13-drills/, to be wired into `Scenario` and `DrillRunner` as described there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from waguard.meta.client import GraphClient
+from waguard.meta.errors import MetaError
+from waguard.settings import Settings
+from waguard.steps.rotation import DAY_S
+from waguard.vault.client import VaultClient
+
+
+async def start_deployment(deployment: str, parameters: dict[str, Any]) -> Any:
+    """Create a run of `<deployment>/<deployment>` now, as its schedule would; returns the flow run."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        dep = await client.read_deployment_by_name(f"{deployment}/{deployment}")
+        return await client.create_flow_run_from_deployment(dep.id, parameters=parameters)
+
+
+@dataclass
+class ConsumerTally:
+    ok: int = 0
+    failed: int = 0
+
+
+async def consume(settings: Settings, vault: VaultClient, path: str, stop: asyncio.Event,
+                  tally: ConsumerTally, pause_s: float = 0.2) -> None:
+    """A consumer of the token at `path`: reads Vault before every Graph call, as consumers must."""
+    while not stop.is_set():
+        token = (await vault.read_secret(path)).value
+        secret = (await vault.read_secret(settings.meta.app_secret_path)).value
+        graph = GraphClient.from_settings(settings.meta, token=token, app_secret=secret)
+        try:
+            await graph.list_phone_numbers(settings.meta.waba_id)
+            tally.ok += 1
+        except MetaError:
+            tally.failed += 1
+        finally:
+            await graph.aclose()
+        await asyncio.sleep(pause_s)
+
+
+async def tokens_young(settings: Settings, vault: VaultClient, paths: list[str], rotate_after_days: int,
+                       now: float) -> tuple[bool, str]:
+    """Every token at `paths` is valid, expiring, and younger than the policy's rotation age (debug_token)."""
+    admin = (await vault.read_secret(settings.meta.token_path)).value
+    secret = (await vault.read_secret(settings.meta.app_secret_path)).value
+    graph = GraphClient.from_settings(settings.meta, token=admin, app_secret=secret)
+    bad = []
+    try:
+        for path in paths:
+            info = await graph.debug_token((await vault.read_secret(path)).value)
+            age_days = (now - (info.issued_at or 0)) / DAY_S
+            if not info.is_valid or not info.expires_at or age_days >= rotate_after_days:
+                bad.append(f"{path} (valid={info.is_valid}, expires_at={info.expires_at}, {age_days:.0f} d)")
+    finally:
+        await graph.aclose()
+    return not bad, f"old or never-expiring: {bad}" if bad else f"{len(paths)} token(s) young and expiring"
