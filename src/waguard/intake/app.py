@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from waguard.intake import strict_json
 from waguard.intake.audit import AuditLog, RejectionSampler, safe_id
-from waguard.intake.dispatch import Dispatcher, Joined
+from waguard.intake.dispatch import Dispatched, Dispatcher
 from waguard.intake.health import Readiness
 from waguard.intake.keys import SecretCache, SecretReader, SecretsUnavailable
 from waguard.intake.metrics import CONTENT_TYPE, IntakeMetrics
@@ -62,7 +62,8 @@ class IntakeService:
         self.audit = AuditLog(state / "audit.jsonl", max_bytes=intake.audit_max_bytes, backups=intake.audit_backups)
         self.rejections = RejectionSampler(intake.rejection_sample_s)
         self.metrics = IntakeMetrics(registry, known_wabas=[settings.meta.waba_id],
-                                     incidents_dir=settings.incidents_dir, default_waba=settings.meta.waba_id)
+                                     incidents_dir=settings.incidents_dir, default_waba=settings.meta.waba_id,
+                                     store_path=state / "intake.sqlite3")
         self.metrics.registry.register(PostureGauges(state))  # the scheduled audit's latest findings
         self.secrets = SecretCache(vault, clock)
         self.dispatcher = Dispatcher(self.store, starter, self.audit, self.metrics, clock)
@@ -167,10 +168,13 @@ class IntakeService:
             got = await self.sources.interpreter(source)(d, payload)
             await self.dispatcher.retire_ended(got.route, now=self.clock())
             now = self.clock()
+            committed = self.store.group()  # shared with the deliveries of this loop turn
             with self.store.transaction():
                 fresh = self.store.remember(f"{source}:{got.nonce}", now=now,
                                             ttl_s=self.settings.intake.replay_ttl_s)
-                joined = self._dispatch(source, got, now) if fresh else []
+                done = self._dispatch(source, got, now) if fresh else Dispatched([], [])
+            # Answered only once durable (a duplicate too: what it duplicates may be in this group).
+            await committed
         except Problem as p:
             return self.problem(source, d, p, client=_client(request))
         except SecretsUnavailable:
@@ -182,10 +186,13 @@ class IntakeService:
             return self.answer(source, d, 200, "duplicate", {"outcome": "duplicate"})
         if got.meta is not None:  # verified and first seen: a detection signal (detection/metrics.md)
             self.metrics.meta.observe(got.meta)
-        self.dispatcher.launch(joined)
+        self.dispatcher.launch(done)
+        joined = done.joined
         for j in joined:
             if j.outcome == "joined":
                 self.metrics.duplicates.labels(source, "incident").inc()
+            elif j.outcome == "started":  # time to detect, once per incident (response_times.py)
+                self.metrics.response.detected(j.playbook, source, payload, now)
         outcome = ("started" if any(j.outcome == "started" for j in joined)
                    else "joined" if joined else "recorded")
         incidents = [{"incident_key": j.incident_id, "playbook": j.playbook, "outcome": j.outcome,
@@ -199,7 +206,7 @@ class IntakeService:
                            closed=list(got.route.closes) or None,
                            note="; ".join(got.route.notes) or None)
 
-    def _dispatch(self, source: str, got: Interpreted, now: float) -> list[Joined]:
+    def _dispatch(self, source: str, got: Interpreted, now: float) -> Dispatched:
         try:
             return self.dispatcher.dispatch(source, got.route, now=now, quiet_s=got.quiet_s)
         except ValidationError:

@@ -41,6 +41,15 @@ class Joined:
     parameters: dict[str, object] | None = None  # a new incident's run parameters
 
 
+@dataclass(frozen=True)
+class Dispatched:
+    """What one delivery changed: the incidents it opened or joined, and news for runs under way
+    (sent by `launch` once the delivery's commit is durable, never before)."""
+
+    joined: list[Joined]
+    updates: list[tuple[str, RunUpdate]]  # (run id, update)
+
+
 LIVE_RECHECK_S = 1.0
 
 
@@ -55,7 +64,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._starting: set[str] = set()
         self._live: dict[str, float] = {}  # run id -> when Prefect last said it is still going
-        self._updates: list[tuple[str, RunUpdate]] = []  # (run id, update) to deliver after the commit
+        self._outbox: dict[str, list[RunUpdate]] = {}  # run id -> updates not sent yet, oldest first
 
     async def retire_ended(self, route: Route, *, now: float) -> None:
         """Close the open incidents `route` would join whose run has already ended.
@@ -83,29 +92,27 @@ class Dispatcher:
             self.store.close_incident(incident, now=now)
             log.info("intake: incident %s closed: its run %s has ended", incident, run_id)
 
-    def dispatch(self, source: str, route: Route, *, now: float, quiet_s: float) -> list[Joined]:
+    def dispatch(self, source: str, route: Route, *, now: float, quiet_s: float) -> Dispatched:
         """Apply a route to the incident map (call inside the delivery's transaction)."""
-        self._updates = []  # a rolled-back delivery must not leave updates behind
+        updates: list[tuple[str, RunUpdate]] = []
         for key in route.closes:
             for closed in self.store.close_incidents(key, now=now):
                 log.info("intake: incident %s closed by its source", closed)
                 run_id = self.store.run_of(closed)
                 if run_id:
-                    self._updates.append((run_id, RunUpdate(kind="resolved", source=source)))
+                    updates.append((run_id, RunUpdate(kind="resolved", source=source)))
         joined = []
         for start in route.starts:
             claim = self.store.claim(start.key, start.playbook, now=now, quiet_s=quiet_s,
                                      build=lambda generation, s=start: self._new(source, s, generation))
             if not claim.new and claim.run_id:
                 update = RunUpdate(kind="joined", parameters=dict(start.parameters), source=start.source)
-                self._updates.append((claim.run_id, update))
-            elif not claim.new:
-                # Its run is still being started: it will read the parameters the first delivery gave.
-                log.warning("intake: incident %s joined before its run started; the update is recorded only",
-                            claim.incident_id)
+                updates.append((claim.run_id, update))
+            # A join while the run is still being started is recorded only (the run reads the first
+            # delivery's parameters); no log line each: a storm would write one per delivery.
             joined.append(Joined(claim.incident_id, claim.playbook, "started" if claim.new else "joined",
                                  claim.run_id, claim.parameters if claim.new else None))
-        return joined
+        return Dispatched(joined, updates)
 
     @staticmethod
     def _new(source: str, start: Start, generation: int) -> tuple[str, dict[str, object]]:
@@ -116,25 +123,42 @@ class Dispatcher:
         })
         return ident, params
 
-    def launch(self, joined: Sequence[Joined]) -> None:
-        """Start the runs of newly opened incidents in the background (after the transaction committed)."""
-        for j in joined:
+    def launch(self, done: Dispatched) -> None:
+        """Start the runs of newly opened incidents and send the updates, in the background (call only
+        once the delivery's commit is durable)."""
+        for j in done.joined:
             if j.outcome == "started" and j.parameters is not None:
                 self._spawn(PendingStart(j.incident_id, j.playbook, dict(j.parameters)))
-        updates, self._updates = self._updates, []
         post = getattr(self.starter, "post_update", None)
-        for run_id, update in updates if post is not None else ():
-            task = asyncio.get_running_loop().create_task(self._post(post, run_id, update),
-                                                          name=f"update {run_id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        for run_id, update in done.updates if post is not None else ():
+            queued = self._outbox.get(run_id)
+            if queued is None:
+                self._outbox[run_id] = [update]
+                task = asyncio.get_running_loop().create_task(self._send(post, run_id),
+                                                              name=f"updates {run_id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif update not in queued:
+                # The same news twice adds nothing to the run (targets merge; a resolve is a resolve):
+                # a storm about one incident costs its run a few updates, not one per delivery.
+                queued.append(update)
+
+    async def _send(self, post: Callable[[str, RunUpdate], Any], run_id: str) -> None:
+        """Deliver a run's queued updates in order, one at a time, until its queue is empty."""
+        queue = self._outbox[run_id]
+        try:
+            while queue:
+                await self._post(post, run_id, queue[0])
+                queue.pop(0)
+        finally:
+            self._outbox.pop(run_id, None)
 
     async def _post(self, post: Callable[[str, RunUpdate], Any], run_id: str, update: RunUpdate) -> None:
         """Deliver one update to its run; retried a while, then logged (the run may have ended)."""
         for attempt, delay in enumerate((*self.retry_delays_s[:4], None)):
             try:
                 await post(run_id, update)
-                log.info("intake: %s update delivered to run %s", update.kind, run_id)
+                log.debug("intake: %s update delivered to run %s", update.kind, run_id)
                 return
             except Exception as err:  # the starter is a port: any failure is retried
                 if delay is None:

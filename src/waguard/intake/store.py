@@ -13,10 +13,20 @@ a crash between them can neither lose an incident (nonce stored, incident not) n
 All calls are synchronous and short (WAL, synchronous=NORMAL: no fsync per commit; checkpoints run
 in a thread of their own); the service calls them from its event loop thread only, so no await ever
 splits a check from its update.
+
+Group commit: the deliveries handled in one turn of the event loop write inside one transaction,
+each in a savepoint of its own (`group`, then `transaction`), which commits at the start of the next
+turn; each delivery is answered only after that commit returned. Durability: with WAL and
+synchronous=NORMAL a returned COMMIT has written its frames to the WAL file with write(2), so they
+are in the OS page cache and a killed intake (SIGKILL, OOM, crash) loses no answered delivery; only
+an OS crash or power cut can lose the last commits before a checkpoint's fsync. synchronous=FULL
+would fsync every commit (milliseconds on most disks) to cover that too; the goal is the killed
+process, and Alertmanager, GitHub and Meta retry an unanswered delivery anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -86,6 +96,8 @@ class IntakeStore:
         self._db.executescript(_SCHEMA)
         self._inserts = 0
         self._depth = 0
+        self._batch: asyncio.Future[None] | None = None  # the open group commit, if any
+        self.commits = 0  # group commits made (how many deliveries share one: deliveries / commits)
         # Checkpoints (the only fsyncs in WAL mode with synchronous=NORMAL) run in a thread of their
         # own, not inside a delivery's commit on the event loop.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
@@ -106,14 +118,50 @@ class IntakeStore:
             conn.close()
 
     def close(self) -> None:
-        """Stop the checkpointer (after a last checkpoint) and close the database."""
+        """Commit an open group, stop the checkpointer (after a last checkpoint), close the database."""
+        if self._batch is not None:
+            self._commit_group()
         self._stop.set()
         self._checkpointer.join(timeout=10)
         self._db.close()
 
+    def group(self) -> asyncio.Future[None]:
+        """The commit this loop turn's deliveries share, opened now if none is open.
+
+        Write inside `transaction()` after this call, then await the future before answering: it
+        resolves once the group's COMMIT returned, or raises its error (every delivery of the group
+        then fails, none is answered 2xx).
+        """
+        if self._batch is None:
+            loop = asyncio.get_running_loop()
+            self._db.execute("BEGIN IMMEDIATE")
+            self._batch = loop.create_future()
+            loop.call_soon(self._commit_group)
+        return self._batch
+
+    def _commit_group(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        self.commits += 1
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as err:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            if not batch.done():
+                batch.set_exception(err)
+        else:
+            if not batch.done():
+                batch.set_result(None)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group calls into one atomic commit (re-entrant: inner blocks join the outer one)."""
+        """Group calls into one atomic unit (re-entrant: inner blocks join the outer one).
+
+        Inside an open group (`group`) the unit is a savepoint, undone alone if the block raises and
+        committed with the group; otherwise it is a transaction of its own, committed on leaving.
+        """
         if self._depth:
             self._depth += 1
             try:
@@ -121,15 +169,20 @@ class IntakeStore:
             finally:
                 self._depth -= 1
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        begin, commit, rollback = (
+            ("SAVEPOINT unit", "RELEASE unit", "ROLLBACK TO unit") if self._batch is not None
+            else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"))
+        self._db.execute(begin)
         self._depth = 1
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute(rollback)
+            if self._batch is not None:
+                self._db.execute(commit)  # a savepoint rolled back to is still open until released
             raise
         else:
-            self._db.execute("COMMIT")
+            self._db.execute(commit)
         finally:
             self._depth = 0
 
