@@ -41,7 +41,9 @@ class MetaSettings(BaseModel):
     business_id: str = Field(
         "2000000001", pattern=r"^[0-9]+$", description="Business Manager (business portfolio) id."
     )
-    waba_id: str = Field("3000000001", pattern=r"^[0-9]+$", description="Default WhatsApp Business Account id.")
+    waba_id: str = Field(
+        "3000000001", pattern=r"^[0-9]+$", description="Default WhatsApp Business Account id."
+    )
     token_path: str = Field(
         "meta/system-user-token",
         description="Vault KV path of the system-user access token the playbooks act with.",
@@ -65,8 +67,11 @@ class MetaSettings(BaseModel):
         "estimated_time_to_regain_access are honoured up to this.",
     )
     registration_retries: int = Field(
-        2, ge=0, le=9,
-        description="Retries of a register/deregister call; each attempt spends one of the number's 10 per 72 h.",
+        2,
+        ge=0,
+        le=9,
+        description="Retries of a register/deregister call; each attempt spends one of the number's 10 per "
+                    "72 h.",
     )
     ledger_path: Path = Field(
         Path(".waguard/registration-ledger.sqlite3"),
@@ -94,7 +99,8 @@ class VaultSettings(BaseModel):
         None, description="File holding the AppRole secret id (auth_method=approle)."
     )
     evidence_role_id: str | None = Field(
-        None, description="AppRole role id that evidence signing logs in with, apart from the run's own login "
+        None,
+        description="AppRole role id that evidence signing logs in with, apart from the run's own login "
         "(deploy/vault/waguard-evidence.hcl); unset: evidence uses the run's login.",
     )
     evidence_secret_id_file: Path | None = Field(
@@ -108,9 +114,13 @@ class VaultSettings(BaseModel):
     @model_validator(mode="after")
     def _credentials_present(self) -> VaultSettings:
         if self.auth_method == "approle" and not (self.role_id and self.secret_id_file):
-            raise ValueError("auth_method=approle needs WAGUARD_VAULT__ROLE_ID and WAGUARD_VAULT__SECRET_ID_FILE")
+            raise ValueError(
+                "auth_method=approle needs WAGUARD_VAULT__ROLE_ID and WAGUARD_VAULT__SECRET_ID_FILE"
+            )
         if (self.evidence_role_id is None) != (self.evidence_secret_id_file is None):
-            raise ValueError("WAGUARD_VAULT__EVIDENCE_ROLE_ID and WAGUARD_VAULT__EVIDENCE_SECRET_ID_FILE go together")
+            raise ValueError(
+                "WAGUARD_VAULT__EVIDENCE_ROLE_ID and WAGUARD_VAULT__EVIDENCE_SECRET_ID_FILE go together"
+            )
         if self.auth_method == "token" and not (self.token or self.token_file):
             raise ValueError("auth_method=token needs WAGUARD_VAULT__TOKEN_FILE or WAGUARD_VAULT__TOKEN")
         return self
@@ -123,7 +133,8 @@ class SlackSettings(BaseModel):
 
     api_url: HttpUrlStr = Field(
         f"http://{LOOPBACK}:8720/api/",
-        description="Slack Web API base URL: https://slack.com/api/ in production, the Slack simulator locally.",
+        description="Slack Web API base URL: https://slack.com/api/ in production, the Slack simulator "
+                    "locally.",
     )
     bot_token_path: str = Field("slack/bot-token", description="Vault KV path of the bot token (xoxb-...).")
     signing_secret_path: str = Field(
@@ -150,7 +161,9 @@ class StackSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    home: Path = Field(Path(".waguard"), description="Project-local directory for state, logs and the dev token.")
+    home: Path = Field(
+        Path(".waguard"), description="Project-local directory for state, logs and the dev token."
+    )
     host: str = Field(LOOPBACK, description="Address every local service binds to.")
     prefect_port: int = Field(4200, ge=1024, le=65535, description="Prefect server port.")
     vault_port: int = Field(8200, ge=1024, le=65535, description="OpenBao dev server port.")
@@ -167,7 +180,8 @@ class LauncherSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     enabled: bool = Field(
-        True, description="`waguard up` starts the launcher; false: Prefect's serve() runner instead (a fresh "
+        True,
+        description="`waguard up` starts the launcher; false: Prefect's serve() runner instead (a fresh "
         "interpreter per run, seconds slower to start).",
     )
     dir: Path = Field(
@@ -176,7 +190,10 @@ class LauncherSettings(BaseModel):
         "pid and slot-lease files.",
     )
     poll_s: float = Field(
-        2.0, gt=0, le=60, description="Fallback poll for runs created elsewhere (Prefect UI, retries), seconds."
+        2.0,
+        gt=0,
+        le=60,
+        description="Fallback poll for runs created elsewhere (Prefect UI, retries), seconds.",
     )
     limit: int = Field(32, ge=1, le=1000, description="Most runs one launcher executes at once.")
 
@@ -188,7 +205,9 @@ class EvidenceSettings(BaseModel):
 
     dir: Path = Field(Path(".waguard/evidence"), description="Directory evidence bundles are written to.")
     encrypt: bool = Field(False, description="Encrypt bundles with a data key from Vault transit.")
-    encryption_key: str = Field("waguard-evidence-enc", description="Transit key (aes256-gcm96) for data keys.")
+    encryption_key: str = Field(
+        "waguard-evidence-enc", description="Transit key (aes256-gcm96) for data keys."
+    )
     redaction_key_path: str = Field(
         "waguard/redaction-key", description="Vault KV path of the HMAC key that hashes phone numbers."
     )
@@ -205,7 +224,8 @@ class IntakeSettings(BaseModel):
 
     public_url: HttpUrlStr = Field(
         f"http://{LOOPBACK}:8730",
-        description="URL Meta and the alert sources reach the intake at; webhook overrides elsewhere are foreign.",
+        description="URL Meta and the alert sources reach the intake at; webhook overrides elsewhere are "
+                    "foreign.",
     )
     alertmanager_token_path: str = Field(
         "intake/alertmanager-token", description="Vault KV path of the bearer token Alertmanager sends."
@@ -217,7 +237,8 @@ class IntakeSettings(BaseModel):
         "intake/grafana-hmac-secret", description="Vault KV path of the Grafana webhook HMAC secret."
     )
     meta_verify_token_path: str = Field(
-        "intake/meta-verify-token", description="Vault KV path of Meta's webhook verify token (GET handshake)."
+        "intake/meta-verify-token",
+        description="Vault KV path of Meta's webhook verify token (GET handshake).",
     )
     rotation_window_path: str = Field(
         "waguard/app-secret-rotation",
@@ -226,37 +247,49 @@ class IntakeSettings(BaseModel):
     state_dir: Path = Field(Path(".waguard/intake"), description="Audit log and replay/dedup database.")
     max_body_bytes: int = Field(3_145_728, ge=1024, description="Largest request body accepted (Meta: 3 MB).")
     replay_ttl_s: int = Field(
-        30 * 86400, ge=600, description="How long delivery ids and body hashes are remembered (Meta retries 7 d)."
+        30 * 86400,
+        ge=600,
+        description="How long delivery ids and body hashes are remembered (Meta retries 7 d).",
     )
     max_header_bytes: int = Field(
         16_384, ge=1024, description="Largest request head (request line and headers) accepted; beyond: 431."
     )
     max_headers: int = Field(64, ge=8, description="Most header fields a request may carry; beyond: 431.")
     header_timeout_s: float = Field(
-        10.0, gt=0, description="Seconds a connection has to send a complete request head; then 408 and closed."
+        10.0,
+        gt=0,
+        description="Seconds a connection has to send a complete request head; then 408 and closed.",
     )
     body_timeout_s: float = Field(
         10.0, gt=0, description="Seconds a request body may go without a byte arriving; then 408 and closed."
     )
     request_timeout_s: float = Field(
-        30.0, gt=0, description="Seconds from a request's first byte until its body has fully arrived (cuts trickles)."
+        30.0,
+        gt=0,
+        description="Seconds from a request's first byte until its body has fully arrived (cuts trickles).",
     )
     max_connections: int = Field(
         1024, ge=16, description="Open connections at most; beyond, the oldest idle one is closed (else 503)."
     )
     metrics_listen: str = Field(
-        "", pattern=r"^$|^[^\s:]+:\d{1,5}$",
-        description="host:port serving /metrics, /healthz and /readyz apart from the webhooks; empty: on the public port.",
+        "",
+        pattern=r"^$|^[^\s:]+:\d{1,5}$",
+        description="host:port serving /metrics, /healthz and /readyz apart from the webhooks; empty: on the "
+                    "public port.",
     )
     audit_max_bytes: int = Field(
         10 * 1_048_576, ge=65_536, description="Size at which audit.jsonl is rotated (to audit.jsonl.1, ...)."
     )
     audit_backups: int = Field(5, ge=1, description="Rotated audit files kept.")
     rejection_sample_s: float = Field(
-        60.0, gt=0, description="Per source and reason, one refused request is audited and logged per period; "
+        60.0,
+        gt=0,
+        description="Per source and reason, one refused request is audited and logged per period; "
         "the rest are counted in the next record of that kind.",
     )
-    log_max_bytes: int = Field(10 * 1_048_576, ge=65_536, description="Size at which the intake's log file is rotated.")
+    log_max_bytes: int = Field(
+        10 * 1_048_576, ge=65_536, description="Size at which the intake's log file is rotated."
+    )
     log_backups: int = Field(3, ge=1, description="Rotated intake log files kept.")
 
 
@@ -306,7 +339,12 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # A value that is not JSON reaches validation, which names its variable (settings_env).
-        return init_settings, keep_undecodable(env_settings), keep_undecodable(dotenv_settings), file_secret_settings
+        return (
+            init_settings,
+            keep_undecodable(env_settings),
+            keep_undecodable(dotenv_settings),
+            file_secret_settings,
+        )
 
 
 def load_settings(**overrides: object) -> Settings:
