@@ -84,7 +84,9 @@ def _cmd_version(settings: Settings, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="waguard", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the local stack on loopback and wait for Ctrl-C").set_defaults(func=_cmd_up)
+    sub.add_parser("up", help="start the local stack on loopback and wait for Ctrl-C").set_defaults(
+        func=_cmd_up
+    )
     drill = sub.add_parser("drill", help="run game-day drills on the local stack")
     drill.add_argument("scenarios", nargs="*", help="scenario names (files in runbooks/drills/)")
     drill.add_argument("--all", action="store_true", help="every scenario")
@@ -94,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("--report", type=Path, default=Path("drill-report.json"), help="JSON report path")
     drill.add_argument("--responder", choices=["auto", "human"], default="auto",
                        help="auto: the stand-in responder approves in Slack; human: wait for a person")
-    drill.add_argument("--delay", type=float, default=1.0, help="seconds the stand-in responder takes to react")
+    drill.add_argument(
+        "--delay", type=float, default=1.0, help="seconds the stand-in responder takes to react"
+    )
     drill.add_argument("--require-objectives", action="store_true",
                        help="fail the exit status when a scenario misses its time objectives, too")
     drill.set_defaults(func=_cmd_drill)
@@ -103,11 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     intake.add_argument("--port", type=int, help="port to bind (default: stack.intake_port)")
     intake.add_argument("--log-file", type=Path, help="write the log here, rotated by size (default: stderr)")
     intake.set_defaults(func=_cmd_intake)
-    worker = sub.add_parser("worker", help="run the launcher: execute playbook runs, each in a forked process")
+    worker = sub.add_parser(
+        "worker", help="run the launcher: execute playbook runs, each in a forked process"
+    )
     worker.add_argument("--project", type=Path, default=Path.cwd(), help="project directory (flows/, tasks/)")
     worker.add_argument("--spec", type=Path, help="deployments file (default: <project>/prefect.yaml)")
     worker.set_defaults(func=_cmd_worker)
-    sub.add_parser("config", help="print the effective settings (secrets masked)").set_defaults(func=_cmd_config)
+    sub.add_parser("config", help="print the effective settings (secrets masked)").set_defaults(
+        func=_cmd_config
+    )
     sub.add_parser("version", help="print the version").set_defaults(func=_cmd_version)
     from waguard.evidence.commands import add_parser as add_evidence_commands
 

@@ -56,8 +56,11 @@ async def inject_before(names: list[str], urls: StackUrls) -> list[FaultLog]:
             log = FaultLog(name)
             if name in GRAPH_FAULTS:
                 spec = {**GRAPH_FAULTS[name], "path_prefix": None}
-                (await http.post(f"{urls.meta}/_sim/faults", json={k: v for k, v in spec.items() if v is not None})
-                 ).raise_for_status()
+                (
+                    await http.post(
+                        f"{urls.meta}/_sim/faults", json={k: v for k, v in spec.items() if v is not None}
+                    )
+                ).raise_for_status()
                 log.applied = True
                 log.notes.append(f"Graph simulator armed: {GRAPH_FAULTS[name]}")
             elif name == "slack-429":
@@ -82,8 +85,9 @@ async def disarm(urls: StackUrls, logs: list[FaultLog]) -> None:
         kind, remaining = fault["spec"]["kind"], fault.get("remaining")
         for log in logs:
             if GRAPH_FAULTS.get(log.name, {}).get("kind") == kind:
-                log.notes.append(f"disarmed at scenario end with {remaining if remaining is not None else 'time'} "
-                                 "unused")
+                log.notes.append(
+                    f"disarmed at scenario end with {remaining if remaining is not None else 'time'} unused"
+                )
 
 
 @contextlib.asynccontextmanager
@@ -135,9 +139,14 @@ def flow_run_pid(run_id: str, launcher_dir: Path | None = None) -> int | None:
 
 def mutating_requests(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Graph requests that change something a re-run must not repeat (pure)."""
-    return [r for r in records if r.get("method") in ("POST", "DELETE") and not str(r.get("path", "")).startswith("/_sim")
-            and any(marker in str(r.get("path", "")) for marker in DESTRUCTIVE)
-            and (r.get("status") or 200) < 400]
+    return [
+        r
+        for r in records
+        if r.get("method") in ("POST", "DELETE")
+        and not str(r.get("path", "")).startswith("/_sim")
+        and any(marker in str(r.get("path", "")) for marker in DESTRUCTIVE)
+        and (r.get("status") or 200) < 400
+    ]
 
 
 async def kill_mid_playbook(run_id: str, urls: StackUrls, log: FaultLog, timeout_s: float = 120,
@@ -173,7 +182,9 @@ async def kill_mid_playbook(run_id: str, urls: StackUrls, log: FaultLog, timeout
             if state is not None and state.is_final():
                 break
             await asyncio.sleep(0.2)
-        log.notes.append(f"Prefect saw the run {state.type.value if state else '?'}; retried it (AwaitingRetry)")
+        log.notes.append(
+            f"Prefect saw the run {state.type.value if state else '?'}; retried it (AwaitingRetry)"
+        )
         await client.set_flow_run_state(UUID(run_id), AwaitingRetry(), force=True)
         if launcher_dir is not None:
             from waguard.launcher.pickup import notify_launcher

@@ -16,6 +16,9 @@ from waguard.drills.report import markdown
 @flow(name="game-day-drill-report", log_prints=False)
 async def publish_drill_report(report_path: str) -> str:
     report = json.loads(Path(report_path).read_text())
-    await acreate_markdown_artifact(key="game-day-drill", markdown=markdown(report),
-                                    description=f"waguard game-day drill: {'PASS' if report['passed'] else 'FAIL'}")
+    await acreate_markdown_artifact(
+        key="game-day-drill",
+        markdown=markdown(report),
+        description=f"waguard game-day drill: {'PASS' if report['passed'] else 'FAIL'}",
+    )
     return "PASS" if report["passed"] else "FAIL"

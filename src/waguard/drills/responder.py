@@ -63,13 +63,24 @@ def asks_for_app_secret_reset(channels: dict[str, list[dict[str, Any]]], inciden
 def click_body(user: str, channel: str, value: dict[str, str]) -> bytes:
     """A block_actions body as Slack posts a button click (form-encoded `payload=`)."""
     payload = {
-        "type": "block_actions", "user": {"id": user, "username": user.lower(), "team_id": "T0WAGUARD"},
-        "api_app_id": "A0WAGUARD", "team": {"id": "T0WAGUARD", "domain": "waguard"},
-        "container": {"type": "message", "channel_id": channel}, "channel": {"id": channel},
-        "trigger_id": "drill", "response_url": "https://hooks.slack.com/actions/drill",
-        "actions": [{"action_id": "approve", "block_id": value["block_id"], "type": "button",
-                     "value": json.dumps({k: value[k] for k in ("run", "step", "nonce")}, separators=(",", ":")),
-                     "action_ts": f"{time.time():.6f}", "text": {"type": "plain_text", "text": "Approve"}}],
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "team_id": "T0WAGUARD"},
+        "api_app_id": "A0WAGUARD",
+        "team": {"id": "T0WAGUARD", "domain": "waguard"},
+        "container": {"type": "message", "channel_id": channel},
+        "channel": {"id": channel},
+        "trigger_id": "drill",
+        "response_url": "https://hooks.slack.com/actions/drill",
+        "actions": [
+            {
+                "action_id": "approve",
+                "block_id": value["block_id"],
+                "type": "button",
+                "value": json.dumps({k: value[k] for k in ("run", "step", "nonce")}, separators=(",", ":")),
+                "action_ts": f"{time.time():.6f}",
+                "text": {"type": "plain_text", "text": "Approve"},
+            }
+        ],
     }
     return urlencode({"payload": json.dumps(payload)}).encode()
 

@@ -144,7 +144,9 @@ async def send_signal(settings: Settings, urls: StackUrls, vault: VaultClient, s
         if scenario.signal.source == "github":
             # Each drill is a genuinely new event: GitHub's replay key is the alert and its updated_at.
             if isinstance(payload.get("alert"), dict):
-                payload["alert"]["updated_at"] = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                payload["alert"]["updated_at"] = datetime.fromtimestamp(now, UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                )
             body = json.dumps(payload, separators=(",", ":")).encode()
             key = (await vault.read_secret(settings.intake.github_secret_path)).value.get_secret_value()
             headers = {"X-GitHub-Event": "secret_scanning_alert", "X-GitHub-Delivery": str(uuid.uuid4()),
@@ -156,11 +158,21 @@ async def send_signal(settings: Settings, urls: StackUrls, vault: VaultClient, s
             for alert in payload.get("alerts", []):
                 alert["startsAt"] = stamp
             body = json.dumps(payload, separators=(",", ":")).encode()
-            token = (await vault.read_secret(settings.intake.alertmanager_token_path)).value.get_secret_value()
-            r = await http.post(f"{urls.intake}/alerts/alertmanager", content=body,
-                                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                                         "User-Agent": "Alertmanager/0.25.0"})
+            token = (
+                await vault.read_secret(settings.intake.alertmanager_token_path)
+            ).value.get_secret_value()
+            r = await http.post(
+                f"{urls.intake}/alerts/alertmanager",
+                content=body,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/json",
+                    "User-Agent": "Alertmanager/0.25.0",
+                },
+            )
     if r.status_code != 200:
-        raise RuntimeError(f"the intake refused the drill's {scenario.signal.source} signal: HTTP {r.status_code} "
-                           f"{r.text[:200]}")
+        raise RuntimeError(
+            f"the intake refused the drill's {scenario.signal.source} signal: HTTP {r.status_code} "
+            f"{r.text[:200]}"
+        )
     return r.json()

@@ -73,7 +73,9 @@ async def redaction_key(vault: VaultClient, path: str) -> bytes:
         value = (await vault.read_secret(path)).value
     except VaultSecretNotFound:
         try:
-            await vault.write_secret(path, SecretStr(base64.b64encode(secrets.token_bytes(32)).decode()), cas=0)
+            await vault.write_secret(
+                path, SecretStr(base64.b64encode(secrets.token_bytes(32)).decode()), cas=0
+            )
         except VaultCasConflict:
             pass  # another run created it first: use theirs
         value = (await vault.read_secret(path)).value
@@ -149,7 +151,9 @@ def collect_timeline(staging: Staging, incident: IncidentRecord, redactor: Redac
             source = [json.loads(line) for line in f if line.strip()]
     counts = Counts()
     redacted = [redactor.value(record, counts) for record in source]
-    changed = [int(r.get("seq", i)) for i, (r, red) in enumerate(zip(source, redacted, strict=True)) if r != red]
+    changed = [
+        int(r.get("seq", i)) for i, (r, red) in enumerate(zip(source, redacted, strict=True)) if r != red
+    ]
     if changed:
         redacted = rechain(redacted)
     with staging.member(TIMELINE, f"incident:{incident.incident_id}") as out:
@@ -181,7 +185,9 @@ def collect_audit(staging: Staging, path: Path | None, incident_id: str, run_ids
             if not isinstance(entry, dict):
                 skipped += 1
             elif entry.get("incident_key") == incident_id or str(entry.get("run_id")) in runs:
-                out.write(json.dumps(redactor.value(entry, out.counts), sort_keys=True, ensure_ascii=False) + "\n")
+                out.write(
+                    json.dumps(redactor.value(entry, out.counts), sort_keys=True, ensure_ascii=False) + "\n"
+                )
         out.note = f"{skipped} malformed line(s) skipped" if skipped else ""
 
 
@@ -202,15 +208,22 @@ async def collect_flow_logs(staging: Staging, run_ids: Sequence[UUID], redactor:
     flt = LogFilter(flow_run_id=LogFilterFlowRunId(any_=list(run_ids)))
     try:
         async with get_client() as client:
-            with staging.member("prefect/flow-run-logs.jsonl", "prefect:" + ",".join(map(str, run_ids))) as out:
+            with staging.member(
+                "prefect/flow-run-logs.jsonl", "prefect:" + ",".join(map(str, run_ids))
+            ) as out:
                 offset = 0
                 while True:
                     page = await client.read_logs(log_filter=flt, limit=LOG_PAGE, offset=offset,
                                                   sort=LogSort.TIMESTAMP_ASC)
                     for log in page:
-                        record = {"timestamp": log.timestamp.isoformat(), "level": log.level, "name": log.name,
-                                  "flow_run_id": str(log.flow_run_id), "message": log.message,
-                                  "task_run_id": str(log.task_run_id) if log.task_run_id else None}
+                        record = {
+                            "timestamp": log.timestamp.isoformat(),
+                            "level": log.level,
+                            "name": log.name,
+                            "flow_run_id": str(log.flow_run_id),
+                            "message": log.message,
+                            "task_run_id": str(log.task_run_id) if log.task_run_id else None,
+                        }
                         out.write(json.dumps(redactor.value(record, out.counts), ensure_ascii=False) + "\n")
                     if len(page) < LOG_PAGE:
                         break
@@ -229,7 +242,9 @@ def collect_slack(staging: Staging, messages: Sequence[Mapping[str, Any]], redac
                                  ensure_ascii=False) + "\n")
 
 
-def expand_globs(patterns: Sequence[str], exclude: Path, incident_id: str = "") -> tuple[list[Path], list[str]]:
+def expand_globs(
+    patterns: Sequence[str], exclude: Path, incident_id: str = ""
+) -> tuple[list[Path], list[str]]:
     """Files matched by the policy's globs (sorted, de-duplicated), and the globs that matched none.
 
     `{incident_id}` in a glob is replaced by the incident's id, so a policy can name per-incident

@@ -53,4 +53,6 @@ def decrypt_stream(fin: BinaryIO, dst: Path, key: bytes, nonce: bytes, tag: byte
             fout.write(decryptor.finalize())
     except InvalidTag:
         dst.unlink(missing_ok=True)
-        raise DecryptionFailed("payload does not decrypt: wrong data key, or the ciphertext was changed") from None
+        raise DecryptionFailed(
+            "payload does not decrypt: wrong data key, or the ciphertext was changed"
+        ) from None

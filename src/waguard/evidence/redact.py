@@ -68,7 +68,9 @@ _CTX_SPLIT = re.compile(r"""^([:=][ \t]{0,3}["']?)(.*)$""", re.DOTALL)
 _BODY_SPLIT = re.compile(r"""^("[a-z]+"[ \t]{0,3}:[ \t]{0,3})""")
 _KEY_BEFORE = re.compile(r"""([A-Za-z0-9_]+)["']?[ \t]{0,3}$""")
 _NOT_BEFORE_BARE = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
-_EMAIL_DOMAIN = re.compile(r"@(?P<domain>[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,24})\b")
+_EMAIL_DOMAIN = re.compile(
+    r"@(?P<domain>[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,24})\b"
+)
 _PERCENT = re.compile(r"%[0-9A-F]{2}")
 _PHONE_SHAPE = re.compile(r"\+?[\d \-.()]{6,24}")
 _EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
@@ -326,7 +328,7 @@ class Redactor:
 
 
 def _is_id_key(key: str) -> bool:
-    return key == "id" or key.endswith("_id") or key.endswith("_ids")
+    return key == "id" or key.endswith(("_id", "_ids"))
 
 
 def is_message(obj: Mapping[str, Any]) -> bool:

@@ -195,7 +195,9 @@ def _check_timeline(manifest: Manifest, members: dict[str, _Member]) -> None:
     if data is None:
         raise _Fail("timeline.jsonl is missing or too large to check")
     try:
-        records: list[dict[str, Any]] = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        records: list[dict[str, Any]] = [
+            json.loads(line) for line in data.decode().splitlines() if line.strip()
+        ]
         verify_chain(records)
     except TimelineBroken as err:
         raise _Fail(f"timeline: {err}") from None
@@ -256,8 +258,15 @@ def verify_bundle(path: Path, public_key_pem_or_b64: bytes | None = None, *,
     return report
 
 
-def _verify(report: VerifyReport, path: Path, public_key: bytes | None, decrypt: Callable[[str], bytes] | None,
-            expected_sha256: str | None, spool: Path | None, work: Path) -> None:
+def _verify(
+    report: VerifyReport,
+    path: Path,
+    public_key: bytes | None,
+    decrypt: Callable[[str], bytes] | None,
+    expected_sha256: str | None,
+    spool: Path | None,
+    work: Path,
+) -> None:
     if expected_sha256 is not None:
         actual = file_sha256(path) if path.is_file() else "(no such file)"
         if actual != expected_sha256.removeprefix("sha256:"):

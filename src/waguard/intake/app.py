@@ -59,7 +59,9 @@ class IntakeService:
         state = settings.intake.state_dir
         self.store = IntakeStore(state / "intake.sqlite3")
         intake = settings.intake
-        self.audit = AuditLog(state / "audit.jsonl", max_bytes=intake.audit_max_bytes, backups=intake.audit_backups)
+        self.audit = AuditLog(
+            state / "audit.jsonl", max_bytes=intake.audit_max_bytes, backups=intake.audit_backups
+        )
         self.rejections = RejectionSampler(intake.rejection_sample_s)
         self.metrics = IntakeMetrics(registry, known_wabas=[settings.meta.waba_id],
                                      incidents_dir=settings.incidents_dir, default_waba=settings.meta.waba_id,
@@ -146,8 +148,17 @@ class IntakeService:
         now = self.clock()
         for (source, client, status, reason, verification), repeats in (
                 self.rejections.drain() if final else self.rejections.due(now)):
-            self.audit.write(at=now, source=source, outcome="repeats", status=status, verification=verification,
-                             body_sha256=None, client=client, note=reason, repeats=repeats)
+            self.audit.write(
+                at=now,
+                source=source,
+                outcome="repeats",
+                status=status,
+                verification=verification,
+                body_sha256=None,
+                client=client,
+                note=reason,
+                repeats=repeats,
+            )
             if verification.startswith("failed:"):
                 log.warning("intake: %d more %s deliveries failed verification (%s) from %s",
                             repeats, source, verification, client)

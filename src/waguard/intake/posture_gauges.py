@@ -50,4 +50,6 @@ class PostureGauges(Collector):
         for (kind, severity), n in sorted(latest_counts(data).items()):
             findings.add_metric([kind, severity], n)
         yield findings
-        yield GaugeMetricFamily(LAST_AUDIT, "Unix time of the latest posture audit.", value=float(data.get("at", 0)))
+        yield GaugeMetricFamily(
+            LAST_AUDIT, "Unix time of the latest posture audit.", value=float(data.get("at", 0))
+        )

@@ -84,7 +84,8 @@ class PrefectRunStarter:
             await post_update(client, UUID(run_id), update)
 
     async def has_ended(self, run_id: str) -> bool:
-        """Read the run's state from Prefect; a run Prefect does not know has not ended (it may be starting)."""
+        """Read the run's state from Prefect; a run Prefect does not know has not ended (it may be
+        starting)."""
         from uuid import UUID
 
         from prefect.exceptions import ObjectNotFound

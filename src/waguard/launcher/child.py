@@ -23,7 +23,9 @@ LAUNCHER_DIR_ENV = "WAGUARD_LAUNCHER__DIR"  # also settings.launcher.dir, so the
 def run_child(request: dict[str, Any], flows: dict[str, Any], project: Path) -> int:
     """Run one flow run in this (freshly forked) process; the return value is the exit status."""
     with contextlib.suppress(OSError):
-        os.setpgid(0, 0)  # its own process group: a cancel stops the run and whatever it started, nothing else
+        os.setpgid(
+            0, 0
+        )  # its own process group: a cancel stops the run and whatever it started, nothing else
     os.environ.update({k: str(v) for k, v in request["env"].items()})
     flow_run_id = UUID(str(request["run_id"]))
     record_own_pid(Path(os.environ[LAUNCHER_DIR_ENV]), flow_run_id)

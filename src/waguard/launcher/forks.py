@@ -121,7 +121,9 @@ class ZygoteProcess:
     entrypoints: list[str]
     watch: list[Path] = field(default_factory=list)
     # The launcher's own client checks the server's API version; each run skipping it saves round trips.
-    env: dict[str, str] = field(default_factory=lambda: {"PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "false"})
+    env: dict[str, str] = field(
+        default_factory=lambda: {"PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "false"}
+    )
     ready_timeout_s: float = 180.0
     info: dict[str, Any] = field(default_factory=dict)
     _gen: _Generation | None = None
@@ -137,8 +139,12 @@ class ZygoteProcess:
         fingerprint = code_fingerprint(self.watch)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         spec = json.dumps({"project": str(self.project), "entrypoints": self.entrypoints})
-        proc = subprocess.Popen([sys.executable, "-m", "waguard.launcher.zygote", str(theirs.fileno()), spec],
-                                pass_fds=[theirs.fileno()], env={**os.environ, **self.env}, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "waguard.launcher.zygote", str(theirs.fileno()), spec],
+            pass_fds=[theirs.fileno()],
+            env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL,
+        )
         theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
         try:
@@ -152,7 +158,9 @@ class ZygoteProcess:
             raise ZygoteUnavailable(f"the zygote did not start (exit status {proc.poll()})")
         self.info = message
         if message.get("misses"):
-            log.warning("zygote could not preload %s; those runs import their flow themselves", message["misses"])
+            log.warning(
+                "zygote could not preload %s; those runs import their flow themselves", message["misses"]
+            )
         if message.get("threads", 1) != 1:
             log.warning("zygote has %s threads before forking; forked runs may deadlock", message["threads"])
         self._gen = _Generation(proc, writer, fingerprint)

@@ -2,7 +2,8 @@
 
     intake ──datagram──▶ notify.sock ─┐
     poll every poll_s (UI, retries) ──┴─▶ read run ─▶ propose Pending (the claim) ─▶ FlowRunExecutor
-                                                                                   └─ ForkStarter ─▶ zygote ─fork─▶ run
+                                                                                   └─ ForkStarter ─┐
+                                                                         run ◀─fork─ zygote ◀──────┘
 
 The claim is Prefect's own rule: the server accepts Pending once per run (PreventPendingTransitions),
 so two launchers, or a launcher and a `serve()` runner, never execute the same run. This process
@@ -87,13 +88,19 @@ class Launcher:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / READY_FILE).unlink(missing_ok=True)
         if not become_subreaper():
-            log.warning("could not become the subreaper of run processes; a zygote crash loses their exit status")
-        specs = await load_deployments(self.config.project, self.config.spec or self.config.project / "prefect.yaml")
+            log.warning(
+                "could not become the subreaper of run processes; a zygote crash loses their exit status"
+            )
+        specs = await load_deployments(
+            self.config.project, self.config.spec or self.config.project / "prefect.yaml"
+        )
         watch = [p for p in (self.config.project / "flows", self.config.project / "tasks",
                              Path(__file__).resolve().parents[1]) if p.is_dir()]  # + waguard itself
         self.zygote = ZygoteProcess(self.config.project, [e for e, _, _ in specs], watch=watch)
         info = await self.zygote.start()
-        log.info("zygote %s ready: %d flow(s) preloaded in %ss", info["pid"], len(info["flows"]), info["import_s"])
+        log.info(
+            "zygote %s ready: %d flow(s) preloaded in %ss", info["pid"], len(info["flows"]), info["import_s"]
+        )
         for entrypoint, flow, deployment in specs:
             deployment_id = await deployment.aapply()
             self.deployments[deployment_id] = Deployment(f"{flow.name}/{deployment.name}", entrypoint, flow)
@@ -104,7 +111,9 @@ class Launcher:
                 self.capacity = anyio.Semaphore(self.config.limit)
                 notify.open()
                 (self.dir / READY_FILE).write_text(f"{info['pid']}\n")
-                log.info("launcher ready: %d deployment(s), notify socket %s", len(self.deployments), notify.path)
+                log.info(
+                    "launcher ready: %d deployment(s), notify socket %s", len(self.deployments), notify.path
+                )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._poll)
                     tg.start_soon(self._dispatch, tg)
@@ -175,16 +184,23 @@ class Launcher:
                 return  # another launcher or runner claimed it
             claimed = time.monotonic()
             run = await self.ctx.client.read_flow_run(flow_run_id)
-            starter = ForkStarter(zygote=self.zygote, entrypoint=deployment.entrypoint,  # type: ignore[arg-type]
-                                  deployment_name=deployment.name, launcher_dir=self.dir,
-                                  control_channel=self.ctx.control_channel, release_leases=self.release_leases)
+            starter = ForkStarter(
+                zygote=self.zygote,
+                entrypoint=deployment.entrypoint,  # type: ignore[arg-type]
+                deployment_name=deployment.name,
+                launcher_dir=self.dir,
+                control_channel=self.ctx.control_channel,
+                release_leases=self.release_leases,
+            )
             executor = self.ctx.create_executor(run, starter=starter, resolve_flow=self._resolve_flow)
             heard = self.started_at.get(flow_run_id, claimed)
             log.info("run %s (%s): claimed %.0f ms after it was heard of", flow_run_id, deployment.name,
                      (claimed - heard) * 1000)
             result = await executor.submit()
             if result is not None and result.crash_unreported:
-                log.error("run %s: exited %s and could not be marked Crashed", flow_run_id, result.status_code)
+                log.error(
+                    "run %s: exited %s and could not be marked Crashed", flow_run_id, result.status_code
+                )
 
     async def _resolve_flow(self, run: Any) -> Any:
         """The flow whose on_crashed / on_cancellation hooks Prefect runs here, in the launcher."""

@@ -32,7 +32,9 @@ def logs_to_file(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     to_file = logging.FileHandler(path, encoding="utf-8")
     to_file.setFormatter(logging.Formatter(FORMAT))
-    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    loggers = [logging.getLogger()] + [
+        logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+    ]
     for logger in loggers:
         console = [h for h in logger.handlers if _prints_to_console(h)]
         for handler in console:

@@ -23,8 +23,15 @@ def deployments(project: Path) -> list:  # type: ignore[type-arg]
     out = []
     for d in spec["deployments"]:
         flow = load_flow_from_entrypoint(str(project / d["entrypoint"]))
-        out.append(flow.to_deployment(name=d["name"], description=d.get("description"), tags=d.get("tags"),
-                                      parameters=d.get("parameters") or {}, schedules=deployment_schedules(d)))
+        out.append(
+            flow.to_deployment(
+                name=d["name"],
+                description=d.get("description"),
+                tags=d.get("tags"),
+                parameters=d.get("parameters") or {},
+                schedules=deployment_schedules(d),
+            )
+        )
     return out
 
 

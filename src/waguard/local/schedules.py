@@ -23,8 +23,10 @@ def deployment_schedules(spec: dict[str, Any]) -> list[Schedule] | None:
     for entry in entries:
         unknown = set(entry) - {"cron", "interval", "timezone", "active"}
         if unknown or ("cron" in entry) == ("interval" in entry):
-            raise ConfigError(f"deployment {spec.get('name')}: a schedule needs exactly one of cron or interval "
-                              f"(and optionally timezone, active); got {sorted(entry)}")
+            raise ConfigError(
+                f"deployment {spec.get('name')}: a schedule needs exactly one of cron or interval "
+                f"(and optionally timezone, active); got {sorted(entry)}"
+            )
         active = bool(entry.get("active", True))
         if "cron" in entry:
             out.append(Cron(str(entry["cron"]), timezone=entry.get("timezone"), active=active))

@@ -160,7 +160,9 @@ class LocalStack:
                       system_user_token=credentials["meta_token"].get_secret_value(),
                       pin=credentials["two_step_pin"].get_secret_value()),
             credentials["messaging_token"].get_secret_value())
-        self._apps.append(ServedApp(meta_app(seed), host=s.host, port=s.meta_port, name="Meta simulator").start())
+        self._apps.append(
+            ServedApp(meta_app(seed), host=s.host, port=s.meta_port, name="Meta simulator").start()
+        )
         bot_token = credentials["slack_bot_token"].get_secret_value()
         self._apps.append(
             ServedApp(slack_app(bot_tokens={bot_token}), host=s.host, port=s.slack_port,
@@ -235,7 +237,9 @@ class LocalStack:
         deadline = time.monotonic() + 90  # deployments may exist from an earlier start: wait for our launcher
         while not ready.exists():
             if time.monotonic() > deadline or (child.proc is not None and child.proc.poll() is not None):
-                raise ServiceDidNotStart(f"the launcher did not become ready; see {home / 'logs' / 'launcher.log'}")
+                raise ServiceDidNotStart(
+                    f"the launcher did not become ready; see {home / 'logs' / 'launcher.log'}"
+                )
             time.sleep(0.1)
 
     def _start_served_runner(self, home: Path) -> None:
@@ -296,16 +300,35 @@ def with_messaging_service(seed, token: str):  # type: ignore[no-untyped-def]
 
     waba = seed.wabas[0].id
     scopes = ["whatsapp_business_management", "whatsapp_business_messaging"]
-    return seed.model_copy(update={
-        "system_users": [*seed.system_users, SystemUserSeed(id=MESSAGING_SYSTEM_USER, name="messaging-service",
-                                                            role="EMPLOYEE", created_by=seed.business_users[0].id)],
-        "assigned_users": [*seed.assigned_users, AssignmentSeed(waba_id=waba, user_id=MESSAGING_SYSTEM_USER,
-                                                                tasks=["MANAGE"])],
-        # Issued and expiring like the seed's own token (a 60-day one): a clean business has no old token.
-        "tokens": [*seed.tokens, TokenSeed(id="tok-messaging-service", value=token, user_id=MESSAGING_SYSTEM_USER,
-                                           scopes=scopes, issued_at=seed.tokens[0].issued_at,
-                                           expires_at=seed.tokens[0].expires_at)],
-    })
+    return seed.model_copy(
+        update={
+            "system_users": [
+                *seed.system_users,
+                SystemUserSeed(
+                    id=MESSAGING_SYSTEM_USER,
+                    name="messaging-service",
+                    role="EMPLOYEE",
+                    created_by=seed.business_users[0].id,
+                ),
+            ],
+            "assigned_users": [
+                *seed.assigned_users,
+                AssignmentSeed(waba_id=waba, user_id=MESSAGING_SYSTEM_USER, tasks=["MANAGE"]),
+            ],
+            # Issued and expiring like the seed's own token (a 60-day one): a clean business has no old token.
+            "tokens": [
+                *seed.tokens,
+                TokenSeed(
+                    id="tok-messaging-service",
+                    value=token,
+                    user_id=MESSAGING_SYSTEM_USER,
+                    scopes=scopes,
+                    issued_at=seed.tokens[0].issued_at,
+                    expires_at=seed.tokens[0].expires_at,
+                ),
+            ],
+        }
+    )
 
 
 async def seed_vault(settings: Settings, credentials: dict[str, SecretStr]) -> None:

@@ -104,7 +104,9 @@ class GraphClient:
         if app_secret is not None and bad_secret:
             raise ValueError("app_secret must be a non-empty SecretStr or None")
         if retry_budget_s < 0 or backoff_cap_s <= 0 or registration_retries < 0 or (max_retries or 0) < 0:
-            raise ValueError("retry_budget_s, registration_retries, max_retries must be >= 0; backoff_cap_s > 0")
+            raise ValueError(
+                "retry_budget_s, registration_retries, max_retries must be >= 0; backoff_cap_s > 0"
+            )
         self._root = f"{base_url.rstrip('/')}/{version}"
         self._token = token
         self._proof = SecretStr(wire.appsecret_proof(token, app_secret)) if app_secret is not None else None

@@ -288,7 +288,9 @@ def business_user_setting_logs(business_user_id: str, after: str | None = None) 
     params: dict[str, str | SecretStr] = {"fields": "event_time,event_type,actor,event_object"}
     if after:
         params["after"] = after
-    return GraphRequest("GET", f"/{_graph_id('business_user_id', business_user_id)}/businesssettinglogs", params)
+    return GraphRequest(
+        "GET", f"/{_graph_id('business_user_id', business_user_id)}/businesssettinglogs", params
+    )
 
 
 def list_business_users(business_id: str, after: str | None = None) -> GraphRequest:

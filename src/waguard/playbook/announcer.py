@@ -43,7 +43,8 @@ class SlackAnnouncer(Announcer):
     async def update(self, **changes: Any) -> None:
         self.view = self.view.model_copy(update=changes)
         if self.enabled and self.head:
-            # Kept so a cancellation hook, in another process, can show the final state (waguard.playbook.closing).
+            # Kept so a cancellation hook, in another process, can show the final state
+            # (waguard.playbook.closing).
             self.incident.remember(slack_view=self.view.model_dump(mode="json"))
             await self.slack.update_incident(self.head, self.view)
 
@@ -65,19 +66,28 @@ class SlackAnnouncer(Announcer):
         if not (self.enabled and self.head):
             return
         req = ApprovalRequest(run_id=self.run_id, step=step, nonce=nonce, summary=summary)
-        esc = await self.slack.open_incident(self.settings.slack.escalation_channel,
-                                             self.view.model_copy(update={"state": "ESCALATED: approval needed"}))
+        esc = await self.slack.open_incident(
+            self.settings.slack.escalation_channel,
+            self.view.model_copy(update={"state": "ESCALATED: approval needed"}),
+        )
         # The escalated copy is a second set of live buttons: remember it so `decided` disarms it too.
         self._remember_open(step, await self.slack.post_approval(esc, req), req)
-        await self.say(f"No decision yet on *{step}*: escalated to <#{self.settings.slack.escalation_channel}>.")
+        await self.say(
+            f"No decision yet on *{step}*: escalated to <#{self.settings.slack.escalation_channel}>."
+        )
 
     async def decided(self, step: str, decision: Decision) -> None:
         if not (self.enabled and self.head):
             return
         for ref, req in self.approvals.pop(step, []):
             await self.slack.mark_decided(ref, req, decision.outcome, decision.by)
-        self.incident.remember(open_approvals=[a for a in self.incident.state().get("open_approvals", [])
-                                               if not (a.get("run") == self.run_id and a.get("step") == step)])
+        self.incident.remember(
+            open_approvals=[
+                a
+                for a in self.incident.state().get("open_approvals", [])
+                if not (a.get("run") == self.run_id and a.get("step") == step)
+            ]
+        )
         await self.update(state=decision.outcome)
 
     def _remember_open(self, step: str, ref: MessageRef, req: ApprovalRequest) -> None:

@@ -92,7 +92,9 @@ class HygienePolicy(_Model):
     def _consistent(self) -> HygienePolicy:
         admins = {uid for uid, u in self.inventory.business_users.items() if u.role == "ADMIN"}
         if admins != set(self.named_admins):
-            raise ValueError(f"inventory admins {sorted(admins)} differ from named_admins {sorted(self.named_admins)}")
+            raise ValueError(
+                f"inventory admins {sorted(admins)} differ from named_admins {sorted(self.named_admins)}"
+            )
         paths = [t.path for t in self.managed_tokens]
         if len(set(paths)) != len(paths):
             raise ValueError("managed_tokens name a Vault path twice")

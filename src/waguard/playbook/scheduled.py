@@ -98,9 +98,15 @@ async def scheduled_run(deployment: str, *, plan: bool = False,
     record = IncidentRecord(settings.incidents_dir, f"{deployment}-{run_id}" + (".plan" if plan else ""))
     state = IncidentRecord(settings.incidents_dir, f"{deployment}-state")
     async with open_ports(settings) as ports:
-        view = IncidentView(incident_id=record.incident_id, playbook=deployment, title=deployment, severity="SEV3",
-                            state="open", current_step="opened", prefect_run_url=f"{settings.prefect.ui_url}"
-                            f"/runs/flow-run/{run_id}")
+        view = IncidentView(
+            incident_id=record.incident_id,
+            playbook=deployment,
+            title=deployment,
+            severity="SEV3",
+            state="open",
+            current_step="opened",
+            prefect_run_url=f"{settings.prefect.ui_url}/runs/flow-run/{run_id}",
+        )
         slack = SlackAnnouncer(ports.slack, settings, record, view, str(run_id), enabled=not plan)
         run = ScheduledRun(deployment, settings, policy, record, state, ports,
                            Effects(plan, record, settings.meta.graph_version), slack, run_id,
@@ -114,5 +120,7 @@ async def scheduled_run(deployment: str, *, plan: bool = False,
             if not plan:
                 record.append("close", "failed", f"{type(err).__name__}: {str(err)[:300]}")
                 await run.open_thread(f"{deployment} failed", "SEV2")
-                await slack.say(f"*FAILED* at {slack.view.current_step}: {type(err).__name__}. Run: {run.run_url}")
+                await slack.say(
+                    f"*FAILED* at {slack.view.current_step}: {type(err).__name__}. Run: {run.run_url}"
+                )
             raise

@@ -65,9 +65,13 @@ def verify_chain(records: list[dict[str, Any]]) -> None:
     prev = GENESIS
     for i, record in enumerate(records):
         if record.get("prev") != prev:
-            raise TimelineBroken(f"timeline record {i} (seq {record.get('seq')}) does not chain to record {i - 1}")
+            raise TimelineBroken(
+                f"timeline record {i} (seq {record.get('seq')}) does not chain to record {i - 1}"
+            )
         if record.get("seq") != i:
-            raise TimelineBroken(f"timeline record {i} has seq {record.get('seq')}: records were dropped or reordered")
+            raise TimelineBroken(
+                f"timeline record {i} has seq {record.get('seq')}: records were dropped or reordered"
+            )
         prev = record_digest(record)
 
 
@@ -125,7 +129,9 @@ class IncidentRecord:
     def verify(self) -> None:
         verify_chain(self._raw())
 
-    def last(self, step: str, outcome: Outcome | None = None, target: str | None = None) -> TimelineEvent | None:
+    def last(
+        self, step: str, outcome: Outcome | None = None, target: str | None = None
+    ) -> TimelineEvent | None:
         for event in reversed(self.events()):
             if event.step == step and (outcome is None or event.outcome == outcome) and (
                 target is None or event.target == target

@@ -32,7 +32,9 @@ async def remove_unknown_users(ports: Ports, fx: Effects, business_id: str, waba
             report.acted.append(f"assignment:{uid}")
 
     async def remove_one(uid: str) -> None:
-        if await fx.graph(report.step, uid, wire.remove_business_user(uid), lambda: graph.remove_business_user(uid)):
+        if await fx.graph(
+            report.step, uid, wire.remove_business_user(uid), lambda: graph.remove_business_user(uid)
+        ):
             report.acted.append(f"user:{uid}")
 
     # Independent calls run together; assignments go first so a removed user holds nothing meanwhile.
@@ -88,9 +90,13 @@ async def reset_overrides(ports: Ports, fx: Effects, waba_id: str, ours: str) ->
     if not foreign:
         report.already.append(waba_id)
     else:
-        if await fx.graph(report.step, waba_id, wire.unsubscribe_app(waba_id), lambda: graph.unsubscribe_app(waba_id)):
+        if await fx.graph(
+            report.step, waba_id, wire.unsubscribe_app(waba_id), lambda: graph.unsubscribe_app(waba_id)
+        ):
             report.acted.append(f"unsubscribed:{waba_id}")
-        if await fx.graph(report.step, waba_id, wire.subscribe_app(waba_id), lambda: graph.subscribe_app(waba_id)):
+        if await fx.graph(
+            report.step, waba_id, wire.subscribe_app(waba_id), lambda: graph.subscribe_app(waba_id)
+        ):
             report.acted.append(f"resubscribed:{waba_id}")
     if not fx.plan:
         after = await graph.list_subscribed_apps(waba_id)

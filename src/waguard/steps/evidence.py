@@ -76,9 +76,12 @@ def sources_for(run: EvidenceRun, slack_messages: list[dict[str, Any]],
         slack_messages=slack_messages, extra=extra)
 
 
-@task(name=STEP, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 3], retry_condition_fn=only_retryable)
-async def snapshot_evidence(run: EvidenceRun, phase: Phase, extra: dict[str, Any] | None = None,
-                            waba_id: str | None = None) -> BundleRef:
+@task(
+    name=STEP, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 3], retry_condition_fn=only_retryable
+)
+async def snapshot_evidence(
+    run: EvidenceRun, phase: Phase, extra: dict[str, Any] | None = None, waba_id: str | None = None
+) -> BundleRef:
     """Write (or, for "open", find) the incident's evidence bundle; record it on the timeline and as an
     artifact.
 
@@ -100,8 +103,13 @@ async def snapshot_evidence(run: EvidenceRun, phase: Phase, extra: dict[str, Any
     if slack_error:
         facts["slack_thread_error"] = slack_error
     settings = run.settings
-    ref = await write_bundle(sources_for(run, messages, facts, waba_id), phase, vault=run.ports.evidence_vault,
-                             settings=settings.evidence, signing_key=settings.vault.evidence_key)
+    ref = await write_bundle(
+        sources_for(run, messages, facts, waba_id),
+        phase,
+        vault=run.ports.evidence_vault,
+        settings=settings.evidence,
+        signing_key=settings.vault.evidence_key,
+    )
     run.incident.append(STEP, "done", ref.summary_line(), target=target,
                         data={**ref.model_dump(), "flow_run_id": str(run.run_id)})
     await acreate_markdown_artifact(key=artifact_key(run.incident_id, phase),

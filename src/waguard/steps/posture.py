@@ -103,10 +103,14 @@ def token_findings(tokens: dict[str, TokenInfo], policy: HygienePolicy, now: flo
             out.append(Finding("token_invalid", path, "debug_token: is_valid=false"))
             continue
         if not info.expires_at:
-            out.append(Finding("token_never_expires", path, f"issued {_days(now - (info.issued_at or 0))} ago"))
+            out.append(
+                Finding("token_never_expires", path, f"issued {_days(now - (info.issued_at or 0))} ago")
+            )
         age = now - (info.issued_at or 0)
         if age >= policy.tokens.max_age_days * DAY_S:
-            out.append(Finding("token_past_age", path, f"{_days(age)} old (max {policy.tokens.max_age_days} d)"))
+            out.append(
+                Finding("token_past_age", path, f"{_days(age)} old (max {policy.tokens.max_age_days} d)")
+            )
         foreign = sorted({t for g in info.granular_scopes if g.scope.startswith("whatsapp")
                           for t in g.target_ids} - wabas)
         if foreign:
@@ -148,12 +152,16 @@ def findings(reads: PostureReads, policy: HygienePolicy, intake_url: str, now: f
             out.append(Finding("foreign_override", f"number:{n['id']}", f"override {n['override']}"))
         expected = inv.display_names.get(n["id"])
         if expected is not None and n.get("verified_name") != expected:
-            out.append(Finding("display_name_changed", n["id"], f"{n.get('verified_name')!r}, expected {expected!r}"))
+            out.append(
+                Finding("display_name_changed", n["id"], f"{n.get('verified_name')!r}, expected {expected!r}")
+            )
     out += token_findings(reads.tokens, policy, now)
     for t in reads.new_templates:
         bad = [u for u in t["urls"] if not link_allowed(u, policy.allowed_link_domains)]
         if bad:
-            out.append(Finding("template_foreign_link", t["id"], f"{t['name']}/{t['language']} links to {bad}"))
+            out.append(
+                Finding("template_foreign_link", t["id"], f"{t['name']}/{t['language']} links to {bad}")
+            )
     if (why := written_due(reads.pin_written_at, now, policy.pin)) is not None:
         out += [Finding("pin_past_age", n["id"], f"PIN at {policy.pin_path}: {why}") for n in reads.numbers]
     if (why := written_due(reads.app_secret_written_at, now, policy.app_secret)) is not None:
@@ -176,10 +184,17 @@ def counts(found: Iterable[Finding]) -> dict[tuple[str, str], int]:
 
 
 def markdown(found: Sequence[Finding], when: datetime, business_id: str) -> str:
-    head = f"# Posture audit of business {business_id}\n\n{when:%Y-%m-%d %H:%M} UTC: {len(found)} finding(s).\n"
+    head = (
+        f"# Posture audit of business {business_id}\n\n{when:%Y-%m-%d %H:%M} UTC: {len(found)} finding(s).\n"
+    )
     if not found:
-        return head + "\nNothing found: only named admins, known users, apps and overrides; credentials within age.\n"
-    rows = "\n".join(f"| {f.severity} | {f.kind} | `{f.target}` | {f.detail.replace('|', '/')} |" for f in found)
+        return (
+            head
+            + "\nNothing found: only named admins, known users, apps and overrides; credentials within age.\n"
+        )
+    rows = "\n".join(
+        f"| {f.severity} | {f.kind} | `{f.target}` | {f.detail.replace('|', '/')} |" for f in found
+    )
     return head + "\n| severity | kind | target | detail |\n|---|---|---|---|\n" + rows + "\n"
 
 
@@ -222,19 +237,30 @@ async def read_posture(ports: Ports, policy: HygienePolicy, now: float) -> Postu
         limited(graph.list_business_users(meta.business_id)),
         limited(graph.list_system_users(meta.business_id)),
         asyncio.gather(*(limited(graph.list_subscribed_apps(w)) for w in policy.inventory.wabas)),
-        limited(graph.list_phone_numbers(meta.waba_id, fields=("id", "verified_name", "webhook_configuration"))),
-        limited(graph.list_templates(meta.waba_id, status=["APPROVED"],
-                                     since=int(now - policy.template_window_s), limit=100)),
-        asyncio.gather(*(token(t.path) for t in policy.managed_tokens)))
+        limited(
+            graph.list_phone_numbers(meta.waba_id, fields=("id", "verified_name", "webhook_configuration"))
+        ),
+        limited(
+            graph.list_templates(
+                meta.waba_id, status=["APPROVED"], since=int(now - policy.template_window_s), limit=100
+            )
+        ),
+        asyncio.gather(*(token(t.path) for t in policy.managed_tokens)),
+    )
     since = await asyncio.gather(*(access_since(u.id) for u in users))
     reads.business_users = [{"id": u.id, "name": u.name, "role": u.role, "access_since": s}
                             for u, s in zip(users, since, strict=True)]
     reads.system_users = [s.id for s in system_users]
     reads.subscriptions = [{"waba_id": w, "app_id": a.app_id, "override": a.override_callback_uri}
                            for w, apps in zip(policy.inventory.wabas, subs, strict=True) for a in apps]
-    reads.numbers = [{"id": n.id, "verified_name": n.verified_name,
-                      "override": ((n.model_extra or {}).get("webhook_configuration") or {}).get("phone_number")}
-                     for n in numbers]
+    reads.numbers = [
+        {
+            "id": n.id,
+            "verified_name": n.verified_name,
+            "override": ((n.model_extra or {}).get("webhook_configuration") or {}).get("phone_number"),
+        }
+        for n in numbers
+    ]
     reads.new_templates = [{"id": t.id, "name": t.name, "language": t.language,
                             "urls": template_urls(t.components or [])} for t in templates]
     reads.tokens = dict(tokens)
@@ -243,7 +269,9 @@ async def read_posture(ports: Ports, policy: HygienePolicy, now: float) -> Postu
     return reads
 
 
-def user_ids(found: Iterable[Finding], kinds: Sequence[str] = ("unknown_admin", "role_escalated")) -> list[str]:
+def user_ids(
+    found: Iterable[Finding], kinds: Sequence[str] = ("unknown_admin", "role_escalated")
+) -> list[str]:
     return sorted({f.target for f in found if f.kind in kinds})
 
 
@@ -264,8 +292,13 @@ def write_latest(state_dir: Path, found: Sequence[Finding], now: float, digest_:
 
 def slack_summary(found: Sequence[Finding], first: bool) -> str:
     if not found:
-        return "*Posture audit*: no findings" + ("." if first else " any more: the earlier ones are resolved.")
+        return "*Posture audit*: no findings" + (
+            "." if first else " any more: the earlier ones are resolved."
+        )
     lines = [f"• *{f.severity}* {f.kind} `{f.target}`: {f.detail}" for f in found[:20]]
     more = f"\n…and {len(found) - 20} more (see the run's artifact)." if len(found) > 20 else ""
-    return f"*Posture audit*: {len(found)} finding(s){'' if first else ' (changed since the last audit)'}:\n" \
-        + "\n".join(lines) + more
+    return (
+        f"*Posture audit*: {len(found)} finding(s){'' if first else ' (changed since the last audit)'}:\n"
+        + "\n".join(lines)
+        + more
+    )

@@ -25,16 +25,28 @@ def takeover_alert(found: Sequence[Finding], business_id: str, waba_id: str, now
     incident (the intake's quiet period) instead of starting a second takeover run.
     """
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    common = {"alertname": ALERTNAME, "waba_id": waba_id, "playbook": "account-takeover", "severity": "critical"}
+    common = {
+        "alertname": ALERTNAME,
+        "waba_id": waba_id,
+        "playbook": "account-takeover",
+        "severity": "critical",
+    }
     alerts = [{"status": "firing", "labels": {**common, "user": f.target},
                "annotations": {"summary": f"{f.kind}: {f.detail}"[:300]}, "startsAt": stamp,
                "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "waguard://posture-audit",
                "fingerprint": f"posture-{f.target}"} for f in found]
-    return {"receiver": "waguard", "status": "firing", "version": "4", "truncatedAlerts": 0,
-            "groupKey": f'{{}}:{{alertname="{ALERTNAME}", business_id="{business_id}"}}',
-            "groupLabels": {"alertname": ALERTNAME, "business_id": business_id},
-            "commonLabels": common, "commonAnnotations": {"summary": f"{len(found)} critical posture finding(s)"},
-            "externalURL": "waguard://posture-audit", "alerts": alerts}
+    return {
+        "receiver": "waguard",
+        "status": "firing",
+        "version": "4",
+        "truncatedAlerts": 0,
+        "groupKey": f'{{}}:{{alertname="{ALERTNAME}", business_id="{business_id}"}}',
+        "groupLabels": {"alertname": ALERTNAME, "business_id": business_id},
+        "commonLabels": common,
+        "commonAnnotations": {"summary": f"{len(found)} critical posture finding(s)"},
+        "externalURL": "waguard://posture-audit",
+        "alerts": alerts,
+    }
 
 
 async def send_takeover_alert(ports: Ports, found: Sequence[Finding], now: float,
@@ -44,9 +56,15 @@ async def send_takeover_alert(ports: Ports, found: Sequence[Finding], now: float
     body = json.dumps(takeover_alert(found, s.meta.business_id, s.meta.waba_id, now), separators=(",", ":"))
     token = (await ports.vault.read_secret(s.intake.alertmanager_token_path)).value
     async with httpx.AsyncClient(transport=transport, timeout=30) as http:
-        r = await http.post(f"{s.intake.public_url.rstrip('/')}/alerts/alertmanager", content=body.encode(),
-                            headers={"Authorization": f"Bearer {token.get_secret_value()}",
-                                     "Content-Type": "application/json", "User-Agent": "waguard-posture-audit/1"})
+        r = await http.post(
+            f"{s.intake.public_url.rstrip('/')}/alerts/alertmanager",
+            content=body.encode(),
+            headers={
+                "Authorization": f"Bearer {token.get_secret_value()}",
+                "Content-Type": "application/json",
+                "User-Agent": "waguard-posture-audit/1",
+            },
+        )
     if r.status_code != 200:
         raise RuntimeError(f"the intake refused the posture alert: HTTP {r.status_code} {r.text[:200]}")
     answer: dict[str, Any] = r.json()

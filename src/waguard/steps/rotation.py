@@ -181,10 +181,14 @@ async def rotate_pin(ports: Ports, fx: Effects, pin_path: str, ages: Ages, now: 
         return report
     numbers = [n.id for n in await ports.graph.list_phone_numbers(ports.settings.meta.waba_id)]
     pin = SecretStr(f"{secrets.randbelow(10**6):06d}")
-    await fx.other(report.step, pin_path, f"vault kv put {pin_path}", lambda: ports.vault.write_secret(pin_path, pin))
+    await fx.other(
+        report.step, pin_path, f"vault kv put {pin_path}", lambda: ports.vault.write_secret(pin_path, pin)
+    )
 
     async def one(pn: str) -> None:
-        if await fx.graph(report.step, pn, wire.set_two_step_pin(pn, pin), lambda: ports.graph.set_two_step_pin(pn, pin)):
+        if await fx.graph(
+            report.step, pn, wire.set_two_step_pin(pn, pin), lambda: ports.graph.set_two_step_pin(pn, pin)
+        ):
             report.acted.append(pn)
 
     await asyncio.gather(*(one(pn) for pn in numbers))

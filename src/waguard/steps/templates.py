@@ -24,7 +24,9 @@ async def find_templates(graph: GraphClient, waba_id: str, *, names: Iterable[st
             and (not reasons or (t.rejected_reason or "") in reasons)]
 
 
-async def delete_templates(ports: Ports, fx: Effects, waba_id: str, templates: Sequence[Template]) -> StepReport:
+async def delete_templates(
+    ports: Ports, fx: Effects, waba_id: str, templates: Sequence[Template]
+) -> StepReport:
     report = StepReport(step="delete-templates")
     graph = ports.graph
 

@@ -90,7 +90,8 @@ def dev_server(*, host: str = "127.0.0.1", port: int, root_token: str, log_path:
                unseal_key_file: Path | None = None) -> ChildProcess:
     """An OpenBao dev server (not started yet): in memory, unsealed, `root_token` as its root token.
 
-    Call `.start()` (or use `waguard.local.processes.running`); the server is gone, data and all, on `.stop()`.
+    Call `.start()` (or use `waguard.local.processes.running`); the server is gone, data and all, on
+    `.stop()`.
     With `unseal_key_file`, the server's unseal key is kept there (mode 0600) and nowhere else.
     """
     argv = [sys.executable, "-I", str(_SCRUBBER), ROOT_TOKEN_ENV, "--",
