@@ -11,6 +11,7 @@ path "secret/metadata/intake/*" { capabilities = ["read", "list"] }
 path "secret/data/waguard/*" { capabilities = ["read"] }
 path "secret/metadata/waguard/*" { capabilities = ["read", "list"] }
 
-# What the people and Meta it stands in for write: the new app secret, the consumers' token.
+# What the people and Meta it stands in for write: the new app secret, the consumers' token, and the numbers' PIN each scenario's world starts from.
 path "secret/data/meta/app-secret" { capabilities = ["create", "read", "update"] }
 path "secret/data/meta/messaging-token" { capabilities = ["create", "read", "update"] }
+path "secret/data/meta/two-step-pin" { capabilities = ["create", "read", "update"] }

@@ -57,14 +57,7 @@ async def test_meta_rejected_for_scam_and_takeover(intake: Harness) -> None:
         intake,
         meta_delivery(
             template_change("REJECTED", reason="SCAM"),
-            (
-                "security",
-                {
-                    "event": "PIN_RESET_REQUEST",
-                    "display_phone_number": "+15551234567",
-                    "requester": "4000000099",
-                },
-            ),
+            ("account_update", {"event": "PARTNER_ADDED", "phone_number": "+15551234567", "requester": "4000000099"}),
         ),
     )
     assert r.json()["outcome"] == "started" and len(r.json()["incidents"]) == 2
@@ -75,6 +68,20 @@ async def test_meta_rejected_for_scam_and_takeover(intake: Harness) -> None:
     assert by_playbook["account_takeover"]["suspect_users"] == ["4000000099"]
     text = (intake.env.settings.intake.state_dir / "audit.jsonl").read_text()
     assert "5551234567" not in text and "+1555" not in json.dumps(by_playbook)
+
+
+async def test_two_step_events_start_nothing_at_the_intake_the_rules_do(intake: Harness) -> None:
+    """PIN_RESET_REQUEST and PIN_CHANGED are counted for detection/rules (which tell waguard's own PIN
+    rotation from someone else's) and start no run from the webhook: one start per event, the rule's."""
+    for i, event in enumerate(("PIN_RESET_REQUEST", "PIN_CHANGED")):
+        r = await post_meta(intake, meta_delivery(
+            ("security", {"event": event, "display_phone_number": "+15551234567", "requester": "4000000099"}),
+            time=100 + i))
+        assert r.status_code == 200 and r.json()["outcome"] == "recorded"
+    await intake.settle()
+    assert intake.starter.starts == []
+    metrics = (await intake.client.get("/metrics")).text
+    assert 'waguard_meta_security_events_total{event="PIN_RESET_REQUEST",waba_id="3000000001"} 1.0' in metrics
 
 
 async def test_meta_fields_not_acted_on_are_recorded_not_refused(intake: Harness) -> None:

@@ -63,5 +63,5 @@ def drill(settings: Settings, *, scenarios: list[str], everything: bool, faults:
             print("stopping the local stack...", flush=True)
             stack.stop()
     print("\n" + table(report))
-    print(f"\nreport: {report_path} and {md}")
+    print(f"\nreport: {report_path}, {md} and {md.with_suffix('.html')} (timelines; opens offline)")
     return 0 if report["passed"] else 1

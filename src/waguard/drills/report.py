@@ -71,7 +71,10 @@ def outcome(events: list[TimelineEvent]) -> str:
 def missed_objectives(result: dict[str, Any], goals: dict[str, float]) -> list[str]:
     """Each objective a scenario missed, with what was measured (pure). Unmeasured counts as missed."""
     missed = []
-    for key, label in (("time_to_contain_s", "time to contain"), ("detection_s", "detection")):
+    for key, label in (("time_to_contain_s", "time to contain"), ("detection_s", "detection"),
+                       ("detected_s", "anomaly to alert")):
+        if goals.get(key) is None:
+            continue  # not an objective of this scenario (a storm that must start nothing has no run)
         value = result.get(key)
         if value is None:
             missed.append(f"{label} not measured (goal ≤ {goals[key]:g} s)")
@@ -101,12 +104,14 @@ def verdict(report: dict[str, Any], *, require_objectives: bool = False) -> tupl
 
 def table(report: dict[str, Any]) -> str:
     """The console table (pure)."""
-    head = f"{'scenario':<28} {'faults':<30} {'outcome':<12} {'verified':<9} {'contain s':>9} {'human s':>8} {'detect s':>8} objectives"
+    head = (f"{'scenario':<28} {'faults':<30} {'outcome':<12} {'verified':<9} {'contain s':>9} {'human s':>8} "
+            f"{'alert s':>8} {'detect s':>8} objectives")
     lines = [head, "-" * len(head)]
     for s in report["scenarios"]:
         faults = ",".join(f["name"] for f in s["faults"]) or "-"
         lines.append(f"{s['name']:<28} {faults[:30]:<30} {s['status']:<12} {'yes' if s['verified'] else 'NO':<9} "
-                     f"{seconds(s['time_to_contain_s']):>9} {seconds(s['approval_wait_s']):>8} {seconds(s['detection_s']):>8} "
+                     f"{seconds(s['time_to_contain_s']):>9} {seconds(s['approval_wait_s']):>8} "
+                     f"{seconds(s.get('detected_s')):>8} {seconds(s['detection_s']):>8} "
                      f"{'met' if s.get('objectives_met') else 'missed'}")
     lines.append(f"canary hits: {report['canary_hits']} in {report['canary']['places']} places "
                  f"({report['canary']['secrets']} secrets)   drill took {seconds(report.get('duration_s'))} s")
@@ -121,7 +126,9 @@ def seconds(value: float | None) -> str:
 def _objectives(s: dict[str, Any]) -> str:
     goals = s.get("objectives") or {}
     met = "met" if s.get("objectives_met") else "missed: " + "; ".join(s.get("objectives_missed") or ["?"])
-    return f"{met} (≤ {goals.get('time_to_contain_s', '?')} s, detect ≤ {goals.get('detection_s', '?')} s)"
+    named = [f"{label} ≤ {goals[key]:g} s" for key, label in (("detected_s", "alert"), ("detection_s", "detect"),
+                                                             ("time_to_contain_s", "contain")) if goals.get(key)]
+    return f"{met} ({', '.join(named) or 'none'})"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -130,12 +137,13 @@ def markdown(report: dict[str, Any]) -> str:
            f"**{report.get('verdict') or verdict(report)[1]}**", "",
            f"Started {report['started_at']}, took {seconds(report.get('duration_s'))} s, "
            f"{len(report['scenarios'])} scenario(s), canary hits: **{report['canary_hits']}**.", "",
-           "| scenario | playbook | faults | outcome | verified | time to contain (s) | human wait (s) | detection (s) "
-           "| objectives |", "|---|---|---|---|---|---|---|---|---|"]
+           "| scenario | playbook | faults | outcome | verified | time to contain (s) | human wait (s) "
+           "| anomaly to alert (s) | detection (s) | objectives |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in report["scenarios"]:
         faults = ", ".join(f["name"] for f in s["faults"]) or "none"
-        out.append(f"| {s['name']} | {s['playbook']} | {faults} | {s['status']} | {'yes' if s['verified'] else '**no**'} "
-                   f"| {seconds(s['time_to_contain_s'])} | {seconds(s['approval_wait_s'])} | {seconds(s['detection_s'])} "
+        out.append(f"| {s['name']} | {s['playbook'] or 'none'} | {faults} | {s['status']} | {'yes' if s['verified'] else '**no**'} "
+                   f"| {seconds(s['time_to_contain_s'])} | {seconds(s['approval_wait_s'])} "
+                   f"| {seconds(s.get('detected_s'))} | {seconds(s['detection_s'])} "
                    f"| {_objectives(s)} |")
     for s in report["scenarios"]:
         out += ["", f"## {s['name']}", "", f"Run `{s['run_id']}`, incident `{s['incident_id']}`."]

@@ -276,10 +276,14 @@ class DrillRunner:
 
 
 def write_reports(report: dict[str, Any], path: Path) -> Path:
-    """The JSON report at `path` and the Markdown beside it; returns the Markdown path."""
+    """The JSON report at `path`, the Markdown and the standalone HTML timelines beside it; returns the
+    Markdown path."""
+    from waguard.drills.html_report import html
+
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     md = path.with_suffix(".md")
     md.write_text(scoring.markdown(report))
+    path.with_suffix(".html").write_text(html(report))
     return md
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from waguard.errors import ConfigError
 from waguard.playbook.policy import load_yaml_model
@@ -29,6 +29,7 @@ Check = Literal[
     "pin_rotated",             # these numbers' PIN changed, and Vault's PIN is the one Meta has
     "attacker_locked_out",     # the attacker's tokens can no longer read the WABA (code 200 / 190)
     "old_secret_webhooks_windowed",  # webhooks signed with the old secret: accepted, for at most ids[0] s
+    "nothing_changed",         # no mutating Graph call reached the simulator (a storm started nothing)
 ]
 
 
@@ -41,6 +42,23 @@ class Signal(_Model):
 
     source: Source
     payload: dict[str, Any] = Field(description="The delivery body; Meta payloads are signed by the simulator.")
+
+
+class Webhook(_Model):
+    """One Meta webhook the simulator delivers during a behaviour, signed as `signature` says."""
+
+    payload: dict[str, Any] = Field(description='Meta payload; "{n}" in a string becomes the delivery number.')
+    signature: Literal["valid", "wrong"] = "valid"
+    every_s: float | None = Field(None, gt=0, description="Repeat until the alert reaches the intake; once if unset.")
+
+
+class Behaviour(_Model):
+    """An anomaly with no alert of its own: webhooks the Meta simulator really delivers to the intake,
+    until Prometheus (the shipped rules) fires `alert` and Alertmanager delivers it to the intake."""
+
+    alert: str = Field(pattern=r"^[A-Z][A-Za-z0-9]{2,80}$", description="The shipped rule's alert name.")
+    webhooks: list[Webhook] = Field(min_length=1)
+    timeout_s: float = Field(900, gt=0, description="Give up waiting for the alert after this long.")
 
 
 class Responder(_Model):
@@ -56,8 +74,11 @@ class Expectation(_Model):
 
 
 class Objectives(_Model):
-    time_to_contain_s: float = Field(gt=0, description="Alert received -> last containment step verified.")
-    detection_s: float = Field(gt=0, description="Alert received -> the run started.")
+    """Seconds from the anomaly's start (the signal's send, or a behaviour's first webhook)."""
+
+    time_to_contain_s: float | None = Field(None, gt=0, description="-> last containment step verified.")
+    detection_s: float | None = Field(None, gt=0, description="-> the run started.")
+    detected_s: float | None = Field(None, gt=0, description="-> the alert received by the intake (behaviours).")
 
 
 class Attacker(_Model):
@@ -68,16 +89,26 @@ class Attacker(_Model):
 
 class Scenario(_Model):
     name: str = Field(pattern=r"^[a-z0-9-]{3,64}$")
-    playbook: Literal["leaked-secret", "template-abuse", "account-takeover"]
+    playbook: Literal["leaked-secret", "template-abuse", "account-takeover"] | None = Field(
+        None, description="The playbook the signal starts; unset: the alert must start nothing.")
     description: str
     seed: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict,
         description="Changes to the demo business: per Seed list, items added (or replacing the same id).")
     attacker: Attacker = Field(default_factory=Attacker)
-    signal: Signal
+    signal: Signal | None = None
+    behaviour: Behaviour | None = None
     responder: Responder
     expect: list[Expectation] = Field(min_length=1)
     objectives: Objectives
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Scenario:
+        if (self.signal is None) == (self.behaviour is None):
+            raise ValueError("give exactly one of signal (an alert) or behaviour (an anomaly the rules detect)")
+        if self.playbook is None and self.behaviour is None:
+            raise ValueError("a scenario without a playbook is a behaviour whose alert must start nothing")
+        return self
 
 
 def load_scenarios(directory: Path) -> dict[str, Scenario]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from waguard.intake.response_times import ResponseTimes
 from waguard.intake.run_actions import PlaybookActions
 from waguard.intake.signals import MetaSignals
 
@@ -23,12 +24,14 @@ class IntakeMetrics:
     """The counters `/metrics` exposes."""
 
     def __init__(self, registry: CollectorRegistry | None = None, *, known_wabas: Iterable[str] = (),
-                 incidents_dir: Path | None = None, default_waba: str = "") -> None:
+                 incidents_dir: Path | None = None, default_waba: str = "",
+                 store_path: Path | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.meta = MetaSignals(r, known_wabas)
         if incidents_dir is not None:
             r.register(PlaybookActions(incidents_dir, default_waba))
+        self.response = ResponseTimes(r, store_path, incidents_dir)  # time to detect / to contain
         self.deliveries = Counter("waguard_intake_deliveries", "Deliveries by source and outcome.",
                                   ["source", "outcome"], registry=r)
         self.signature_failures = Counter(

@@ -126,10 +126,11 @@ def _drill(s: Settings) -> str:
     for prefix in s.evidence.secret_prefixes:
         p.kv_data(f"{prefix}*", ["read"])
         p.kv_metadata(f"{prefix}*", ["read", "list"])
-    p.why("What the people and Meta it stands in for write: the new app secret, the consumers' token.")
-    from waguard.drills.world import MESSAGING_TOKEN_PATH  # the drill world's consumers' token
+    p.why("What the people and Meta it stands in for write: the new app secret, the consumers' token, "
+          "and the numbers' PIN each scenario's world starts from.")
+    from waguard.drills.world import MESSAGING_TOKEN_PATH, PIN_PATH  # the drill world's token and PIN
 
-    for path in (s.meta.app_secret_path, MESSAGING_TOKEN_PATH):
+    for path in (s.meta.app_secret_path, MESSAGING_TOKEN_PATH, PIN_PATH):
         p.kv_data(path, ["create", "read", "update"])
     return p.text()
 

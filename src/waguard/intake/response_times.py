@@ -1,0 +1,158 @@
+"""Response objectives as Prometheus histograms, per playbook, on real incidents (not only drills).
+
+- `waguard_incident_time_to_detect_seconds{playbook}`: when a delivery opens an incident, the time from
+  the moment its source says the problem was seen to the intake receiving it: Alertmanager's and
+  Grafana's `startsAt` (the rule fired), Meta's `entry.time`, GitHub's `alert.created_at`. Observed
+  once per incident, at receipt. (A rule's `for:` window comes before `startsAt` and is not in it; the
+  drills measure from the anomaly itself.)
+- `waguard_incident_time_to_contain_seconds{playbook}`: from the intake opening the incident (the
+  alert received) to the last containment step of its run, for runs that closed contained. Runs are
+  other processes that already write their timelines, so this is read at scrape time, like
+  `run_actions.py`: the incidents the intake opened (its SQLite store, read-only) joined with their
+  timelines, each timeline parsed again only when it changed. It is a histogram of every contained
+  incident still on disk, so it is right from the first scrape after a restart.
+
+The practice's objective is MTTD < 15 minutes: `histogram_quantile(0.5, ...)` over these, or the
+share of incidents under the 900 s bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("waguard.intake")
+
+DETECT = "waguard_incident_time_to_detect_seconds"
+CONTAIN = "waguard_incident_time_to_contain_seconds"
+BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0)
+NOT_CONTAINMENT = {"open", "close", "snapshot-evidence"}
+
+
+def _unix(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str) and value and not value.startswith("0001-"):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def signal_started_at(source: str, payload: Any) -> float | None:
+    """When the delivery's source says the problem was seen, as Unix seconds, if it says (pure)."""
+    if not isinstance(payload, dict):
+        return None
+    times: Iterable[Any] = ()
+    if source in ("alertmanager", "grafana"):
+        times = [a.get("startsAt") for a in payload.get("alerts") or [] if isinstance(a, dict)
+                 and a.get("status") == "firing"]
+    elif source == "meta":
+        times = [e.get("time") for e in payload.get("entry") or [] if isinstance(e, dict)]
+    elif source == "github" and isinstance(payload.get("alert"), dict):
+        times = [payload["alert"].get("created_at")]
+    found = [t for t in (_unix(v) for v in times) if t is not None]
+    return min(found) if found else None
+
+
+def contained_at(records: list[dict[str, Any]]) -> float | None:
+    """When the run's last containment step was done, if its last close says contained (pure)."""
+    closes = [r for r in records if r.get("step") == "close"]
+    if not closes or closes[-1].get("outcome") != "done" or closes[-1].get("detail") != "contained":
+        return None
+    done = [r for r in records if r.get("step") not in NOT_CONTAINMENT and not str(r.get("step")).startswith("approve")
+            and r.get("outcome") in ("done", "already")]
+    return _unix((done[-1] if done else closes[-1]).get("at"))
+
+
+def read_timeline(path: Path) -> list[dict[str, Any]]:
+    records = []
+    with path.open() as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line being written; the next scrape reads it whole
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+class TimeToContain(Collector):
+    """Scrape-time histogram of alert received -> contained, from the store and the timelines."""
+
+    def __init__(self, store_path: Path, incidents_dir: Path) -> None:
+        self.store_path, self.incidents_dir = store_path, incidents_dir
+        self._cache: dict[Path, tuple[tuple[int, int], float | None]] = {}
+
+    def opened(self) -> list[tuple[str, str, float]]:
+        """(incident id, playbook, opened) of every incident the intake opened (read-only)."""
+        if not self.store_path.exists():
+            return []
+        db = sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True, timeout=2)
+        try:
+            return db.execute("SELECT incident_id, playbook, opened FROM incidents").fetchall()
+        finally:
+            db.close()
+
+    def _contained(self, incident_id: str) -> float | None:
+        path = self.incidents_dir / incident_id.replace(":", "_") / "timeline.jsonl"  # IncidentRecord.dir
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        cached = self._cache.get(path)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, contained_at(read_timeline(path)))
+            self._cache[path] = cached
+        return cached[1]
+
+    def samples(self) -> dict[str, list[float]]:
+        by_playbook: dict[str, list[float]] = {}
+        for incident_id, playbook, opened in self.opened():
+            at = self._contained(incident_id)
+            if at is not None:
+                by_playbook.setdefault(playbook, []).append(max(0.0, at - opened))
+        return by_playbook
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(CONTAIN, "Alert received -> contained, per playbook.", labels=["playbook"])
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(CONTAIN, "Alert received -> contained, per playbook.", labels=["playbook"])
+        try:
+            samples = self.samples()
+        except (OSError, sqlite3.Error) as err:  # the scrape still answers
+            log.warning("intake: cannot read incidents for %s: %s", CONTAIN, err)
+            samples = {}
+        for playbook, values in sorted(samples.items()):
+            counts = [sum(1 for v in values if v <= b) for b in BUCKETS]
+            family.add_metric([playbook], [*((str(b), c) for b, c in zip(BUCKETS, counts, strict=True)),
+                                           ("+Inf", len(values))], sum(values))
+        yield family
+
+
+class ResponseTimes:
+    """Both histograms on one registry; `detected` is called when a delivery opens an incident."""
+
+    def __init__(self, registry: CollectorRegistry, store_path: Path | None, incidents_dir: Path | None) -> None:
+        self.detect = Histogram(DETECT, "Signal seen by its source -> received by the intake, per playbook.",
+                                ["playbook"], buckets=BUCKETS, registry=registry)
+        if store_path is not None and incidents_dir is not None:
+            registry.register(TimeToContain(store_path, incidents_dir))
+
+    def detected(self, playbook: str, source: str, payload: Any, received: float) -> None:
+        started = signal_started_at(source, payload)
+        if started is not None:
+            self.detect.labels(playbook).observe(max(0.0, received - started))
