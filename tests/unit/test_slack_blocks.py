@@ -259,9 +259,11 @@ def test_decided_rejects_an_unknown_decision() -> None:
 
 
 def test_decided_matches_the_approval_gate_outcomes() -> None:
-    from waguard.playbook.approval import Outcome
+    from waguard.playbook.approval import Decision
+    from waguard.playbook.policy import Decided
 
-    assert set(typing.get_args(bk.Decided)) == set(typing.get_args(Outcome)) == set(bk.DECIDED_LINE)
+    assert bk.Decided is Decided and typing.get_type_hints(Decision)["outcome"] is Decided
+    assert set(typing.get_args(Decided)) == set(bk.DECIDED_LINE)
 
 
 # ---- parse_button_value ----------------------------------------------------------------------------

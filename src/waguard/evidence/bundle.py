@@ -120,7 +120,8 @@ async def _collect_all(sources: EvidenceSources, phase: Phase, created_at: str, 
     counts = Counts()
     return Manifest(
         incident_id=sources.incident_id, phase=phase, created_at=created_at, signing_key=signing_key,
-        files=list(staging.entries), timeline=timeline,
+        business_id=sources.business_id, waba_id=sources.waba_id, files=list(staging.entries),
+        timeline=timeline,
         errors=[redactor.text(e, counts) for e in errors], retention_days=sources.policy.retention_days,
         redaction={"phones": "HMAC-SHA256 of the digits, keyed by the Vault secret at redaction_key_path",
                    "redaction_key_path": settings.redaction_key_path,

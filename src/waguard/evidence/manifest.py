@@ -89,6 +89,8 @@ class Manifest(BaseModel):
     phase: Phase
     created_at: str
     signing_key: str
+    business_id: str | None = Field(None, description="The business the run acted on (None: outer manifest).")
+    waba_id: str | None = Field(None, description="The WABA the run acted on, whose state the bundle holds.")
     files: list[FileEntry]
     timeline: TimelineInfo | None = None
     redaction: dict[str, Any] = Field(default_factory=dict)

@@ -1,7 +1,9 @@
-"""The parameters each playbook flow takes, as models the intake builds every run request through.
+"""How the intake builds a run's parameters: the playbooks' own parameter models
+(`waguard.playbook.parameters`, the one definition the flows' signatures come from), plus what the
+intake itself sets from the delivery.
 
 A closed, typed registry (style-anchors pattern 8): routing policy may only name parameters that exist
-here, with values of the right type, and what the intake sends to Prefect always validates. Parameters
+there, with values of the right type, and what the intake sends to Prefect always validates. Parameters
 carry ids and Vault paths, never a secret value or a clear phone number (Prefect stores them in plain
 text): numbers travel as Graph phone-number ids.
 """
@@ -10,55 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import ValidationError
 
+from waguard.playbook.parameters import PARAMETER_MODELS
 from waguard.playbook.policy import Playbook, Severity
+
+__all__ = ["MANAGED", "PARAMETER_MODELS", "build_parameters", "incident_id", "settable", "worst"]
 
 INCIDENT_ID_MAX = 128
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
 SEVERITY_RANK: dict[Severity, int] = {"SEV1": 1, "SEV2": 2, "SEV3": 3}
 
-# Set by the intake itself from the delivery; routing policy may not override them.
+# Set by the intake itself from the delivery; routing policy may not override them, every run has them.
 MANAGED = frozenset({"incident_id", "severity", "initiator", "source"})
-
-
-class CommonParameters(BaseModel):
-    """What every playbook flow takes."""
-
-    model_config = {"extra": "forbid"}
-
-    incident_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")
-    severity: Severity
-    initiator: str = Field(min_length=1, max_length=200)
-    source: str = Field(min_length=1, max_length=300)
-    plan: bool = False
-    waba_id: str | None = Field(None, pattern=r"^[0-9]{1,32}$")
-
-
-class LeakedSecretParameters(CommonParameters):
-    leaked: Literal["app_secret", "token", "both"] = "both"
-    leaked_token_path: str | None = None
-
-
-class TemplateAbuseParameters(CommonParameters):
-    template_names: list[str] = Field(default_factory=list)
-    statuses: list[str] = Field(default_factory=list)
-    reasons: list[str] = Field(default_factory=list)
-    deregister_numbers: list[str] = Field(default_factory=list)
-
-
-class AccountTakeoverParameters(CommonParameters):
-    phone_number_ids: list[str] = Field(default_factory=list)
-    suspect_users: list[str] = Field(default_factory=list)
-
-
-PARAMETER_MODELS: dict[Playbook, type[CommonParameters]] = {
-    "leaked_secret": LeakedSecretParameters,
-    "template_abuse": TemplateAbuseParameters,
-    "account_takeover": AccountTakeoverParameters,
-}
 
 
 def settable(playbook: Playbook) -> dict[str, bool]:
@@ -86,9 +54,13 @@ def build_parameters(playbook: Playbook, values: dict[str, Any]) -> dict[str, An
     Raises:
         pydantic.ValidationError: a parameter is unknown or has the wrong type.
     """
-    # Unset optional parameters are left out, so the flow's own defaults apply (a None would be
-    # refused by Prefect for a parameter typed `str`).
-    return PARAMETER_MODELS[playbook].model_validate(values).model_dump(mode="json", exclude_none=True)
+    model = PARAMETER_MODELS[playbook]
+    missing = sorted(name for name in MANAGED if values.get(name) is None)
+    if missing:  # the flow would accept them empty; a run the intake starts always has them
+        raise ValidationError.from_exception_data(model.__name__, [
+            {"type": "missing", "loc": (name,), "input": values} for name in missing])
+    # Only what was given (and not None) is sent, so the flow's own defaults apply to the rest.
+    return model.model_validate(values).model_dump(mode="json", exclude_unset=True, exclude_none=True)
 
 
 def worst(severities: list[Severity], default: Severity) -> Severity:

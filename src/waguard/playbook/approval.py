@@ -6,15 +6,9 @@ How a decision reaches a paused run:
   `vote_prefix(step)` (durable: a click that lands before the pause is registered is not lost), then
   wakes the pause (`wake_pause`). The gate re-reads stored votes whenever it wakes.
 
-A wake ends the pause without any run input (Paused -> Running, as a resume does, minus the answer),
-so the form a person sees holds only their own fields and nothing they pick can be mistaken for, or
-discard, a vote: `ApprovalForm.aload` returns None when the pause ended without a form.
-
-Two Prefect traps shape this (see reference/prefect-notes.md §1.3): a pause that times out fails the
-run beyond repair, so the gate never lets one expire. It pauses until the next deadline it cares
-about (escalation, then the final timeout) and arms a watchdog in the flow's own event loop that
-wakes the pause first; Prefect's own timeout is set later as a backstop. A
-premature wake is harmless: the loop re-reads the clock and pauses again.
+The gate waits through `waguard.playbook.pause.pause_until` (shared with manual steps): it pauses until
+the next deadline it cares about (escalation, then the final timeout), woken early by a stored vote or
+an alert update; a wake is not a vote (`ApprovalForm.aload` returns None).
 
 The gate publishes its state as the flow-run input `gate_key(step)` ({"step", "nonce", "open"}) so the
 intake can refuse a stale click (wrong nonce, or a step already decided).
@@ -22,7 +16,6 @@ intake can refuse a stale click (wrong nonce, or a step already decided).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import time
@@ -32,21 +25,18 @@ from typing import Any, Literal
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.flow_runs import apause_flow_run
-from prefect.input import RunInput
-from prefect.input.actions import aread_flow_run_input, ensure_flow_run_id
-from prefect.states import Running
 from pydantic import BaseModel, Field
 
-from waguard.playbook.policy import PlaybookPolicy, Severity, TimeoutAction, Verdict, Vote, tally
+from waguard.playbook.pause import WakeableForm, pause_until, wake_pause
+from waguard.playbook.policy import Decided, PlaybookPolicy, Severity, TimeoutAction, Verdict, Vote, tally
 from waguard.playbook.timeline import IncidentRecord
 
-PAUSE_BACKSTOP_S = 120  # Prefect's own pause timeout sits this far past our watchdog
+__all__ = ["ApprovalForm", "ApprovalGate", "Decision", "StoredVote", "gate_key", "submit_vote", "vote_prefix",
+           "wake_pause"]
 
 
-class ApprovalForm(RunInput):
+class ApprovalForm(WakeableForm):
     """What the Prefect UI asks a responder: every submitted form is a vote. No defaults on the two
     required fields, so the UI neither marks them optional nor pre-picks a decision."""
 
@@ -55,28 +45,6 @@ class ApprovalForm(RunInput):
     decision: Literal["approve", "deny"] = Field(
         description="approve: carry out the steps above; deny: stop them.")
     note: str = Field("", max_length=500, description="Why (goes on the incident timeline).")
-
-    @classmethod
-    async def aload(cls, keyset: Any, flow_run_id: UUID | None = None) -> ApprovalForm | None:  # type: ignore[override]
-        """The responder's form, or None when the pause was woken (`wake_pause`) rather than answered."""
-        run_id = ensure_flow_run_id(flow_run_id)
-        if await aread_flow_run_input(keyset["response"], flow_run_id=run_id) is None:
-            return None
-        return await super().aload(keyset, flow_run_id=run_id)
-
-
-async def wake_pause(client: Any, run_id: UUID, key: str | None = None) -> bool:
-    """End the run's current pause (only the one named `key`, if given) without answering its form.
-
-    The waiting loop then re-reads what it waits on (stored votes, updates, its clock). Returns
-    whether a pause was ended; a pause that ended meanwhile is left alone.
-    """
-    run = await client.read_flow_run(run_id)
-    state = run.state
-    if not (state and state.is_paused()) or (key is not None and state.state_details.pause_key != key):
-        return False
-    result = await client.set_flow_run_state(run_id, Running())
-    return result.status is SetStateStatus.ACCEPT
 
 
 class StoredVote(BaseModel):
@@ -96,14 +64,11 @@ def gate_key(step: str) -> str:
     return f"waguard-gate-{step}"
 
 
-Outcome = Literal["approved", "denied", "held", "proceeded", "superseded", "closed"]  # closed: the run ended first
-
-
 @dataclass(frozen=True)
 class Decision:
     """How an approval step ended."""
 
-    outcome: Outcome
+    outcome: Decided
     approvers: tuple[str, ...] = ()
     by: str = ""               # who decided (a deny's author, or the policy on timeout)
     escalated: bool = False
@@ -194,35 +159,20 @@ class ApprovalGate:
                                          data={"note": form.note})
 
     async def _pause(self, key: str, summary: str, wait_s: float, seen: set[str]) -> ApprovalForm | None:
-        wait_s = max(wait_s, 0.5)
-        watchdog = asyncio.create_task(self._watch(key, self.clock() + wait_s, seen))
-        try:
-            # Only the description: an initial value would make its field optional in the UI's form.
-            prompt = ApprovalForm.with_initial_data(
-                description=summary + f"\n\nApprovers: {', '.join(self.policy.approvers)} "
-                f"(quorum {self.policy.quorum}).")
-            return await apause_flow_run(wait_for_input=prompt, timeout=int(wait_s) + PAUSE_BACKSTOP_S,
-                                         poll_interval=self.poll_interval_s, key=key)
-        finally:
-            watchdog.cancel()
+        async def news() -> bool:
+            """A stored vote or an alert update arrived. The intake wakes the pause itself when it can;
+            this covers one that landed between our last read and the pause being registered."""
+            async with get_client() as client:
+                if await client.filter_flow_run_input(self.run_id, vote_prefix(self.step), 1, seen):
+                    return True
+            return self.updates is not None and bool(await self.updates.pending())
 
-    async def _watch(self, key: str, wake_at: float, seen: set[str]) -> None:
-        """Wake our own pause at `wake_at`, or as soon as a stored vote arrives.
-
-        Votes are stored by the intake, which wakes the pause itself when it can; polling here
-        covers a vote that landed between our last read and the pause being registered.
-        """
-        async with get_client() as client:
-            while True:
-                await asyncio.sleep(self.poll_interval_s)
-                new_votes = await client.filter_flow_run_input(self.run_id, vote_prefix(self.step), 1, seen)
-                if not new_votes and self.updates is not None:
-                    new_votes = await self.updates.pending()
-                if not new_votes and self.clock() < wake_at:
-                    continue
-                # Only wake the pause this watchdog was armed for; a later one has its own watchdog.
-                if await wake_pause(client, self.run_id, key):
-                    return
+        # Only the description: an initial value would make its field optional in the UI's form.
+        prompt = ApprovalForm.with_initial_data(
+            description=summary + f"\n\nApprovers: {', '.join(self.policy.approvers)} "
+            f"(quorum {self.policy.quorum}).")
+        return await pause_until(prompt, run_id=self.run_id, key=key, wait_s=wait_s,
+                                 poll_interval_s=self.poll_interval_s, woken=news, clock=self.clock)
 
     async def _stored_votes(self, nonce: str, seen: set[str]) -> list[Vote]:
         async with get_client() as client:

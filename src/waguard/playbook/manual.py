@@ -1,34 +1,29 @@
 """Typed manual steps: what Meta offers no API for, a person does, and the run verifies.
 
-The run posts exact instructions, pauses, and goes on only when the outcome can be read back. A
-watchdog polls that read-back while paused and wakes the run as soon as it holds.
+The run posts exact instructions, then waits through the same pause loop as approvals
+(`waguard.playbook.pause.pause_until`): woken as soon as the outcome can be read back, or at the
+deadline. A responder's form ("done") is recorded but is never the proof: only the read-back is.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
-from prefect.flow_runs import apause_flow_run
-from prefect.input import RunInput
 from pydantic import Field
 
+from waguard.playbook.pause import WakeableForm, pause_until
 from waguard.playbook.timeline import IncidentRecord
 from waguard.steps.report import VerificationFailed
 
-PAUSE_BACKSTOP_S = 120
 
-
-class ManualStepDone(RunInput):
+class ManualStepDone(WakeableForm):
     """The Prefect UI form a responder submits after doing a manual step."""
 
-    done_by: str = Field(description="Who did it (your approver id).")
-    note: str = Field("", max_length=500)
-    via: str = "ui"
+    done_by: str = Field(min_length=1, description="Who did it (your approver id).")
+    note: str = Field("", max_length=500, description="Anything the timeline should say.")
 
 
 @dataclass
@@ -42,7 +37,11 @@ class ManualStep:
     clock: Callable[[], float] = time.monotonic
 
     async def wait(self, instructions: str, say: Callable[[str], Awaitable[None]]) -> str:
-        """Block until `check()` holds; returns who (or what) completed it."""
+        """Block until `check()` holds; returns "already" or "verified".
+
+        Raises:
+            VerificationFailed: the outcome could not be read back within `timeout_s`.
+        """
         if await self.check():
             self.incident.append(self.step, "already", "outcome already present")
             return "already"
@@ -57,26 +56,11 @@ class ManualStep:
             remaining = deadline - self.clock()
             if remaining <= 0:
                 raise VerificationFailed(f"manual step {self.step} not done within {self.timeout_s}s")
-            key = f"{self.step}-{round_}"
+            # Only the description: an initial value would make its field optional in the UI's form.
+            form = await pause_until(ManualStepDone.with_initial_data(description=instructions),
+                                     run_id=self.run_id, key=f"{self.step}-{round_}", wait_s=remaining,
+                                     poll_interval_s=self.poll_interval_s, woken=self.check, clock=self.clock)
             round_ += 1
-            watchdog = asyncio.create_task(self._watch(key, self.clock() + remaining))
-            try:
-                form = await apause_flow_run(
-                    wait_for_input=ManualStepDone.with_initial_data(description=instructions, done_by=""),
-                    timeout=int(remaining) + PAUSE_BACKSTOP_S, poll_interval=self.poll_interval_s, key=key)
-            finally:
-                watchdog.cancel()
-            if form.via == "ui":
+            if form is not None:  # None: woken (the read-back holds, or the deadline), not answered
                 self.incident.append(self.step, "info", "responder reported done", actor=form.done_by,
                                      data={"note": form.note})
-
-    async def _watch(self, key: str, wake_at: float) -> None:
-        async with get_client() as client:
-            while True:
-                await asyncio.sleep(self.poll_interval_s)
-                if self.clock() < wake_at and not await self.check():
-                    continue
-                run = await client.read_flow_run(self.run_id)
-                if run.state and run.state.is_paused() and run.state.state_details.pause_key == key:
-                    await client.resume_flow_run(self.run_id, run_input={"done_by": "waguard", "via": "watchdog"})
-                    return

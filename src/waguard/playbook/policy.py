@@ -21,6 +21,9 @@ from waguard.errors import ConfigError
 Playbook = Literal["leaked_secret", "template_abuse", "account_takeover"]
 PLAYBOOKS: tuple[Playbook, ...] = ("leaked_secret", "template_abuse", "account_takeover")
 Severity = Literal["SEV1", "SEV2", "SEV3"]
+# How an approval step ended (the gate's Decision, the Slack "decided" line). closed: the run ended first;
+# superseded: an alert update changed the plan while asking.
+Decided = Literal["approved", "denied", "held", "proceeded", "superseded", "closed"]
 
 
 class TimeoutAction(StrEnum):
@@ -209,7 +212,3 @@ def tally(votes: Iterable[Vote], policy: PlaybookPolicy, initiator: str | None) 
             return Tally(Verdict.DENIED, tuple(counted), tuple(refused))
     verdict = Verdict.APPROVED if sum(v.approve for v in counted) >= policy.quorum else Verdict.PENDING
     return Tally(verdict, tuple(counted), tuple(refused))
-
-
-def timeout_action(policy: PlaybookPolicy, severity: Severity) -> TimeoutAction:
-    return policy.on_timeout[severity]

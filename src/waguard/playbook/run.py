@@ -17,12 +17,14 @@ from uuid import UUID
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.runtime import flow_run
 
+from waguard.playbook.accounts import Account, account_for
 from waguard.playbook.announcer import SlackAnnouncer
 from waguard.playbook.approval import ApprovalGate, Decision
 from waguard.playbook.closing import close_incident, close_leftovers, quick_incident_id
 from waguard.playbook.effects import Effects, PlannedCall
 from waguard.playbook.manual import ManualStep
 from waguard.playbook.names import FLOW_NAMES
+from waguard.playbook.parameters import PlaybookParameters
 from waguard.playbook.policy import Playbook, PlaybookPolicy, Severity, load_policy
 from waguard.playbook.ports import Ports, open_ports
 from waguard.playbook.scope import Action, Scope, actions_from, covered_by
@@ -45,6 +47,7 @@ class PlaybookRun:
     plan: bool
     settings: Settings
     policy: PlaybookPolicy
+    account: Account  # the business, app and WABA this run acts on, and that WABA's ids
     incident: IncidentRecord
     ports: Ports
     fx: Effects
@@ -59,6 +62,10 @@ class PlaybookRun:
     updates: UpdateFeed | None = None
     resolved: bool = False  # the alert resolved at its source
     approved: set[Action] = field(default_factory=set)  # approved in this run, all rounds
+
+    @property
+    def waba_id(self) -> str:
+        return self.account.waba_id
 
     @property
     def run_url(self) -> str:
@@ -141,7 +148,7 @@ class PlaybookRun:
                 await self.slack.say(f"*{step}*: already {earlier.detail} by {earlier.actor} for these "
                                      "actions; resuming.")
                 self.approved |= set(scope.actions)
-                return Decision(earlier.detail, tuple(earlier.data.get("approvers", [])),  # type: ignore[arg-type]
+                return Decision(earlier.detail, tuple(earlier.data.get("approvers", [])),
                                 by=earlier.actor or ""), scope
             gate = ApprovalGate(self.run_id, step, self.policy, self.severity, self.initiator, self.incident,
                                 self.slack, poll_interval_s=self.poll_interval_s,
@@ -160,7 +167,7 @@ class PlaybookRun:
         """How plan mode lists a manual step."""
         return PlannedCall(step=step, target=target, call="manual: App Dashboard, then vault kv put")
 
-    def manual(self, step: str, check) -> ManualStep:  # type: ignore[no-untyped-def]
+    def manual(self, step: str, check: Callable[[], Awaitable[bool]]) -> ManualStep:
         return ManualStep(self.run_id, step, self.incident, check,
                           timeout_s=self.approval_timeout_s or self.policy.approval_timeout_s,
                           poll_interval_s=self.poll_interval_s)
@@ -205,11 +212,12 @@ class PlaybookRun:
 
 
 @contextlib.asynccontextmanager
-async def one_run_per_waba(run: PlaybookRun, waba_id: str, opened_seq: int) -> AsyncIterator[None]:
+async def one_run_per_waba(run: PlaybookRun, opened_seq: int) -> AsyncIterator[None]:
     """At most one active run per playbook and WABA; the others wait in arrival order, visibly."""
     if run.plan:  # a read-only preview may run beside a real run
         yield
         return
+    waba_id = run.waba_id
 
     async def announce(holder: Entrant | None, ahead: int) -> None:
         who = (f"run {holder.run_id} (incident {holder.incident_id})" if holder
@@ -249,12 +257,21 @@ TARGET_PARAMETERS: dict[Playbook, tuple[str, ...]] = {
 
 
 @contextlib.asynccontextmanager
-async def playbook_run(playbook: Playbook, *, incident_id: str | None, severity: Severity,
-                       initiator: str | None, plan: bool, title: str, approval_timeout_s: int | None = None,
-                       poll_interval_s: int = 2, settings: Settings | None = None, waba_id: str | None = None,
-                       targets: dict[str, list[str] | None] | None = None) -> AsyncIterator[PlaybookRun]:
+async def playbook_run(playbook: Playbook, params: PlaybookParameters, *, title: str,
+                       targets: dict[str, list[str] | None] | None = None,
+                       settings: Settings | None = None) -> AsyncIterator[PlaybookRun]:
+    """Open a run of `playbook` with the flow's parameters; it acts on `params.waba_id`'s account.
+
+    Raises:
+        ConfigError: the policy is invalid, or the WABA is not in the business registry (before
+            anything is opened or touched).
+    """
     settings = settings or load_settings()
     policy = load_policy(settings.runbooks_dir, playbook)
+    account = account_for(settings, params.waba_id)
+    incident_id, severity, initiator, plan = (params.incident_id, params.severity, params.initiator,
+                                              params.plan)
+    title = f"{title} · WABA {account.waba_id}"
     run_id = UUID(flow_run.id)
     # A run started without an incident (the UI's Quick run) is its own incident: no approval is shared.
     incident_id = incident_id or quick_incident_id(FLOW_NAMES[playbook], run_id)
@@ -269,22 +286,22 @@ async def playbook_run(playbook: Playbook, *, incident_id: str | None, severity:
                             severity=severity, state="open", current_step="opened",
                             prefect_run_url=f"{settings.prefect.ui_url}/runs/flow-run/{run_id}")
         slack = SlackAnnouncer(ports.slack, settings, incident, view, str(run_id), enabled=not plan)
-        run = PlaybookRun(playbook, incident_id, severity, initiator, plan, settings, policy, incident, ports,
-                          Effects(plan, incident, settings.meta.graph_version), slack,
-                          datetime.fromisoformat(started), run_id, approval_timeout_s, poll_interval_s,
+        run = PlaybookRun(playbook, incident_id, severity, initiator, plan, settings, policy, account,
+                          incident, ports, Effects(plan, incident, settings.meta.graph_version), slack,
+                          datetime.fromisoformat(started), run_id, params.approval_timeout_s,
+                          params.poll_interval_s,
                           targets={k: list((targets or {}).get(k) or [])
                                    for k in TARGET_PARAMETERS[playbook]},
                           updates=UpdateFeed(run_id))
         if not plan:
             await close_leftovers(settings, incident, str(run_id), ports.slack)
             # The WABA the run acts on: the intake's metrics tell waguard's own changes from others' by it.
-            acts_on = {"waba_id": waba_id or settings.meta.waba_id}
-            opened = incident.append("open", "started", f"{playbook} run {run_id}",
+            acts_on = {"waba_id": account.waba_id, "business_id": account.business_id}
+            opened = incident.append("open", "started", f"{playbook} run {run_id} on WABA {account.waba_id}",
                                      actor=initiator or "waguard", data=acts_on)
         await slack.open()
         try:
-            waba = waba_id or settings.meta.waba_id
-            async with one_run_per_waba(run, waba, opened.seq if not plan else -1):
+            async with one_run_per_waba(run, opened.seq if not plan else -1):
                 yield run
         except IncidentClosedWhileWaiting:
             raise  # closed by someone else while this run waited: nothing of ours to close

@@ -17,6 +17,8 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from pydantic import BaseModel, Field
 
+from waguard.playbook.pause import wake_pause
+
 UPDATE_PREFIX = "waguard-update"
 
 
@@ -33,8 +35,6 @@ async def post_update(client: Any, run_id: UUID, update: RunUpdate) -> None:
     await client.create_flow_run_input(run_id, f"{UPDATE_PREFIX}-{secrets.token_hex(8)}",
                                        update.model_dump_json(), sender="waguard-intake")
     # Wake whichever pause is current (no answer given): the gate re-reads votes and updates on waking.
-    from waguard.playbook.approval import wake_pause
-
     await wake_pause(client, run_id)
 
 

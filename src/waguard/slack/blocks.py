@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from waguard.playbook.policy import Severity
+from waguard.playbook.policy import Decided, Severity
 from waguard.playbook.timeline import Outcome
 from waguard.slack import limits
 
 Block = dict[str, Any]
-Decided = Literal["approved", "denied", "held", "proceeded", "superseded", "closed"]  # = approval.Outcome
 
 ELLIPSIS = "…"
 APPROVE, DENY = "approve", "deny"

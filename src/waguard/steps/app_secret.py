@@ -14,11 +14,12 @@ from waguard.playbook.ports import Ports, graph_from_vault
 from waguard.steps.report import StepReport, VerificationFailed
 
 
-def app_secret_instructions(ports: Ports, incident_id: str) -> str:
+def app_secret_instructions(ports: Ports, incident_id: str, app_id: str | None = None) -> str:
     meta, vault = ports.settings.meta, ports.settings.vault
+    app_id = app_id or meta.app_id
     return (
         f"*Manual step: reset the app secret* (incident {incident_id}). Meta has no API for this.\n"
-        f"1. Open App Dashboard › Settings › Basic for app {meta.app_id} and click *Reset* next to App Secret.\n"
+        f"1. Open App Dashboard › Settings › Basic for app {app_id} and click *Reset* next to App Secret.\n"
         f"2. Write the new secret into Vault without it touching your shell history:\n"
         f"   `read -rs S && printf %s \"$S\" | VAULT_ADDR={vault.addr} bao kv put -mount={vault.kv_mount} "
         f"{meta.app_secret_path} value=-`\n"
@@ -27,14 +28,15 @@ def app_secret_instructions(ports: Ports, incident_id: str) -> str:
     )
 
 
-async def new_app_secret_written(ports: Ports, started_at: datetime) -> bool:
-    """Vault holds an app-secret version written after the incident began, and Graph accepts it."""
+async def new_app_secret_written(ports: Ports, started_at: datetime, waba_id: str | None = None) -> bool:
+    """Vault holds an app-secret version written after the incident began, and Graph accepts it (asked
+    about the run's own WABA: default the settings')."""
     meta = await ports.vault.read_metadata(ports.settings.meta.app_secret_path)
     if meta.versions[meta.current_version].created_time < started_at:
         return False
     fresh = await graph_from_vault(ports.settings, ports.vault)
     try:
-        await fresh.list_phone_numbers(ports.settings.meta.waba_id)
+        await fresh.list_phone_numbers(waba_id or ports.settings.meta.waba_id)
         return True
     except MetaError:
         return False  # e.g. written to Vault but not yet reset in the dashboard
@@ -42,15 +44,18 @@ async def new_app_secret_written(ports: Ports, started_at: datetime) -> bool:
         await fresh.aclose()
 
 
-async def verify_app_secret_rotated(ports: Ports, started_at: datetime) -> StepReport:
-    """New secret's appsecret_proof accepted, the previous version's rejected, by Graph itself."""
+async def verify_app_secret_rotated(ports: Ports, started_at: datetime,
+                                    waba_id: str | None = None) -> StepReport:
+    """New secret's appsecret_proof accepted, the previous version's rejected, by Graph itself (asked
+    about the run's own WABA: default the settings')."""
     report = StepReport(step="verify-app-secret")
+    waba_id = waba_id or ports.settings.meta.waba_id
     previous = await previous_app_secret_version(ports, started_at)
     await ports.reload_graph()
-    await ports.graph.list_phone_numbers(ports.settings.meta.waba_id)  # new proof works (raises if not)
+    await ports.graph.list_phone_numbers(waba_id)  # new proof works (raises if not)
     old = await graph_from_vault(ports.settings, ports.vault, app_secret_version=previous)
     try:
-        await old.list_phone_numbers(ports.settings.meta.waba_id)
+        await old.list_phone_numbers(waba_id)
         raise VerificationFailed("Graph still accepts appsecret_proof made with the old app secret")
     except MetaError as err:
         report.acted.append(f"old proof rejected (Meta code {err.code})")

@@ -28,8 +28,10 @@ async def revoke_token(ports: Ports, fx: Effects, token_path: str, system_user_i
 
 
 async def issue_token(ports: Ports, fx: Effects, token_path: str, system_user_id: str,
-                      scopes: Sequence[str], started_at: datetime) -> StepReport:
-    """A new token for the system user, written to Vault as a new version; done when it works."""
+                      scopes: Sequence[str], started_at: datetime, app_id: str | None = None) -> StepReport:
+    """A new token for the system user, written to Vault as a new version; done when it works.
+    `app_id`: the run's app (default: the settings')."""
+    app_id = app_id or ports.settings.meta.app_id
     report = StepReport(step="issue-token")
     meta = await metadata_or_none(ports, token_path)
     current = (await ports.vault.read_secret(token_path)).value if meta else None
@@ -38,10 +40,10 @@ async def issue_token(ports: Ports, fx: Effects, token_path: str, system_user_id
     else:
         async def issue() -> None:
             new = await ports.graph.generate_system_user_token(
-                system_user_id, app_id=ports.settings.meta.app_id, scopes=scopes)
+                system_user_id, app_id=app_id, scopes=scopes)
             await ports.vault.write_secret(token_path, new)
 
-        req = wire.generate_system_user_token(system_user_id, app_id=ports.settings.meta.app_id, scopes=scopes)
+        req = wire.generate_system_user_token(system_user_id, app_id=app_id, scopes=scopes)
         if await fx.graph(report.step, system_user_id, req, issue):
             report.acted.append(token_path)
     if not fx.plan:

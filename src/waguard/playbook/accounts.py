@@ -1,0 +1,124 @@
+"""The business registry (`runbooks/businesses.yaml`): which business, app and WABAs waguard protects, and
+for each WABA the site-specific ids a playbook acts on (system users and their tokens' Vault paths, the
+two-step PIN's path). A run looks its WABA up here, so nothing site-specific is a default in code.
+
+Without the file, the settings' one business/app/WABA is the registry (and it names no system user:
+a token step then needs its ids as parameters). A WABA the registry does not list is refused: an
+alert naming a stranger's WABA starts nothing that acts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+
+from waguard.errors import ConfigError
+from waguard.playbook.policy import load_yaml_model
+from waguard.settings import Settings
+
+REGISTRY_FILE = "businesses.yaml"
+GRAPH_ID = r"^[0-9]{1,32}$"
+
+
+class _Model(BaseModel):
+    model_config = {"extra": "forbid", "frozen": True}
+
+
+class SystemUserToken(_Model):
+    """A system-user token waguard may revoke and reissue: where consumers read it, its owner, its scopes."""
+
+    path: str = Field(min_length=1, description="Vault KV path consumers read the token from.")
+    system_user_id: str = Field(pattern=GRAPH_ID, description="The system user the token belongs to.")
+    scopes: tuple[str, ...] = Field(min_length=1, description="Scopes a reissued token gets.")
+
+
+class WabaEntry(_Model):
+    waba_id: str = Field(pattern=GRAPH_ID)
+    pin_path: str | None = Field(None, min_length=1, description="Vault KV path of its numbers' two-step PIN")
+    tokens: tuple[SystemUserToken, ...] = Field(
+        default=(), description="Tokens with access to this WABA; the first is the consumers' token, the one "
+        "a leak is taken to be when the alert names none.")
+
+
+class BusinessEntry(_Model):
+    business_id: str = Field(pattern=GRAPH_ID)
+    app_id: str = Field(pattern=GRAPH_ID)
+    wabas: tuple[WabaEntry, ...] = Field(min_length=1)
+
+
+class Registry(_Model):
+    businesses: tuple[BusinessEntry, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _each_waba_once(self) -> Registry:
+        ids = [w.waba_id for b in self.businesses for w in b.wabas]
+        if len(ids) != len(set(ids)):
+            raise ValueError("a WABA is listed twice")
+        return self
+
+
+@dataclass(frozen=True)
+class Account:
+    """What one run acts on: its business, app and WABA, and that WABA's site-specific ids."""
+
+    business_id: str
+    app_id: str
+    waba_id: str
+    pin_path: str | None
+    tokens: tuple[SystemUserToken, ...]
+
+    def token(self, path: str | None, system_user_id: str | None, what: str) -> SystemUserToken:
+        """The token a step acts on: the one at `path` (default: the consumers' token), its owner checked.
+
+        Raises:
+            ConfigError: the registry knows no such token for this WABA, or names another owner.
+        """
+        path = path or (self.tokens[0].path if self.tokens else None)
+        known = next((t for t in self.tokens if t.path == path), None)
+        if known is None:
+            raise ConfigError(f"{what}: no token {'at ' + path if path else ''} is registered for WABA "
+                              f"{self.waba_id} in runbooks/{REGISTRY_FILE}; add it with its system user "
+                              "and scopes")
+        if system_user_id is not None and system_user_id != known.system_user_id:
+            raise ConfigError(f"{what}: the token at {path} belongs to system user {known.system_user_id} "
+                              f"per runbooks/{REGISTRY_FILE}, not {system_user_id}")
+        return known
+
+    def pin(self, path: str | None) -> str:
+        """The Vault path for the two-step PIN: the parameter, else the registry's."""
+        if path or self.pin_path:
+            return path or self.pin_path  # type: ignore[return-value]
+        raise ConfigError(f"no pin_path for WABA {self.waba_id} in runbooks/{REGISTRY_FILE}, and none given")
+
+
+def load_registry(runbooks_dir: Path, settings: Settings) -> Registry:
+    """The registry file, or the settings' single business when there is none.
+
+    Raises:
+        ConfigError: naming the file and every invalid key.
+    """
+    path = runbooks_dir / REGISTRY_FILE
+    if path.exists():
+        return load_yaml_model(path, Registry, "business registry")
+    meta = settings.meta
+    return Registry(businesses=(BusinessEntry(business_id=meta.business_id, app_id=meta.app_id,
+                                              wabas=(WabaEntry(waba_id=meta.waba_id),)),))
+
+
+def account_for(settings: Settings, waba_id: str | None) -> Account:
+    """The account a run on `waba_id` (default: the settings' WABA) acts on.
+
+    Raises:
+        ConfigError: the WABA is not in the registry.
+    """
+    waba_id = waba_id or settings.meta.waba_id
+    registry = load_registry(settings.runbooks_dir, settings)
+    for business in registry.businesses:
+        for waba in business.wabas:
+            if waba.waba_id == waba_id:
+                return Account(business.business_id, business.app_id, waba.waba_id, waba.pin_path,
+                               waba.tokens)
+    raise ConfigError(f"WABA {waba_id} is not in runbooks/{REGISTRY_FILE}: waguard acts only on "
+                      "registered WABAs")
