@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test drill up bench clean
+.PHONY: setup test lint drill up bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-test: setup
+test: setup lint
 	sh scripts/sysdeps.sh
 	$(PY) -m pytest
 
+# Lint and type-check src before the tests (config in pyproject.toml: [tool.ruff], [tool.mypy]).
+lint: setup
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/mypy src
+
+# The detection drills need Prometheus and Alertmanager (waguard up starts them when installed).
 drill: setup
+	sh scripts/sysdeps.sh
 	$(VENV)/bin/waguard drill --all
 
 up: setup

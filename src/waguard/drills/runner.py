@@ -71,8 +71,9 @@ class DrillRunner:
         result: dict[str, Any] = {"name": scenario.name, "playbook": scenario.playbook, "run_id": None,
                                   "incident_id": None, "status": "not-started", "contained": False,
                                   "verified": False, "time_to_contain_s": None, "approval_wait_s": None,
-                                  "detection_s": None, "detected_s": None, "marks": {}, "steps": [], "checks": [],
-                                  "faults": [], "error": None, "objectives": scenario.objectives.model_dump()}
+                                  "detection_s": None, "detected_s": None, "marks": {}, "steps": [],
+                                  "checks": [], "faults": [], "error": None,
+                                  "objectives": scenario.objectives.model_dump()}
         busy = await self._active_runs(scenario.playbook) if scenario.playbook else []
         if busy:
             result["error"] = (f"a {scenario.playbook} run is still active ({', '.join(busy)}): it holds the "
@@ -106,7 +107,8 @@ class DrillRunner:
                                   run_created_s=round(run.created.timestamp() - t0, 3))  # the intake's share
                     result["marks"]["run_created"] = run.created.timestamp()
                     self.say(f"  run {run_id} started for incident {incident_id}")
-                    helpers = [asyncio.create_task(responder.work(run_id, incident_id, stop))]
+                    helpers: list[asyncio.Task[Any]] = [
+                        asyncio.create_task(responder.work(run_id, incident_id, stop))]
                     for log in logs:
                         if log.name == "kill-flow":
                             helpers.append(asyncio.create_task(fault_kit.kill_mid_playbook(
@@ -115,9 +117,11 @@ class DrillRunner:
                             helpers.append(asyncio.create_task(self._vault_down_at_approval(run_id, log)))
                     state = await self._wait_final(run_id, [h for h in helpers[1:]])
                     stop.set()
-                    async with httpx.AsyncClient(timeout=30) as http:  # the run's Graph calls, before verification's
-                        self.run_requests = (await http.get(f"{self.urls.meta}/_sim/requests")).json()["requests"]
-                    result["graph_calls"] = len([r for r in self.run_requests if not r["path"].startswith("/_sim")])
+                    async with httpx.AsyncClient(timeout=30) as http:  # the run's Graph calls, before verifying
+                        recorded = (await http.get(f"{self.urls.meta}/_sim/requests")).json()
+                    self.run_requests = recorded["requests"]
+                    result["graph_calls"] = len([r for r in self.run_requests
+                                                 if not r["path"].startswith("/_sim")])
                     await asyncio.gather(*helpers, return_exceptions=True)
                     started = await self._start_time(run_id)
                     result["detection_s"] = round(started - t0, 3) if started else None
@@ -156,7 +160,8 @@ class DrillRunner:
         s = self.settings.stack
         alertmanager = self.urls.alertmanager or f"http://{s.host}:{s.alertmanager_port}"
         stop = asyncio.Event()
-        self.say(f"  playing the anomaly through the Meta simulator until {behaviour.alert} reaches the intake...")
+        self.say(f"  playing the anomaly through the Meta simulator until {behaviour.alert} reaches the "
+                 "intake...")
 
         async def watch() -> tuple[float, float]:
             try:
@@ -173,10 +178,12 @@ class DrillRunner:
         stop.set()
         played = await player
         fired, received = await watcher
-        result["behaviour"] = {"alert": behaviour.alert, "webhooks_sent": played.sent, "answers": played.answers}
+        result["behaviour"] = {"alert": behaviour.alert, "webhooks_sent": played.sent,
+                               "answers": played.answers}
         result["marks"].update(alert_fired=fired, alert_received=received)
         result["alert_fired_s"], result["detected_s"] = round(fired - t0, 3), round(received - t0, 3)
-        self.say(f"  {behaviour.alert} fired at +{fired - t0:.1f} s, reached the intake at +{received - t0:.1f} s "
+        self.say(f"  {behaviour.alert} fired at +{fired - t0:.1f} s, reached the intake at "
+                 f"+{received - t0:.1f} s "
                  f"({played.sent} webhooks delivered)")
 
     async def _nothing_started(self, result: dict[str, Any], t0: float, settle_s: float = 10.0) -> None:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
+from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -94,7 +95,7 @@ async def prefect_texts(client: PrefectClient) -> list[tuple[str, str]]:
     return out
 
 
-async def _log_lines(client: PrefectClient, run_id) -> list[str]:  # type: ignore[no-untyped-def]
+async def _log_lines(client: PrefectClient, run_id: UUID) -> list[str]:
     lines: list[str] = []
     while True:
         page = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),

@@ -85,7 +85,7 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `evidence verify | export-key | prune` to the `waguard` command."""
     evidence = sub.add_parser("evidence", help="verify, export the signing key, prune evidence bundles")
     cmds = evidence.add_subparsers(dest="evidence_command", required=True)

@@ -21,14 +21,14 @@ import base64
 import hashlib
 import json
 import re
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from waguard.playbook.timeline import GENESIS, canonical, record_digest
 
-FORMAT = "waguard-evidence/1"
-MANIFEST = "manifest.json"
+FORMAT: Final = "waguard-evidence/1"
+MANIFEST: Final = "manifest.json"
 SIGNATURE = "signature.json"
 TIMELINE = "timeline.jsonl"
 PAYLOAD = "payload.enc"

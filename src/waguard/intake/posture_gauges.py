@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -23,13 +24,14 @@ FINDINGS = "waguard_posture_findings"
 LAST_AUDIT = "waguard_posture_audit_last_seconds"
 
 
-def latest_counts(data: dict) -> dict[tuple[str, str], int]:  # type: ignore[type-arg]
+def latest_counts(data: dict[str, Any]) -> dict[tuple[str, str], int]:
     """(kind, severity) -> count from an audit result; unknown kinds are ignored (pure)."""
-    out = {(k, s): 0 for k, s in KINDS.items()}
+    out: dict[tuple[str, str], int] = {(k, s): 0 for k, s in KINDS.items()}
     for f in data.get("findings", []):
-        key = (f.get("kind"), KINDS.get(f.get("kind", "")))
+        kind = str(f.get("kind", ""))
+        key = (kind, KINDS.get(kind, ""))
         if key in out:
-            out[key] += 1  # type: ignore[index]
+            out[key] += 1
     return out
 
 

@@ -48,7 +48,8 @@ def timeline_actions(records: list[dict[str, Any]], default_waba: str) -> Latest
     waba = default_waba
     latest: Latest = {}
     for record in records:
-        data = record.get("data") if isinstance(record.get("data"), dict) else {}
+        raw = record.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if record.get("step") == "open" and isinstance(data.get("waba_id"), str):
             waba = data["waba_id"]
         action = STEP_ACTIONS.get(str(record.get("step")))

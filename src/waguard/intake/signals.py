@@ -224,7 +224,8 @@ class MetaSignals:
         elif field == "security":
             self._inc(self.security, (waba,), (self._enum(field, value.get("event"), SECURITY_EVENTS),))
         elif field == "account_alerts":
-            info = value.get("alert_info") if isinstance(value.get("alert_info"), dict) else {}
+            raw = value.get("alert_info")
+            info: dict[str, Any] = raw if isinstance(raw, dict) else {}
             self._inc(
                 self.account_alerts,
                 (waba,),
@@ -239,7 +240,8 @@ class MetaSignals:
             self._inc(self.capability, (waba,))
 
     def _statuses(self, waba: str, value: dict[str, Any]) -> None:
-        metadata = value.get("metadata") if isinstance(value.get("metadata"), dict) else {}
+        raw = value.get("metadata")
+        metadata: dict[str, Any] = raw if isinstance(raw, dict) else {}
         number = graph_id(metadata.get("phone_number_id"))
         statuses = value.get("statuses")
         for status in statuses if isinstance(statuses, list) else []:

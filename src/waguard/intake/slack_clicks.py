@@ -106,7 +106,7 @@ class SlackClicks:
             if reason is not None:
                 status, outcome, code = _REFUSAL_ANSWERS[reason]
                 log.warning("intake: approval click refused (%s) by %s", reason, click.user)
-                message = reason
+                message: str = reason
                 if reason == "closed" and info is not None:
                     message = f"this approval is closed: the run is {str(info.state).lower()}"
                 return self._answer(d, status, outcome, click, code, message)
@@ -124,8 +124,8 @@ class SlackClicks:
                 raise Problem(503, "unavailable", "the run cannot be reached now; try again",
                               "unavailable") from None
             status, outcome = _SUBMIT_ANSWERS[result]
-            code = None if status == 200 else f"{result}_step"
-            return self._answer(d, status, outcome, click, code, None if status == 200 else result)
+            failed = None if status == 200 else f"{result}_step"
+            return self._answer(d, status, outcome, click, failed, None if status == 200 else result)
         except Problem as p:
             return self._answer(d, p.status, p.outcome, click, p.code, str(p))
         except SecretsUnavailable:

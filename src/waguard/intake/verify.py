@@ -172,7 +172,7 @@ def verify_slack(secret: Secret | None, body: bytes, timestamp: str | None, sign
     try:
         verify_request(value, body, timestamp, signature, now=now, window_s=window_s)
     except slack_errors.SlackSignatureError as err:
-        reason = next((r for cls, r in _SLACK_REASONS.items() if isinstance(err, cls)), "mismatch")
+        reason: Reason = next((r for cls, r in _SLACK_REASONS.items() if isinstance(err, cls)), "mismatch")
         raise Rejected(reason, str(err)) from None
 
 

@@ -51,7 +51,8 @@ def run_child(request: dict[str, Any], flows: dict[str, Any], project: Path) -> 
                 run_logger.error("Unexpected exception encountered when trying to load flow", exc_info=True)
                 raise
         with RunMetrics(flow_run, flow):
-            result = run_flow(flow, flow_run=flow_run, error_logger=run_logger)
+            # Prefect's runner passes this same adapter; run_flow's annotation says Logger (stub gap).
+            result = run_flow(flow, flow_run=flow_run, error_logger=run_logger)  # type: ignore[arg-type]
             _drive_run_flow_result(flow, result)
     sys.stdout.flush()
     return 0

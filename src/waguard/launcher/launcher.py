@@ -53,13 +53,13 @@ class LauncherConfig:
 
 async def load_deployments(project: Path, spec: Path) -> list[tuple[str, Any, Any]]:
     """(entrypoint, Flow, RunnerDeployment) for each deployment in the spec file."""
-    from prefect.flows import load_flow_from_entrypoint
+    from prefect.flows import Flow, load_flow_from_entrypoint
 
     from waguard.local.schedules import deployment_schedules
 
     out = []
     for d in yaml.safe_load(spec.read_text())["deployments"]:
-        flow = load_flow_from_entrypoint(str(project / d["entrypoint"]))
+        flow: Flow[..., Any] = load_flow_from_entrypoint(str(project / d["entrypoint"]))
         out.append((d["entrypoint"], flow, await flow.ato_deployment(
             name=d["name"], description=d.get("description"), tags=d.get("tags"),
             parameters=d.get("parameters") or {}, schedules=deployment_schedules(d))))
@@ -184,9 +184,10 @@ class Launcher:
                 return  # another launcher or runner claimed it
             claimed = time.monotonic()
             run = await self.ctx.client.read_flow_run(flow_run_id)
+            assert self.zygote is not None  # started in run() before any run is handed over
             starter = ForkStarter(
                 zygote=self.zygote,
-                entrypoint=deployment.entrypoint,  # type: ignore[arg-type]
+                entrypoint=deployment.entrypoint,
                 deployment_name=deployment.name,
                 launcher_dir=self.dir,
                 control_channel=self.ctx.control_channel,

@@ -69,9 +69,10 @@ class ForkStarter:
         self.fork_ms = (time.perf_counter() - begun) * 1000
         log.info("run %s: forked as pid %s in %.1f ms", flow_run.id, child.pid, self.fork_ms)
         # The child leads its own process group (the zygote set it before answering).
-        task_status.started(
-            ProcessHandle(child, termination_scope=create_isolated_termination_scope(child.pid))
-        )
+        # ChildRun has what ProcessHandle uses (.pid, .returncode); Prefect annotates it as a
+        # multiprocessing Process.
+        handle = ProcessHandle(child, termination_scope=create_isolated_termination_scope(child.pid))  # type: ignore[arg-type]
+        task_status.started(handle)
         try:
             code = await child.wait()
         finally:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from waguard.errors import WaguardError
 
@@ -57,7 +58,7 @@ def ensure_port_free(service: str, host: str, port: int) -> None:
 
 
 def wait_until_ok(url: str, timeout_s: float = 30.0, *, service: str = "service",
-                  alive: "subprocess.Popen[bytes] | None" = None) -> None:
+                  alive: subprocess.Popen[bytes] | None = None) -> None:
     """Poll `url` until it answers 2xx, or raise ServiceDidNotStart."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
@@ -79,7 +80,7 @@ def wait_until_ok(url: str, timeout_s: float = 30.0, *, service: str = "service"
 class ServedApp:
     """An ASGI app served by uvicorn in a daemon thread. Use as a context manager."""
 
-    app: object
+    app: ASGIApp
     host: str = "127.0.0.1"
     port: int = 0
     name: str = "app"
@@ -133,7 +134,7 @@ class ChildProcess:
     log_path: Path
     env: Mapping[str, str] | None = None
     ready_timeout_s: float = 60.0
-    proc: "subprocess.Popen[bytes] | None" = None
+    proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

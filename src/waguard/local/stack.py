@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -24,6 +25,9 @@ from waguard.local.monitoring import MonitoringPlan, missing_binaries, monitorin
 from waguard.local.processes import ChildProcess, ServedApp, ensure_port_free
 from waguard.settings import Settings, VaultSettings
 from waguard.vault.identities import Identity, login_env, login_settings, read_login, setup_identities
+
+if TYPE_CHECKING:
+    from waguard.meta.simulator.seed import Seed
 
 
 @dataclass(frozen=True)
@@ -294,7 +298,7 @@ def generate_credentials() -> dict[str, SecretStr]:
     }
 
 
-def with_messaging_service(seed, token: str):  # type: ignore[no-untyped-def]
+def with_messaging_service(seed: Seed, token: str) -> Seed:
     """Add the consumers' system user and its token to a simulator seed."""
     from waguard.meta.simulator.seed import AssignmentSeed, SystemUserSeed, TokenSeed
 

@@ -58,8 +58,9 @@ class PlaybookPolicy(BaseModel):
     approval_timeout_s: int = Field(900, ge=1, description="Seconds to wait for a decision in all.")
     escalation: Escalation | None = Field(None, description="Where to escalate an unanswered approval.")
     on_timeout: dict[Severity, TimeoutAction] = Field(
-        default_factory=lambda: {"SEV1": TimeoutAction.PROCEED, "SEV2": TimeoutAction.HOLD,
-                                 "SEV3": TimeoutAction.HOLD},
+        default_factory=lambda: dict[Severity, TimeoutAction]({"SEV1": TimeoutAction.PROCEED,
+                                                               "SEV2": TimeoutAction.HOLD,
+                                                               "SEV3": TimeoutAction.HOLD}),
         description="What happens when nobody decides in time, per severity.",
     )
     on_resolve: Literal["keep_asking", "hold"] = Field(

@@ -11,7 +11,7 @@ State that outlives a run (pending revocations, the audit's last findings) is ke
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -68,7 +68,7 @@ class ScheduledRun:
             await self.slack.step(report.step, f"{report.summary}: {', '.join(report.acted)}")
         return report
 
-    def manual(self, step: str, check, timeout_s: int) -> ManualStep:  # type: ignore[no-untyped-def]
+    def manual(self, step: str, check: Callable[[], Awaitable[bool]], timeout_s: int) -> ManualStep:
         return ManualStep(self.run_id, step, self.record, check, timeout_s=timeout_s, poll_interval_s=5)
 
     async def finish(self, status: str, markdown: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:

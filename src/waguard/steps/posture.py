@@ -177,7 +177,7 @@ def digest(found: Iterable[Finding]) -> str:
 
 def counts(found: Iterable[Finding]) -> dict[tuple[str, str], int]:
     """(kind, severity) -> how many; every kind present, zero included (gauges that drop to 0)."""
-    out = {(k, s): 0 for k, s in KINDS.items()}
+    out: dict[tuple[str, str], int] = {(k, s): 0 for k, s in KINDS.items()}
     for f in found:
         out[(f.kind, f.severity)] += 1
     return out

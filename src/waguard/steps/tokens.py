@@ -9,6 +9,7 @@ from waguard.meta import wire
 from waguard.playbook.effects import Effects
 from waguard.playbook.ports import Ports
 from waguard.steps.report import StepReport, VerificationFailed
+from waguard.vault.models import SecretMetadata
 
 
 async def revoke_token(ports: Ports, fx: Effects, token_path: str, system_user_id: str) -> StepReport:
@@ -54,7 +55,7 @@ async def issue_token(ports: Ports, fx: Effects, token_path: str, system_user_id
     return report
 
 
-async def metadata_or_none(ports: Ports, path: str):  # type: ignore[no-untyped-def]
+async def metadata_or_none(ports: Ports, path: str) -> SecretMetadata | None:
     from waguard.vault.errors import VaultSecretNotFound
 
     try:

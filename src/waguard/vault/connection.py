@@ -81,7 +81,8 @@ class VaultConnection:
         if vault.auth_method == "approle":
             assert vault.role_id is not None and vault.secret_id_file is not None  # the settings validator
             # token="" stops hvac from falling back to VAULT_TOKEN or ~/.vault-token before the login.
-            client = hvac.Client(url=vault.addr, token="", timeout=vault.timeout_s)
+            # types-hvac says int; hvac hands the timeout to requests, which takes seconds as a float.
+            client = hvac.Client(url=vault.addr, token="", timeout=vault.timeout_s)  # type: ignore[arg-type]
             login = AppRoleLogin(vault.role_id, vault.secret_id_file, vault.approle_mount)
             credential = ("the AppRole login (vault.role_id, vault.secret_id_file, vault.approle_mount: "
                           "WAGUARD_VAULT__ROLE_ID, WAGUARD_VAULT__SECRET_ID_FILE, "
@@ -95,7 +96,7 @@ class VaultConnection:
             setting = "vault.token_file (WAGUARD_VAULT__TOKEN_FILE)"
             token = read_credential_file(vault.token_file, setting)
             credential = f"the token in {vault.token_file}, from {setting}"
-        return cls(hvac.Client(url=vault.addr, token=token, timeout=vault.timeout_s),
+        return cls(hvac.Client(url=vault.addr, token=token, timeout=vault.timeout_s),  # type: ignore[arg-type]  # float: as above
                    credential=credential, **common)
 
     @property

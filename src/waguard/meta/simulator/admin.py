@@ -89,7 +89,7 @@ class Deliver(_Body):
 
 
 def _sim(request: Request) -> SimState:
-    return request.app.state.sim  # type: ignore[no-any-return]
+    return request.app.state.sim
 
 
 def _problem(status: int, message: str, **extra: Any) -> JSONResponse:

@@ -148,7 +148,7 @@ class AssignmentSeed(_Model):
 
     waba_id: GraphId = Field(pattern=DIGITS)
     user_id: GraphId = Field(pattern=DIGITS)
-    tasks: list[WabaTask] = Field(default_factory=lambda: ["MANAGE"])
+    tasks: list[WabaTask] = Field(default_factory=lambda: list[WabaTask](["MANAGE"]))
 
 
 class SubscribedAppSeed(_Model):
