@@ -64,6 +64,7 @@ class Door:
     task: asyncio.Task
     incident: IncidentRecord
     audit_path: Path
+    key: str | None = None  # the pause key last seen
     seq: int = 0
 
     async def click(self, user: str, action: str = "approve") -> tuple[int, str, dict[str, Any]]:
@@ -84,13 +85,16 @@ class Door:
         assert result.status.value == "ACCEPT", result.details
 
     async def waiting(self) -> bool:
-        """Wait until the run pauses again (True) or its flow returns (False)."""
+        """Wait until the run pauses again at a new pause (True) or its flow returns (False).
+
+        The pause key tells the gate's next question from the one just answered or woken."""
         async with get_client() as client:
             for _ in range(600):
                 if self.task.done():
                     return False
                 run = await client.read_flow_run(self.run_id)
-                if run.state and run.state.is_paused():
+                if run.state and run.state.is_paused() and run.state.state_details.pause_key != self.key:
+                    self.key = run.state.state_details.pause_key
                     return True
                 await asyncio.sleep(0.1)
         raise AssertionError("the run neither paused nor finished")
@@ -126,7 +130,7 @@ async def door(env: IntakeEnv, tmp_path: Path, initiator: str) -> AsyncIterator[
         async with httpx.AsyncClient(transport=transport, base_url="http://intake.test") as http:
             record = IncidentRecord(tmp_path / "inc", incident_id)
             yield Door(http, env.secrets.slack_signing_secret, clock, mine[0].id, nonce, task, record,
-                       settings.intake.state_dir / "audit.jsonl")
+                       settings.intake.state_dir / "audit.jsonl", mine[0].state.state_details.pause_key)
     finally:
         if not task.done():
             task.cancel()

@@ -252,15 +252,17 @@ def target(openbao, vault_prefix: str, tmp_path: Path) -> Iterator[Target]:
     # thread and this one share the GIL; a short switch interval keeps the ping-pong quick.
     switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0002)
-    with ServedApp(app, name="intake") as served, httpx.Client(base_url=served.url, timeout=10) as client:
-        replays = [legit(src, s, i) for i, src in enumerate(SOURCES, start=1)]
-        for r in replays:
-            assert client.post(r.path, content=r.body, headers=r.headers).json()["outcome"] == "started"
-        settle()
-        assert len(starter.starts) == len(SOURCES)
-        yield Target(client, starter, runs, s, replays, count_incidents, settle)
-    sys.setswitchinterval(switch)
-    vault.close()
+    try:  # restored even when set-up or the test fails: later tests in the process keep the default
+        with ServedApp(app, name="intake") as served, httpx.Client(base_url=served.url, timeout=10) as client:
+            replays = [legit(src, s, i) for i, src in enumerate(SOURCES, start=1)]
+            for r in replays:
+                assert client.post(r.path, content=r.body, headers=r.headers).json()["outcome"] == "started"
+            settle()
+            assert len(starter.starts) == len(SOURCES)
+            yield Target(client, starter, runs, s, replays, count_incidents, settle)
+    finally:
+        sys.setswitchinterval(switch)
+        vault.close()
 
 
 HYPOTHESIS = settings(

@@ -211,12 +211,13 @@ async def gated_playbook(incident_id: str, initiator: str, runbooks: str, record
     return {"outcome": d.outcome, "approvers": sorted(d.approvers)}
 
 
-async def paused(run_id: UUID) -> None:
+async def paused(run_id: UUID, *, not_key: str | None = None) -> str:
+    """Wait until the run is paused (on a pause other than `not_key`); the pause's key."""
     async with get_client() as client:
         for _ in range(600):
             run = await client.read_flow_run(run_id)
-            if run.state and run.state.is_paused():
-                return
+            if run.state and run.state.is_paused() and run.state.state_details.pause_key != not_key:
+                return str(run.state.state_details.pause_key)
             await asyncio.sleep(0.1)
     raise AssertionError("the run never paused")
 
@@ -248,6 +249,7 @@ async def test_slack_clicks_decide_a_paused_run(intake_env: IntakeEnv, tmp_path:
             break
         await asyncio.sleep(0.1)
     [run] = mine
+    first_pause = await paused(run.id)
     async with get_client() as client:
         nonce = json.loads(await client.read_flow_run_input(run.id, gate_key(STEP)))["nonce"]
 
@@ -283,9 +285,9 @@ async def test_slack_clicks_decide_a_paused_run(intake_env: IntakeEnv, tmp_path:
         assert (status, outcome) == (200, "vote-accepted")
         assert (await click("U0SECLEAD", resend=sent))[:2] == (409, "repeated_request")
         assert (await click("U0SECLEAD", action="deny"))[:2] == (409, "already_voted")
-        await asyncio.sleep(0)  # quorum is 2: the run is still waiting
+        # Quorum is 2: the gate, woken by the vote, counts it and pauses again rather than finishing.
+        await paused(run.id, not_key=first_pause)
         assert not task.done()
-        await paused(run.id)
         assert (await click("U0CISO"))[:2] == (200, "vote-accepted")
         result = await asyncio.wait_for(task, 90)
         assert result == {"outcome": "approved", "approvers": ["U0CISO", "U0SECLEAD"]}

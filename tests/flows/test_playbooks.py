@@ -24,26 +24,36 @@ from flows.template_abuse import template_abuse
 pytestmark = pytest.mark.usefixtures("local_stack")
 
 
-async def wait_paused(flow_name: str, done: set[UUID] | None = None) -> UUID:
+Answered = set[tuple[UUID, str]]  # (run id, pause key) of the pauses a test has answered
+
+
+async def wait_paused(flow_name: str, incident_id: str, answered: Answered) -> UUID:
+    """The incident's run once it is paused at a pause this test has not answered yet.
+
+    A resumed run stays PAUSED for a moment, and the next pause of the same run has a new key: the
+    key tells a new question from the one just answered, so no waiting by time is needed."""
     async with get_client() as client:
         for _ in range(600):
-            runs = await client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
-            if runs:
-                return runs[0].id
+            for run in await client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                    flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.PAUSED])))):
+                key = run.state.state_details.pause_key if run.state else None
+                if run.parameters.get("incident_id") == incident_id and key and (run.id, key) not in answered:
+                    answered.add((run.id, key))
+                    return run.id
             await asyncio.sleep(0.1)
-    raise AssertionError(f"no {flow_name} run paused")
+    raise AssertionError(f"no {flow_name} run of {incident_id} paused")
 
 
-async def approve(flow_name: str, *approvers: str) -> None:
+async def approve(flow_name: str, incident_id: str, *approvers: str, answered: Answered | None = None) -> None:
+    """Each approver answers the run's next unanswered pause, as separate people in the UI would."""
+    answered = set() if answered is None else answered
     for who in approvers:
-        run_id = await wait_paused(flow_name)
+        run_id = await wait_paused(flow_name, incident_id, answered)
         async with get_client() as client:
             res = await client.resume_flow_run(run_id, run_input={"approver": who, "decision": "approve"})
         assert res.status.value == "ACCEPT", res.details
-        await asyncio.sleep(0.3)
 
 
 def templates(local_stack) -> dict[str, dict]:
@@ -55,7 +65,7 @@ async def test_template_abuse_deletes_the_phishing_template(local_stack) -> None
     httpx.delete(f"{local_stack.meta}/_sim/requests")   # count this run's calls only (the stack is shared)
     run = asyncio.create_task(template_abuse(incident_id="INC-T1", template_names=["account_security_notice"],
                                              initiator="U0SECLEAD", poll_interval_s=1))
-    await approve("template-abuse", "U0ONCALL")
+    await approve("template-abuse", "INC-T1", "U0ONCALL")
     result = await run
     assert result["status"] == "contained"
     after = templates(local_stack)
@@ -72,13 +82,13 @@ async def vault_read(local_stack, path: str, version: int | None = None) -> str:
     return (await vault.read_secret(path, version=version)).value.get_secret_value()
 
 
-async def responder_resets_app_secret(local_stack) -> None:
+async def responder_resets_app_secret(local_stack, answered: Answered) -> None:
     """What a person does in the App Dashboard, then in a shell: the simulator's admin API and Vault."""
     from pydantic import SecretStr
 
     from waguard.vault.client import VaultClient
 
-    await wait_paused("leaked-secret")   # the manual step is waiting
+    await wait_paused("leaked-secret", "INC-L1", answered)   # the manual step is waiting (not the approval)
     new = httpx.post(f"{local_stack.meta}/_sim/app/reset-secret").json()["app_secret"]
     vault = VaultClient.from_settings(local_stack.settings.vault)
     await vault.write_secret(local_stack.settings.meta.app_secret_path, SecretStr(new))
@@ -94,8 +104,9 @@ async def test_leaked_secret_rotates_and_verifies(local_stack) -> None:
     old_secret = await vault_read(local_stack, meta.app_secret_path)
     old_token = await vault_read(local_stack, "meta/messaging-token")
     run = asyncio.create_task(leaked_secret(incident_id="INC-L1", initiator="intake:github", poll_interval_s=1))
-    await approve("leaked-secret", "U0ONCALL")
-    await responder_resets_app_secret(local_stack)
+    answered: Answered = set()
+    await approve("leaked-secret", "INC-L1", "U0ONCALL", answered=answered)
+    await responder_resets_app_secret(local_stack, answered)
     result = await run
     assert result["status"] == "contained", result
     admin_token = SecretStr(await vault_read(local_stack, meta.token_path))
@@ -126,12 +137,12 @@ async def test_leaked_secret_rotates_and_verifies(local_stack) -> None:
 
 async def test_account_takeover_leaves_only_named_admins(local_stack) -> None:
     meta = local_stack.settings.meta
-    # The attacker: a foreign webhook override and a new admin, planted through the simulator's own API.
+    # The stranger: the seed's employee Eve, whom only the named-admin rule removes.
     state = local_stack.meta_state()
     assert any(u["id"] == "6000000003" for u in state["business_users"])
     run = asyncio.create_task(account_takeover(incident_id="INC-A1", phone_number_ids=["4000000001"],
                                                initiator="intake:meta", poll_interval_s=1))
-    await approve("account-takeover", "U0ONCALL", "U0SECLEAD")   # quorum 2
+    await approve("account-takeover", "INC-A1", "U0ONCALL", "U0SECLEAD")   # quorum 2
     result = await run
     assert result["status"] == "contained", result
     state = local_stack.meta_state()
@@ -157,7 +168,7 @@ async def test_a_rerun_of_the_same_incident_repeats_no_destructive_call(local_st
     httpx.delete(f"{local_stack.meta}/_sim/requests")
     first = asyncio.create_task(template_abuse(incident_id="INC-R1", template_names=["spring_sale"],
                                                statuses=["APPROVED"], poll_interval_s=1))
-    await approve("template-abuse", "U0ONCALL")
+    await approve("template-abuse", "INC-R1", "U0ONCALL")
     assert (await first)["status"] == "contained"
     again = await template_abuse(incident_id="INC-R1", template_names=["spring_sale"], statuses=["APPROVED"],
                                  poll_interval_s=1)   # no approval needed: it would hang if it asked
