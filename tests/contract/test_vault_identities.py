@@ -41,7 +41,7 @@ def test_shipped_policies_are_the_rendering_of_the_default_settings() -> None:
     """deploy/vault/*.hcl is what production loads; it must say what waguard's code needs."""
     for identity, text in render_policies(Settings(_env_file=None)).items():  # type: ignore[call-arg]
         shipped = ROOT / "deploy" / "vault" / f"{role_name(identity)}.hcl"
-        assert shipped.read_text() == text, f"{shipped} is stale: python -m waguard.vault.identities deploy/vault"
+        assert shipped.read_text() == text, f"{shipped} is stale: run python -m waguard.vault.identities"
 
 
 def prefixed_settings(openbao: OpenBao, p: str) -> Settings:
@@ -71,8 +71,8 @@ def roles(openbao: OpenBao, vault: VaultClient, vault_prefix: str,
 
 
 async def seed(vault: VaultClient, s: Settings) -> None:
-    for path in (s.meta.token_path, s.meta.app_secret_path, s.slack.bot_token_path, s.slack.signing_secret_path,
-                 s.intake.alertmanager_token_path, s.intake.github_secret_path, s.intake.grafana_secret_path,
+    for path in (s.meta.token_path, s.meta.app_secret_path, s.slack.bot_token_path,
+                 s.slack.signing_secret_path, s.intake.alertmanager_token_path, s.intake.github_secret_path, s.intake.grafana_secret_path,
                  s.intake.meta_verify_token_path):
         await vault.write_secret(path, SecretStr(secrets.token_hex(16)))
 
@@ -86,7 +86,8 @@ async def refused(call) -> None:  # type: ignore[no-untyped-def]
         await call
 
 
-async def test_the_intake_reads_what_it_verifies_with_and_writes_nothing(vault: VaultClient, roles) -> None:  # type: ignore[no-untyped-def]
+async def test_the_intake_reads_what_it_verifies_with_and_writes_nothing(  # type: ignore[no-untyped-def]
+        vault: VaultClient, roles) -> None:
     s, logins, _ = roles
     await seed(vault, s)
     async with as_identity(s, logins["intake"]) as intake:
@@ -150,7 +151,8 @@ async def test_only_evidence_signing_uses_the_signing_key_and_it_cannot_overwrit
             await refused(client.generate_data_key(s.evidence.encryption_key))
 
 
-async def test_the_drill_responder_writes_the_new_app_secret_and_signs_nothing(vault: VaultClient, roles) -> None:  # type: ignore[no-untyped-def]
+async def test_the_drill_responder_writes_the_new_app_secret_and_signs_nothing(  # type: ignore[no-untyped-def]
+        vault: VaultClient, roles) -> None:
     s, logins, _ = roles
     await seed(vault, s)
     async with as_identity(s, logins["drill"]) as drill:
@@ -161,7 +163,8 @@ async def test_the_drill_responder_writes_the_new_app_secret_and_signs_nothing(v
         await refused(drill.sign(EVIDENCE_KEY, b"manifest"))
 
 
-async def test_a_secret_id_rotates_under_a_running_client(vault: VaultClient, roles, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_secret_id_rotates_under_a_running_client(  # type: ignore[no-untyped-def]
+        vault: VaultClient, roles, tmp_path: Path) -> None:
     s, logins, prefix = roles
     await seed(vault, s)
     login = logins["intake"]

@@ -41,7 +41,8 @@ def test_every_command_block_is_tagged_and_parses() -> None:
         for tags, body in blocks(path):
             found += 1
             assert tags in ("setup", "read-only", "writes"), f"{path.name}: untagged block {body[:60]!r}"
-            parsed = subprocess.run(["bash", "-n", "-c", setup_block() + "\n" + body], capture_output=True, text=True)
+            parsed = subprocess.run(["bash", "-n", "-c", setup_block() + "\n" + body],
+                                    capture_output=True, text=True)
             assert parsed.returncode == 0, f"{path.name}: {parsed.stderr}"
     assert found >= 10 and READ_ONLY
 
@@ -63,7 +64,8 @@ async def _versions(vault, paths: list[str]) -> list[int]:  # type: ignore[no-un
 
 
 @pytest.mark.parametrize(("path", "index", "body"), READ_ONLY)
-async def test_read_only_commands_run_against_the_local_stack(local_stack, path: Path, index: int, body: str) -> None:  # type: ignore[no-untyped-def]
+async def test_read_only_commands_run_against_the_local_stack(  # type: ignore[no-untyped-def]
+        local_stack, path: Path, index: int, body: str) -> None:
     from waguard.vault.client import VaultClient
 
     settings = local_stack.settings
@@ -78,9 +80,10 @@ async def test_read_only_commands_run_against_the_local_stack(local_stack, path:
     async with VaultClient.from_settings(settings.vault) as vault:
         before = await _versions(vault, watched)
         seen = len(local_stack.meta_requests())
-        ran = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", setup_block() + "\n" + body], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
-        assert ran.returncode == 0, f"{path.name} block {index} failed:\n{body}\n{ran.stdout[-2000:]}\n{ran.stderr[-2000:]}"
+        ran = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", setup_block() + "\n" + body], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0, \
+            f"{path.name} block {index} failed:\n{body}\n{ran.stdout[-2000:]}\n{ran.stderr[-2000:]}"
         assert ran.stdout.strip()
         made = local_stack.meta_requests()[seen:]
         assert {r["method"] for r in made} <= {"GET"}, made

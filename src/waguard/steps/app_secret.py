@@ -20,9 +20,10 @@ def app_secret_instructions(ports: Ports, incident_id: str, app_id: str | None =
     return (
         f"*Manual step: reset the app secret* (incident {incident_id}). Meta has no API for this.\n"
         f"1. Open App Dashboard › Settings › Basic for app {app_id} and click *Reset* next to App Secret.\n"
-        f"2. Write the new secret into Vault without it touching your shell history:\n"
-        f"   `read -rs S && printf %s \"$S\" | VAULT_ADDR={vault.addr} bao kv put -mount={vault.kv_mount} "
-        f"{meta.app_secret_path} value=-`\n"
+        f"2. Write the new secret into Vault without it touching your shell history, in a shell set up as "
+        f"runbooks/by-hand.md says (`bao` from the project's .venv/bin, your own Vault token in BAO_TOKEN):\n"
+        f"   `read -rs S && printf %s \"$S\" | BAO_ADDR={vault.addr} bao kv put -mount={vault.kv_mount} "
+        f"{meta.app_secret_path} value=- && unset S`\n"
         f"3. waguard notices the new Vault version on its own and verifies it against Graph; "
         f"you may also press *Resume* in the Prefect UI."
     )

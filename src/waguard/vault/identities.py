@@ -1,11 +1,13 @@
 """Least privilege in Vault: one AppRole role and policy per identity waguard runs as.
 
-| identity   | who                                          | may                                                  |
-|------------|----------------------------------------------|------------------------------------------------------|
-| `playbook` | the playbook and scheduled runs (the launcher's children) | read/rotate the Meta tokens and PINs beside its own token, read the app secret, the Slack bot token and the Alertmanager token (posture alerts), write the app-secret rotation window |
-| `intake`   | the intake service                           | read the secrets it verifies deliveries with          |
-| `evidence` | evidence signing (a second login in each run) | read every value under the redaction prefixes, create-once the redaction key, sign with the evidence key, make data keys |
-| `drill`    | the drills' stand-in responder and verifier  | read everything the drill checks; write the new app secret and the consumers' token (what a person and Meta would do) |
+- `playbook`: the playbook and scheduled runs (the launcher's children). Reads and rotates the Meta
+  tokens and PINs beside its own token; reads the app secret, the Slack bot token and the Alertmanager
+  token (posture alerts); writes the app-secret rotation window.
+- `intake`: the intake service. Reads the secrets it verifies deliveries with; writes nothing.
+- `evidence`: evidence signing, a second login inside each run. Reads every value under the redaction
+  prefixes, creates the redaction key once, signs with the evidence key, makes data keys.
+- `drill`: the drills' stand-in responder and verifier (local stack only). Reads what the drill checks;
+  writes the new app secret and the consumers' token, as a person and Meta would.
 
 Policies are rendered from the settings, so renamed paths and mounts stay covered; the files in
 `deploy/vault/*.hcl` are the rendering for the default settings (a test keeps them equal). Vault
@@ -50,7 +52,8 @@ class _Policy:
 
     def __init__(self, settings: Settings, title: str) -> None:
         self.kv, self.transit = settings.vault.kv_mount, settings.vault.transit_mount
-        self.lines = [f"# {title}", "# Rendered by waguard.vault.identities from the settings; do not edit by hand."]
+        self.lines = [f"# {title}",
+                      "# Rendered by waguard.vault.identities from the settings; do not edit by hand."]
 
     def rule(self, path: str, caps: list[str]) -> None:
         quoted = ", ".join(f'"{c}"' for c in caps)
@@ -72,10 +75,12 @@ class _Policy:
 def _playbook(s: Settings) -> str:
     p = _Policy(s, "waguard-playbook: the playbook runs (launcher children, served runs).")
     tokens = _folder(s.meta.token_path)
-    p.why(f"Tokens and PINs the runs read and rotate live beside waguard's own token (flow parameters name paths under {tokens or 'the mount'}).")
+    p.why("Tokens and PINs the runs read and rotate live beside waguard's own token "
+          f"(flow parameters name paths under {tokens or 'the mount'}).")
     p.kv_data(f"{tokens}*", ["create", "read", "update"])
     p.kv_metadata(f"{tokens}*", ["read"])
-    p.why("The app secret: read, every version (the old one proves rotation). A person writes the new one, never a run.")
+    p.why("The app secret: read, every version (the old one proves rotation). "
+          "A person writes the new one, never a run.")
     p.kv_data(s.meta.app_secret_path, ["read"])
     p.kv_metadata(s.meta.app_secret_path, ["read"])
     p.why("Slack: the bot token posts the incident thread.")
@@ -102,7 +107,8 @@ def _intake(s: Settings) -> str:
 
 
 def _evidence(s: Settings) -> str:
-    p = _Policy(s, "waguard-evidence: evidence bundles, redacted and signed (a second login inside each run).")
+    p = _Policy(s, "waguard-evidence: evidence bundles, redacted and signed "
+                "(a second login inside each run).")
     p.why("Redaction: every value (all versions) under the secret prefixes, so none can reach a bundle.")
     for prefix in s.evidence.secret_prefixes:
         p.kv_data(f"{prefix}*", ["read"])
