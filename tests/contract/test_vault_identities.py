@@ -72,8 +72,8 @@ def roles(openbao: OpenBao, vault: VaultClient, vault_prefix: str,
 
 async def seed(vault: VaultClient, s: Settings) -> None:
     for path in (s.meta.token_path, s.meta.app_secret_path, s.slack.bot_token_path,
-                 s.slack.signing_secret_path, s.intake.alertmanager_token_path, s.intake.github_secret_path, s.intake.grafana_secret_path,
-                 s.intake.meta_verify_token_path):
+                 s.slack.signing_secret_path, s.intake.alertmanager_token_path, s.intake.github_secret_path,
+                 s.intake.grafana_secret_path, s.intake.meta_verify_token_path):
         await vault.write_secret(path, SecretStr(secrets.token_hex(16)))
 
 
