@@ -28,8 +28,10 @@ RUN = [ev(0, "00.000", "open", "started"), ev(1, "00.500", "snapshot-evidence", 
 
 def test_the_shipped_scenarios_load_and_cover_every_playbook_and_source() -> None:
     scenarios = load_scenarios(DRILLS)
-    assert {s.playbook for s in scenarios.values()} == {"leaked-secret", "template-abuse", "account-takeover"}
-    assert {s.signal.source for s in scenarios.values()} == {"github", "meta", "alertmanager"}
+    assert {s.playbook for s in scenarios.values() if s.playbook} == {"leaked-secret", "template-abuse",
+                                                                       "account-takeover"}
+    # Alertmanager's alerts come from the real Prometheus in the detection drills (test_drill_behaviour.py).
+    assert {"github", "meta"} <= {s.signal.source for s in scenarios.values() if s.signal}
     assert [s.name for s in select(scenarios, ["template-spike"], False)] == ["template-spike"]
     with pytest.raises(ConfigError, match="unknown scenario"):
         select(scenarios, ["nope"], False)

@@ -62,10 +62,16 @@ async def play(meta_url: str, intake_url: str, behaviour: Behaviour, stop: async
     played = Played()
     counter = iter(range(1, 10**9))
     async with httpx.AsyncClient(base_url=meta_url, timeout=30) as sim:
+
         async def deliver(hook: Webhook) -> None:
-            r = await sim.post("/_sim/webhooks/deliver", json={
-                "callback_url": f"{intake_url}/webhooks/whatsapp", "signature": hook.signature,
-                "payload": numbered(copy.deepcopy(hook.payload), next(counter), int(time.time()))})
+            r = await sim.post(
+                "/_sim/webhooks/deliver",
+                json={
+                    "callback_url": f"{intake_url}/webhooks/whatsapp",
+                    "signature": hook.signature,
+                    "payload": numbered(copy.deepcopy(hook.payload), next(counter), int(time.time())),
+                },
+            )
             r.raise_for_status()
             played.count(r.json().get("status"))
 
@@ -123,8 +129,9 @@ async def fired_at(alertmanager_url: str, alert: str, since: float) -> float | N
     return min(starts) if starts else None
 
 
-async def wait_for_alert(alertmanager_url: str, audit_path: Path, alert: str, since: float,
-                         timeout_s: float) -> tuple[float, float]:
+async def wait_for_alert(
+    alertmanager_url: str, audit_path: Path, alert: str, since: float, timeout_s: float
+) -> tuple[float, float]:
     """(fired, received): wait until the intake has received `alert`, fired after `since`."""
     deadline = time.monotonic() + timeout_s
     fired: float | None = None
@@ -134,5 +141,7 @@ async def wait_for_alert(alertmanager_url: str, audit_path: Path, alert: str, si
             return fired, got
         await asyncio.sleep(POLL_S)
     where = "never fired" if fired is None else "fired but never reached the intake"
-    raise TimeoutError(f"{alert} {where} within {timeout_s:.0f} s of the anomaly (Prometheus at the shipped "
-                       "intervals; is the stack's Prometheus running?)")
+    raise TimeoutError(
+        f"{alert} {where} within {timeout_s:.0f} s of the anomaly (Prometheus at the shipped "
+        "intervals; is the stack's Prometheus running?)"
+    )

@@ -104,7 +104,8 @@ def verdict(report: dict[str, Any], *, require_objectives: bool = False) -> tupl
 
 def table(report: dict[str, Any]) -> str:
     """The console table (pure)."""
-    head = (f"{'scenario':<28} {'faults':<30} {'outcome':<12} {'verified':<9} {'contain s':>9} {'human s':>8} "
+    head = (f"{'scenario':<28} {'faults':<30} {'outcome':<12} {'verified':<9} {'contain s':>9} "
+            f"{'human s':>8} "
             f"{'alert s':>8} {'detect s':>8} objectives")
     lines = [head, "-" * len(head)]
     for s in report["scenarios"]:
@@ -126,8 +127,8 @@ def seconds(value: float | None) -> str:
 def _objectives(s: dict[str, Any]) -> str:
     goals = s.get("objectives") or {}
     met = "met" if s.get("objectives_met") else "missed: " + "; ".join(s.get("objectives_missed") or ["?"])
-    named = [f"{label} ≤ {goals[key]:g} s" for key, label in (("detected_s", "alert"), ("detection_s", "detect"),
-                                                             ("time_to_contain_s", "contain")) if goals.get(key)]
+    labels = (("detected_s", "alert"), ("detection_s", "detect"), ("time_to_contain_s", "contain"))
+    named = [f"{label} ≤ {goals[key]:g} s" for key, label in labels if goals.get(key)]
     return f"{met} ({', '.join(named) or 'none'})"
 
 
@@ -138,10 +139,12 @@ def markdown(report: dict[str, Any]) -> str:
            f"Started {report['started_at']}, took {seconds(report.get('duration_s'))} s, "
            f"{len(report['scenarios'])} scenario(s), canary hits: **{report['canary_hits']}**.", "",
            "| scenario | playbook | faults | outcome | verified | time to contain (s) | human wait (s) "
-           "| anomaly to alert (s) | detection (s) | objectives |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "| anomaly to alert (s) | detection (s) | objectives |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for s in report["scenarios"]:
         faults = ", ".join(f["name"] for f in s["faults"]) or "none"
-        out.append(f"| {s['name']} | {s['playbook'] or 'none'} | {faults} | {s['status']} | {'yes' if s['verified'] else '**no**'} "
+        verified = "yes" if s["verified"] else "**no**"
+        out.append(f"| {s['name']} | {s['playbook'] or 'none'} | {faults} | {s['status']} | {verified} "
                    f"| {seconds(s['time_to_contain_s'])} | {seconds(s['approval_wait_s'])} "
                    f"| {seconds(s.get('detected_s'))} | {seconds(s['detection_s'])} "
                    f"| {_objectives(s)} |")

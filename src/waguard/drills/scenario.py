@@ -47,9 +47,11 @@ class Signal(_Model):
 class Webhook(_Model):
     """One Meta webhook the simulator delivers during a behaviour, signed as `signature` says."""
 
-    payload: dict[str, Any] = Field(description='Meta payload; "{n}" in a string becomes the delivery number.')
+    payload: dict[str, Any] = Field(
+        description='Meta payload; "{n}" in a string becomes the delivery number.')
     signature: Literal["valid", "wrong"] = "valid"
-    every_s: float | None = Field(None, gt=0, description="Repeat until the alert reaches the intake; once if unset.")
+    every_s: float | None = Field(
+        None, gt=0, description="Repeat until the alert reaches the intake; once if unset.")
 
 
 class Behaviour(_Model):
@@ -78,7 +80,8 @@ class Objectives(_Model):
 
     time_to_contain_s: float | None = Field(None, gt=0, description="-> last containment step verified.")
     detection_s: float | None = Field(None, gt=0, description="-> the run started.")
-    detected_s: float | None = Field(None, gt=0, description="-> the alert received by the intake (behaviours).")
+    detected_s: float | None = Field(
+        None, gt=0, description="-> the alert received by the intake (behaviours).")
 
 
 class Attacker(_Model):
@@ -105,7 +108,8 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _one_trigger(self) -> Scenario:
         if (self.signal is None) == (self.behaviour is None):
-            raise ValueError("give exactly one of signal (an alert) or behaviour (an anomaly the rules detect)")
+            raise ValueError("give exactly one of signal (an alert) or behaviour (an anomaly the rules "
+                             "detect)")
         if self.playbook is None and self.behaviour is None:
             raise ValueError("a scenario without a playbook is a behaviour whose alert must start nothing")
         return self

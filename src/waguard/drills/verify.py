@@ -194,8 +194,9 @@ class Verifier:
     async def nothing_changed(self, _ids: list[str]) -> tuple[bool, str]:
         """No mutating Graph call reached the simulator since the world was reset: nothing acted."""
         records = (await self.sim.get("/_sim/requests")).json()["requests"]
-        changed = sorted({f"{r['method']} {r['path']}" for r in records if r.get("method") in ("POST", "DELETE")
-                          and not str(r.get("path", "")).startswith("/_sim") and (r.get("status") or 200) < 400})
+        changed = sorted({f"{r['method']} {r['path']}" for r in records
+                          if r.get("method") in ("POST", "DELETE") and not str(r.get("path", "")).startswith("/_sim")
+                          and (r.get("status") or 200) < 400})
         return not changed, f"changed: {changed}" if changed else "no mutating Graph call"
 
     async def vault_token_valid(self, paths: list[str]) -> tuple[bool, str]:

@@ -127,6 +127,8 @@ async def send_signal(settings: Settings, urls: StackUrls, vault: VaultClient, s
     Every send is a fresh delivery (new delivery id, new event time), so a repeated drill is a new
     detection, not a replay.
     """
+    if scenario.signal is None:
+        raise ValueError(f"{scenario.name} has no signal: its anomaly is a behaviour (drills/behaviour.py)")
     payload = copy.deepcopy(scenario.signal.payload)
     now = int(time.time())
     async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:

@@ -55,8 +55,11 @@ def signal_started_at(source: str, payload: Any) -> float | None:
         return None
     times: Iterable[Any] = ()
     if source in ("alertmanager", "grafana"):
-        times = [a.get("startsAt") for a in payload.get("alerts") or [] if isinstance(a, dict)
-                 and a.get("status") == "firing"]
+        times = [
+            a.get("startsAt")
+            for a in payload.get("alerts") or []
+            if isinstance(a, dict) and a.get("status") == "firing"
+        ]
     elif source == "meta":
         times = [e.get("time") for e in payload.get("entry") or [] if isinstance(e, dict)]
     elif source == "github" and isinstance(payload.get("alert"), dict):
@@ -70,8 +73,13 @@ def contained_at(records: list[dict[str, Any]]) -> float | None:
     closes = [r for r in records if r.get("step") == "close"]
     if not closes or closes[-1].get("outcome") != "done" or closes[-1].get("detail") != "contained":
         return None
-    done = [r for r in records if r.get("step") not in NOT_CONTAINMENT and not str(r.get("step")).startswith("approve")
-            and r.get("outcome") in ("done", "already")]
+    done = [
+        r
+        for r in records
+        if r.get("step") not in NOT_CONTAINMENT
+        and not str(r.get("step")).startswith("approve")
+        and r.get("outcome") in ("done", "already")
+    ]
     return _unix((done[-1] if done else closes[-1]).get("at"))
 
 
@@ -127,10 +135,14 @@ class TimeToContain(Collector):
         return by_playbook
 
     def describe(self) -> Iterator[HistogramMetricFamily]:
-        yield HistogramMetricFamily(CONTAIN, "Alert received -> contained, per playbook.", labels=["playbook"])
+        yield HistogramMetricFamily(
+            CONTAIN, "Alert received -> contained, per playbook.", labels=["playbook"]
+        )
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
-        family = HistogramMetricFamily(CONTAIN, "Alert received -> contained, per playbook.", labels=["playbook"])
+        family = HistogramMetricFamily(
+            CONTAIN, "Alert received -> contained, per playbook.", labels=["playbook"]
+        )
         try:
             samples = self.samples()
         except (OSError, sqlite3.Error) as err:  # the scrape still answers
@@ -138,17 +150,27 @@ class TimeToContain(Collector):
             samples = {}
         for playbook, values in sorted(samples.items()):
             counts = [sum(1 for v in values if v <= b) for b in BUCKETS]
-            family.add_metric([playbook], [*((str(b), c) for b, c in zip(BUCKETS, counts, strict=True)),
-                                           ("+Inf", len(values))], sum(values))
+            family.add_metric(
+                [playbook],
+                [*((str(b), c) for b, c in zip(BUCKETS, counts, strict=True)), ("+Inf", len(values))],
+                sum(values),
+            )
         yield family
 
 
 class ResponseTimes:
     """Both histograms on one registry; `detected` is called when a delivery opens an incident."""
 
-    def __init__(self, registry: CollectorRegistry, store_path: Path | None, incidents_dir: Path | None) -> None:
-        self.detect = Histogram(DETECT, "Signal seen by its source -> received by the intake, per playbook.",
-                                ["playbook"], buckets=BUCKETS, registry=registry)
+    def __init__(
+        self, registry: CollectorRegistry, store_path: Path | None, incidents_dir: Path | None
+    ) -> None:
+        self.detect = Histogram(
+            DETECT,
+            "Signal seen by its source -> received by the intake, per playbook.",
+            ["playbook"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
         if store_path is not None and incidents_dir is not None:
             registry.register(TimeToContain(store_path, incidents_dir))
 

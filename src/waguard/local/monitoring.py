@@ -61,7 +61,8 @@ def prometheus_config(plan: MonitoringPlan) -> dict[str, Any]:
     """The shipped detection/prometheus.yml, scraping this intake, loading the shipped rules."""
     config = yaml.safe_load((plan.detection_dir / "prometheus.yml").read_text())
     if plan.interval_s is not None:
-        config["global"].update(scrape_interval=f"{plan.interval_s}s", evaluation_interval=f"{plan.interval_s}s")
+        interval = f"{plan.interval_s}s"
+        config["global"].update(scrape_interval=interval, evaluation_interval=interval)
     config["rule_files"] = [str((plan.detection_dir / "rules").resolve() / "*.yml")]
     metrics = plan.metrics_url.removeprefix("http://").removeprefix("https://")
     for job in config["scrape_configs"]:
