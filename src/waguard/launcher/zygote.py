@@ -1,7 +1,8 @@
 """The zygote: a pre-imported, single-threaded parent that forks one child process per flow run.
 
 Started by the launcher as `python -m waguard.launcher.zygote <fd> <spec-json>`, it imports Prefect's
-engine and the playbook flows once, freezes the GC (so children keep sharing those pages), and then
+engine, the playbook flows and what they import later (preload.py) once, stocks TLS contexts (tls.py),
+freezes the GC (so children keep sharing those pages), and then
 only ever forks and reaps. It never creates a Prefect client, thread or event loop: a fork copies the
 parent's memory but not its threads, and Prefect's engine deadlocks in a child forked from a process
 whose threads held locks (reference A.5.4). It holds no secret: each run reads Vault after the fork.
@@ -11,7 +12,7 @@ Protocol on the socket `<fd>` (JSON lines):
     zygote -> launcher  {"op": "ready", "pid": ..., "flows": [...], "misses": {...}, "threads": n}
                         {"op": "started", "run_id": ..., "pid": ...}
                         {"op": "failed", "run_id": ..., "error": ...}
-                        {"op": "exited", "run_id": ..., "pid": ..., "returncode": ...}   (-N: killed by signal N)
+                        {"op": "exited", "run_id": ..., "pid": ..., "returncode": ...}  (-N: signal N)
 The zygote reaps its children itself, so the exit status reported is the real one. If the launcher
 goes away (EOF), the zygote exits; running children carry on and are reaped by the launcher, which
 is their subreaper.
@@ -32,30 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Everything a run imports before its first line, measured in a forked child: what is not imported
-# here is compiled and imported by every run again (about 0.3 s under load).
-PRELOAD = ("prefect", "prefect.flow_engine", "prefect.engine", "prefect._internal.control_listener",
-           "prefect._internal.metrics", "prefect.runtime", "prefect._internal.observers",
-           "prefect._internal._observation_delivery", "anyio._backends._asyncio", "anyio.streams.memory",
-           "anyio.streams.stapled", "anyio.streams.tls", "rich._emoji_codes", "waguard.launcher.child")
-
-
-def preload(project: Path, entrypoints: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Import Prefect's engine and every flow; return {entrypoint: Flow} and {entrypoint: error}."""
-    import importlib
-
-    for name in PRELOAD:
-        importlib.import_module(name)
-    from prefect.flows import load_flow_from_entrypoint
-
-    flows, misses = {}, {}
-    for entrypoint in entrypoints:
-        try:
-            flows[entrypoint] = load_flow_from_entrypoint(str(project / entrypoint), use_placeholder_flow=False)
-        except Exception as err:  # the child will load it itself: slow but correct, and reported
-            misses[entrypoint] = f"{type(err).__name__}: {err}"
-    return flows, misses
-
 
 class Zygote:
     def __init__(self, sock: socket.socket) -> None:
@@ -68,7 +45,7 @@ class Zygote:
             self.sock.sendall(json.dumps(message).encode() + b"\n")
 
     def serve(self) -> dict[str, Any] | None:
-        """Fork and reap until the launcher hangs up. Returns the fork request in a child, None in the zygote."""
+        """Fork and reap until the launcher hangs up. Returns the fork request in a child, else None."""
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -135,12 +112,18 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
     started = time.perf_counter()
+    from waguard.launcher.preload import preload
+
     flows, misses = preload(Path(spec["project"]), list(spec["entrypoints"]))
+    from waguard.launcher import tls
+
+    stocked = tls.stock()  # each run's clients take these instead of loading the CA bundle again
     gc.collect()
     gc.freeze()  # keep the imported modules' pages shared with every child (copy-on-write)
     zygote = Zygote(sock)
     zygote.send({"op": "ready", "pid": os.getpid(), "flows": sorted(flows), "misses": misses,
-                 "threads": threading.active_count(), "import_s": round(time.perf_counter() - started, 3)})
+                 "threads": threading.active_count(), "tls_stock": stocked,
+                 "import_s": round(time.perf_counter() - started, 3)})
     request = zygote.serve()
     if request is None:
         return 0
