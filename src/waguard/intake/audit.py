@@ -20,6 +20,7 @@ after it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -41,7 +42,15 @@ def safe_id(value: str | None) -> str | None:
 def stamp(at: float) -> str:
     """Unix seconds as the audit's ISO-8601 UTC text (millisecond precision, sortable as text)."""
     secs = int(at)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{int((at - secs) * 1000):03d}Z"
+    return _second(secs) + f".{int((at - secs) * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(secs: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))  # records come many to a second
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode  # built once, not per record
 
 
 class AuditLog:
@@ -77,9 +86,12 @@ class AuditLog:
             "at": stamp(at),
             "source": source, "delivery_id": delivery_id, "outcome": outcome, "status": status,
             "verification": verification, "body_sha256": body_sha256, "incident_key": incident_key,
-            "run_id": run_id, **{k: v for k, v in extra.items() if v not in (None, [], ())},
+            "run_id": run_id,
         }
-        line = (json.dumps(record, separators=(",", ":"), ensure_ascii=True) + "\n").encode()
+        for k, v in extra.items():
+            if v is not None and v != [] and v != ():
+                record[k] = v
+        line = (_encode(record) + "\n").encode()
         with self._lock:
             if self._fd < 0:
                 return

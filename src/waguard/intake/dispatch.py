@@ -106,7 +106,9 @@ class Dispatcher:
             claim = self.store.claim(start.key, start.playbook, now=now, quiet_s=quiet_s,
                                      build=lambda generation, s=start: self._new(source, s, generation))
             if not claim.new and claim.run_id:
-                update = RunUpdate(kind="joined", parameters=dict(start.parameters), source=start.source)
+                # Built, not validated: a literal kind, a dict and a str are all RunUpdate checks.
+                update = RunUpdate.model_construct(kind="joined", parameters=dict(start.parameters),
+                                                   source=start.source)
                 updates.append((claim.run_id, update))
             # A join while the run is still being started is recorded only (the run reads the first
             # delivery's parameters); no log line each: a storm would write one per delivery.

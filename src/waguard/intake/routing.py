@@ -7,6 +7,7 @@ The decisions are pure functions: a parsed, verified delivery and the policy in,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -248,8 +249,13 @@ def alert_route(source: str, note: AlertNotification, cfg: AlertRouting) -> Rout
     return Route(starts=tuple(starts), notes=tuple(notes))
 
 
+@functools.cache
+def _settable(playbook: Playbook) -> dict[str, bool]:
+    return settable(playbook)  # read off the parameter model, which never changes: once per playbook
+
+
 def _from_labels(playbook: Playbook, route: AlertPlaybookRoute, alerts: list[AmAlert]) -> dict[str, Any]:
-    lists = settable(playbook)
+    lists = _settable(playbook)
     params: dict[str, Any] = {}
     for param, label in route.labels.items():
         values = [a.labels[label] for a in alerts if a.labels.get(label)]

@@ -38,6 +38,7 @@ from typing import Any
 
 PRUNE_EVERY = 2000  # nonce inserts between two sweeps of expired rows
 CHECKPOINT_EVERY_S = 2.0
+OPEN_RUNS_KEPT = 4096  # open_run answers kept in memory (cleared whole when full)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nonces (
@@ -98,6 +99,9 @@ class IntakeStore:
         self._depth = 0
         self._batch: asyncio.Future[None] | None = None  # the open group commit, if any
         self.commits = 0  # group commits made (how many deliveries share one: deliveries / commits)
+        # open_run answers, asked on every delivery: this connection is the file's only writer, so they
+        # stay true until it changes which incidents are open or have runs (then: cleared).
+        self._open_runs: dict[tuple[str, str], tuple[str, str] | None] = {}
         # Checkpoints (the only fsyncs in WAL mode with synchronous=NORMAL) run in a thread of their
         # own, not inside a delivery's commit on the event loop.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
@@ -147,6 +151,7 @@ class IntakeStore:
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as err:
+            self._open_runs.clear()
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
             if not batch.done():
@@ -177,6 +182,7 @@ class IntakeStore:
         try:
             yield
         except BaseException:
+            self._open_runs.clear()
             self._db.execute(rollback)
             if self._batch is not None:
                 self._db.execute(commit)  # a savepoint rolled back to is still open until released
@@ -223,11 +229,11 @@ class IntakeStore:
         """
         with self.transaction():
             row = self._db.execute(
-                "SELECT generation, incident_id, closed, last_seen, run_id, parameters FROM incidents "
+                "SELECT generation, incident_id, closed, last_seen, run_id FROM incidents "
                 "WHERE base = ? AND playbook = ? ORDER BY generation DESC LIMIT 1",
                 (base, playbook)).fetchone()
             if row is not None:
-                generation, incident_id, closed, last_seen, run_id, parameters = row
+                generation, incident_id, closed, last_seen, run_id = row
                 if not closed and now - last_seen <= quiet_s:
                     self._db.execute(
                         "UPDATE incidents SET last_seen = ?, deliveries = deliveries + 1 "
@@ -236,6 +242,7 @@ class IntakeStore:
                     return Claim(incident_id, playbook, generation, False, run_id, {})
             generation = (row[0] + 1) if row is not None else 1
             incident_id, params = build(generation)
+            self._open_runs.clear()
             self._db.execute(
                 "INSERT INTO incidents "
                 "(base, playbook, generation, incident_id, parameters, opened, last_seen) "
@@ -245,6 +252,7 @@ class IntakeStore:
 
     def close_incidents(self, base: str, *, now: float) -> list[str]:
         """Close every open incident for `base` (its source said it resolved); return their ids."""
+        self._open_runs.clear()
         with self.transaction():
             ids = [r[0] for r in self._db.execute(
                 "SELECT incident_id FROM incidents WHERE base = ? AND closed = 0", (base,))]
@@ -254,19 +262,27 @@ class IntakeStore:
 
     def open_run(self, base: str, playbook: str) -> tuple[str, str] | None:
         """(incident id, run id) of the open incident for (base, playbook), once its run has started."""
+        key = (base, playbook)
+        if key in self._open_runs:
+            return self._open_runs[key]
         row = self._db.execute(
             "SELECT incident_id, run_id FROM incidents WHERE base = ? AND playbook = ? AND closed = 0 "
             "AND run_id IS NOT NULL ORDER BY generation DESC LIMIT 1", (base, playbook)).fetchone()
-        return (row[0], row[1]) if row else None
+        if len(self._open_runs) >= OPEN_RUNS_KEPT:
+            self._open_runs.clear()
+        found = self._open_runs[key] = (row[0], row[1]) if row else None
+        return found
 
     def close_incident(self, incident_id: str, *, now: float) -> None:
         """Close one incident (its run has ended): the next delivery for its key opens a new one."""
+        self._open_runs.clear()
         with self.transaction():
             self._db.execute("UPDATE incidents SET closed = 1, last_seen = ? WHERE incident_id = ?",
                              (now, incident_id))
 
     def set_run(self, incident_id: str, run_id: str) -> None:
         """Record the run an incident started."""
+        self._open_runs.clear()
         self._db.execute("UPDATE incidents SET run_id = ?, status = 'started' WHERE incident_id = ?",
                          (run_id, incident_id))
 
