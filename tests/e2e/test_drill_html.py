@@ -94,6 +94,9 @@ def test_the_html_report_draws_every_scenario_offline(tmp_path: Path) -> None:
                   for m in ("anomaly", "alert_fired", "alert_received", "contained")}
             assert xs["anomaly"] < xs["alert_fired"] < xs["alert_received"] < xs["contained"]
             assert "341.00" in page.locator("table").first.inner_text()
+            assert page.locator("section.scenario p.phases").first.inner_text() == (
+                "29.8 s to the alert at the intake · 1.4 s to the run started · 4.7 s to contained · "
+                "of which 1.3 s waiting for people")
             page.screenshot(path=str(tmp_path / "drill.png"), full_page=True)
         finally:
             browser.close()

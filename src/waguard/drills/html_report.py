@@ -108,6 +108,22 @@ def timeline_svg(s: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def phases(s: dict[str, Any]) -> str:
+    """Where the minutes went, in words: each stretch between the marks that were measured (pure)."""
+    marks = s.get("marks") or {}
+    order = [("anomaly", ""), ("alert_received", "to the alert at the intake"),
+             ("run_started", "to the run started"), ("contained", "to contained")]
+    parts, last = [], None
+    for key, words in order:
+        if isinstance(marks.get(key), int | float):
+            if last is not None:
+                parts.append(f"{marks[key] - last:.1f} s {words}")
+            last = marks[key]
+    if s.get("approval_wait_s"):
+        parts.append(f"of which {s['approval_wait_s']:.1f} s waiting for people")
+    return " · ".join(parts)
+
+
 def _legend() -> str:
     items = [(label, colour) for _, label, colour in MARKS] + [
         ("approval / dashboard step (waiting for people)", STEP_COLOURS["human"]),
@@ -170,6 +186,8 @@ def html(report: dict[str, Any]) -> str:
         )
         if s.get("error"):
             out.append(f'<p class="error">Error: {escape(str(s["error"]))}</p>')
+        if phases(s):
+            out.append(f'<p class="phases">{escape(phases(s))}</p>')
         out.append(timeline_svg(s))
         checks = s.get("checks") or []
         if checks:
