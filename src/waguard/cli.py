@@ -1,4 +1,4 @@
-"""The `waguard` command: `waguard up | drill | intake | worker | config | version`.
+"""The `waguard` command: `waguard up | drill | intake | worker | doctor | incident | config | version`.
 
 Settings are read once here and passed down. Every failure a responder can fix (a bad setting, a
 port in use, a service that would not start) ends with one clear line and exit status 2, never a
@@ -70,6 +70,30 @@ def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return run_worker(settings, project=args.project, spec=args.spec)
 
 
+def _cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from waguard.local.stack import identity_dir
+    from waguard.operate.doctor import diagnose, render
+
+    results = diagnose(settings, identities=args.identities or identity_dir(settings), project=args.project)
+    print(render(results, as_json=args.json))
+    return 0 if all(c.ok for c in results) else 1
+
+
+def _cmd_incident(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from waguard.operate import incidents as inc
+
+    if args.action == "list":
+        print(inc.render_list(inc.list_incidents(settings), as_json=args.json))
+    elif args.action == "show":
+        print(inc.render_show(*inc.show_incident(settings, args.incident_id), as_json=args.json))
+    else:
+        report = asyncio.run(inc.cancel_incident(settings, args.incident_id, wait_s=args.wait))
+        print(inc.render_cancel(report, as_json=args.json))
+    return 0
+
+
 def _cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     # Secrets are SecretStr, so a dump shows '**********' for any that are set.
     print(settings.model_dump_json(indent=2))
@@ -113,6 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--project", type=Path, default=Path.cwd(), help="project directory (flows/, tasks/)")
     worker.add_argument("--spec", type=Path, help="deployments file (default: <project>/prefect.yaml)")
     worker.set_defaults(func=_cmd_worker)
+    doctor = sub.add_parser("doctor", help="read-only preflight: every check passes, or says its fix")
+    doctor.add_argument("--json", action="store_true", help="JSON for monitoring")
+    doctor.add_argument("--identities", type=Path,
+                        help="directory of <identity>.role-id/.secret-id (default: the local stack's)")
+    doctor.add_argument("--project", type=Path, default=Path.cwd(), help="project directory (prefect.yaml)")
+    doctor.set_defaults(func=_cmd_doctor)
+    incident = sub.add_parser("incident", help="list incidents, show one's timeline, or cancel one")
+    actions = incident.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every incident, newest first, with its live runs")
+    actions.add_parser("show", help="an incident's status, runs and timeline").add_argument("incident_id")
+    cancel = actions.add_parser("cancel", help="cancel its runs and close it everywhere (Prefect, Slack)")
+    cancel.add_argument("incident_id")
+    cancel.add_argument("--wait", type=float, default=120.0, help="seconds to wait for each run to close")
+    for action in actions.choices.values():
+        action.add_argument("--json", action="store_true", help="JSON instead of a table")
+    incident.set_defaults(func=_cmd_incident)
     sub.add_parser("config", help="print the effective settings (secrets masked)").set_defaults(
         func=_cmd_config
     )

@@ -17,6 +17,7 @@ SCOPES = {
     "chat.update": {"chat:write"},
     # public and private channels; waguard posts only in channels, never DMs
     "conversations.replies": {"channels:history", "groups:history"},
+    "conversations.info": {"channels:read", "groups:read"},  # waguard doctor: is the bot in the channel
 }
 
 

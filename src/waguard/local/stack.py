@@ -164,6 +164,9 @@ class LocalStack:
                       system_user_token=credentials["meta_token"].get_secret_value(),
                       pin=credentials["two_step_pin"].get_secret_value()),
             credentials["messaging_token"].get_secret_value())
+        # The dashboard's callback (Meta's Webhooks page) is the intake, as docs/production.md sets it.
+        callback = f"{self.settings.intake.public_url.rstrip('/')}/webhooks/whatsapp"
+        seed = seed.model_copy(update={"app": seed.app.model_copy(update={"callback_url": callback})})
         self._apps.append(
             ServedApp(meta_app(seed), host=s.host, port=s.meta_port, name="Meta simulator").start()
         )

@@ -28,6 +28,7 @@ from waguard.meta import wire
 from waguard.meta.errors import MetaUnavailable, MetaUnexpectedResponse
 from waguard.meta.ledger import Action, RegistrationLedger
 from waguard.meta.models import (
+    AppSubscription,
     AssignedUser,
     BusinessUser,
     PhoneNumber,
@@ -340,6 +341,10 @@ class GraphClient:
     async def list_subscribed_apps(self, waba_id: str) -> list[SubscribedApp]:
         """Apps subscribed to a WABA, with any WABA-level callback override."""
         return await self._collect(lambda _after: wire.list_subscribed_apps(waba_id), SubscribedApp)
+
+    async def list_app_subscriptions(self, app_id: str) -> list[AppSubscription]:
+        """The app's own webhook callbacks; call with an app access token (`{app-id}|{app-secret}`)."""
+        return await self._collect(lambda _after: wire.list_app_subscriptions(app_id), AppSubscription)
 
     async def subscribe_app(
         self, waba_id: str, override_callback_uri: str | None = None, verify_token: SecretStr | None = None

@@ -77,6 +77,15 @@ class SubscribedApp(GraphNode):
         return str(flat) if flat is not None else None
 
 
+class AppSubscription(GraphNode):
+    """One object the app receives webhooks for (GET /{app-id}/subscriptions), with its callback URL."""
+
+    object: str
+    callback_url: str | None = None
+    active: bool | None = None
+    fields: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class GranularScope(GraphNode):
     """A permission and the object ids (WABA ids for WhatsApp scopes) it is limited to."""
 

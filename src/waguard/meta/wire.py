@@ -244,6 +244,12 @@ def unsubscribe_app(waba_id: str) -> GraphRequest:
     return GraphRequest("DELETE", f"/{_graph_id('waba_id', waba_id)}/subscribed_apps")
 
 
+def list_app_subscriptions(app_id: str) -> GraphRequest:
+    """GET /{app-id}/subscriptions (not in OAS; needs an app access token): the app's own webhook
+    callback per object, as the App Dashboard's Webhooks page sets it."""
+    return GraphRequest("GET", f"/{_graph_id('app_id', app_id)}/subscriptions")
+
+
 def debug_token(input_token: SecretStr) -> GraphRequest:
     """GET /debug_token?input_token= (not in OAS). The token rides in the query: Meta offers no other way."""
     if not isinstance(input_token, SecretStr) or not input_token.get_secret_value():

@@ -208,6 +208,16 @@ class SlackClient:
         return BotIdentity(team_id=r["team_id"], user_id=r["user_id"], bot_id=r.get("bot_id"),
                            team=r.get("team"), url=r.get("url"))
 
+    async def is_member(self, channel: str) -> bool:
+        """Whether the bot is in `channel` (so it can post there), without posting (conversations.info).
+
+        Raises:
+            SlackNotFound: no such channel, or the bot cannot see it (a private channel it is not in).
+            SlackError: any other failure.
+        """
+        r = await self._call("conversations.info", self._web.conversations_info(channel=channel))
+        return bool((r.get("channel") or {}).get("is_member"))
+
     async def _post(self, channel: str, text: str, blocks: list[bk.Block] | None,
                     thread_ts: str | None = None) -> MessageRef:
         args: dict[str, Any] = {"channel": channel, "text": text}

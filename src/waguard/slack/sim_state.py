@@ -51,6 +51,7 @@ class SimState:
         self._messages: dict[str, dict[str, dict[str, Any]]] = {  # channel -> ts -> message
             c: {} for c in (*DEFAULT_CHANNELS, *channels)
         }
+        self._outside: set[str] = set()  # channels that exist but the bot was never invited to
         self._requests: list[dict[str, Any]] = []
         self._rules: list[RateLimitRule] = []
         self._last_us = 0
@@ -100,10 +101,19 @@ class SimState:
 
     # ---- channels and messages --------------------------------------------------------------------
 
-    def add_channel(self, channel: str) -> None:
-        """Make `channel` exist (empty) if it does not yet."""
+    def add_channel(self, channel: str, *, member: bool = True) -> None:
+        """Make `channel` exist (empty) if it does not yet, with the bot in it unless `member` is False."""
         with self._lock:
             self._messages.setdefault(channel, {})
+            if member:
+                self._outside.discard(channel)
+            else:
+                self._outside.add(channel)
+
+    def is_member(self, channel: str) -> bool:
+        """Whether the bot is in `channel` (Slack refuses its posts elsewhere: not_in_channel)."""
+        with self._lock:
+            return channel in self._messages and channel not in self._outside
 
     def has_channel(self, channel: str) -> bool:
         with self._lock:

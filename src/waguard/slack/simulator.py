@@ -1,4 +1,4 @@
-"""A Slack Web API simulator: the four methods waguard calls, served as a real HTTP app.
+"""A Slack Web API simulator: the five methods waguard calls, served as a real HTTP app.
 
 Drills and tests point slack_sdk's real `AsyncWebClient` at it (`base_url=http://host:port/api/`).
 It answers the way Slack does: HTTP 200 with `{"ok": false, "error": ...}` for API errors, HTTP 429
@@ -9,6 +9,7 @@ argument) checked on every call.
     POST /api/chat.postMessage           channel, text, blocks, thread_ts
     POST /api/chat.update                channel, ts, text, blocks (absent fields are kept)
     GET|POST /api/conversations.replies  channel, ts, limit, cursor; the parent heads every page
+    GET|POST /api/conversations.info     channel; `channel.is_member` says whether the bot is in it
 
 Admin routes under `/_sim/` (no token; the simulator binds to loopback):
 
@@ -17,7 +18,8 @@ Admin routes under `/_sim/` (no token; the simulator binds to loopback):
     GET    /_sim/requests[?method=m]     the request record (never a token)
     DELETE /_sim/requests                forget the record
     POST   /_sim/ratelimit               {"count": N, "retry_after": S, "method": optional}
-    POST   /_sim/channels                {"id": "C..."} makes a channel exist
+    POST   /_sim/channels                {"id": "C...", "member": true} makes a channel exist (the bot
+                                         in it unless member is false: its posts there are not_in_channel)
     POST   /_sim/reset                   messages, record and pending 429s
     GET    /_sim/health                  {"ok": true}
 
@@ -182,6 +184,8 @@ def _post_message(sim: SimState, args: Args) -> Answer:
     channel = _str(args.get("channel"))
     if channel is None or not sim.has_channel(channel):
         return 200, {"ok": False, "error": "channel_not_found"}
+    if not sim.is_member(channel):
+        return 200, {"ok": False, "error": "not_in_channel"}
     fields, bad = _message_fields(args, require=True)
     if bad:
         return 200, bad
@@ -252,11 +256,20 @@ def _replies(sim: SimState, args: Args) -> Answer:
     return 200, body
 
 
+def _info(sim: SimState, args: Args) -> Answer:
+    channel = _str(args.get("channel"))
+    if channel is None or not sim.has_channel(channel):
+        return 200, {"ok": False, "error": "channel_not_found"}
+    return 200, {"ok": True, "channel": {"id": channel, "name": channel.lower(), "is_channel": True,
+                                         "is_archived": False, "is_member": sim.is_member(channel)}}
+
+
 _HANDLERS: dict[str, Callable[[SimState, Args], Answer]] = {
     "auth.test": _auth_test,
     "chat.postMessage": _post_message,
     "chat.update": _update,
     "conversations.replies": _replies,
+    "conversations.info": _info,
 }
 
 
@@ -292,12 +305,13 @@ def _admin_routes(sim: SimState) -> list[Route]:
 
     async def channels(request: Request) -> JSONResponse:
         try:
-            channel = json.loads(await request.body()).get("id")
+            spec = json.loads(await request.body())
+            channel, member = spec.get("id"), spec.get("member", True)
         except (ValueError, AttributeError):
-            channel = None
-        if not isinstance(channel, str) or not channel:
+            channel, member = None, True
+        if not isinstance(channel, str) or not channel or not isinstance(member, bool):
             return JSONResponse({"ok": False, "error": "invalid_arguments"}, status_code=400)
-        sim.add_channel(channel)
+        sim.add_channel(channel, member=member)
         return JSONResponse({"ok": True})
 
     async def reset(request: Request) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""Webhook subscriptions of a WABA, and plain reads of the app, business and WABA nodes.
+"""Webhook subscriptions of a WABA and of the app, and plain reads of the app, business and WABA nodes.
 
 GET /{waba}/subscribed_apps answers Meta's documented shape, the app nested under
 `whatsapp_business_api_data` (OAS's schema shows a flat `{id, name}` but allows other properties),
@@ -113,6 +113,16 @@ async def get_app(call: Call) -> Answer:
     return Answer(rules.select_fields(node, call.param("fields"), ("id", "name", "link"), "Application"))
 
 
+async def app_subscriptions(call: Call) -> Answer:
+    """GET /{app-id}/subscriptions: the dashboard's callback for WhatsApp objects, when one is set."""
+    app = call.sim.app
+    rows = [{"object": "whatsapp_business_account", "callback_url": app.callback_url, "active": True,
+             "fields": [{"name": f, "version": "v23.0"} for f in SUBSCRIBED_FIELDS]}] if app.callback_url else []
+    return Answer({"data": rows})
+
+
+SUBSCRIBED_FIELDS = ("account_update", "security", "message_template_status_update")
+
 OPERATIONS = {
     ("waba", "subscribed_apps", "GET"): Operation("waba.subscribed_apps.list", list_subscribed, ALL),
     ("waba", "subscribed_apps", "POST"): Operation("waba.subscribed_apps.subscribe", subscribe, ALL),
@@ -121,4 +131,6 @@ OPERATIONS = {
     ("business", NODE, "GET"): Operation(
         "business.get", get_business, E.ONLY_200, scope="business_management"),
     ("app", NODE, "GET"): Operation("app.get", get_app, scope=None, app_token=True),
+    ("app", "subscriptions", "GET"): Operation("app.subscriptions", app_subscriptions, scope=None,
+                                               app_token=True),
 }
