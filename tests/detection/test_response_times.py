@@ -59,7 +59,7 @@ def firing_since(seconds_ago: float, now: float, group: str = "WabaTemplateSubmi
     return note
 
 
-async def test_time_to_detect_is_observed_once_per_incident_from_the_alerts_start(intake: Harness) -> None:
+async def test_time_to_detect_is_observed_once_per_incident_from_when_the_rule_held(intake: Harness) -> None:
     now = intake.clock.now
     r = await post_am(intake, firing_since(200, now))
     assert r.json()["outcome"] == "started"
@@ -69,7 +69,8 @@ async def test_time_to_detect_is_observed_once_per_incident_from_the_alerts_star
     m = await scrape(intake)
     name = "waguard_incident_time_to_detect_seconds"
     assert sample(m, f"{name}_count", playbook="template_abuse") == 1.0
-    assert sample(m, f"{name}_sum", playbook="template_abuse") == 200.0
+    # Fired 200 s ago; the shipped rule's `for: 1m` held before that: its condition held 260 s ago.
+    assert sample(m, f"{name}_sum", playbook="template_abuse") == 260.0
     assert sample(m, f"{name}_bucket", playbook="template_abuse", le="120.0") == 0.0
     assert sample(m, f"{name}_bucket", playbook="template_abuse", le="300.0") == 1.0
     assert sample(m, f"{name}_bucket", playbook="template_abuse", le="900.0") == 1.0  # the MTTD objective

@@ -49,7 +49,8 @@ class DrillRunner:
         clock = time.monotonic()
         results = []
         for scenario in scenarios:
-            self.say(f"▶ {scenario.name} ({scenario.playbook})" + (f" with {', '.join(self.faults)}" if self.faults else ""))
+            faults = f" with {', '.join(self.faults)}" if self.faults else ""
+            self.say(f"▶ {scenario.name} ({scenario.playbook or 'must start nothing'}){faults}")
             result = await self.scenario(scenario)
             results.append(result)
             self.say(f"  {'✔' if result['contained'] and result['verified'] else '✘'} {scenario.name}: "

@@ -76,7 +76,8 @@ class IntakeService:
         self.rejections = RejectionSampler(intake.rejection_sample_s)
         self.metrics = IntakeMetrics(registry, known_wabas=[settings.meta.waba_id],
                                      incidents_dir=settings.incidents_dir, default_waba=settings.meta.waba_id,
-                                     store_path=state / "intake.sqlite3")
+                                     store_path=state / "intake.sqlite3",
+                                     detection_dir=settings.detection_dir)  # rules' `for:` (time to detect)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.metrics.registry.register(PostureGauges(state))  # the scheduled audit's latest findings
         self.secrets = SecretCache(vault, clock)

@@ -1,10 +1,11 @@
 """Response objectives as Prometheus histograms, per playbook, on real incidents (not only drills).
 
 - `waguard_incident_time_to_detect_seconds{playbook}`: when a delivery opens an incident, the time from
-  the moment its source says the problem was seen to the intake receiving it: Alertmanager's and
-  Grafana's `startsAt` (the rule fired), Meta's `entry.time`, GitHub's `alert.created_at`. Observed
-  once per incident, at receipt. (A rule's `for:` window comes before `startsAt` and is not in it; the
-  drills measure from the anomaly itself.)
+  the moment its source says the problem was seen to the intake receiving it: for a shipped rule's
+  alert, when its condition first held (Alertmanager's `startsAt` is when it fired, so the rule's
+  `for:` from detection/rules is taken off it); Grafana's `startsAt`; Meta's `entry.time`; GitHub's
+  `alert.created_at`. Observed once per incident, at receipt. What comes before the condition holds
+  (a scrape, a rate's first samples) is not seen here; the drills measure from the anomaly itself.
 - `waguard_incident_time_to_contain_seconds{playbook}`: from the intake opening the incident (the
   alert received) to the last containment step of its run, for runs that closed contained. Runs are
   other processes that already write their timelines, so this is read at scrape time, like
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -49,16 +52,40 @@ def _unix(value: Any) -> float | None:
     return None
 
 
-def signal_started_at(source: str, payload: Any) -> float | None:
-    """When the delivery's source says the problem was seen, as Unix seconds, if it says (pure)."""
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def rule_pending_s(detection_dir: Path | None) -> dict[str, float]:
+    """Each shipped alert's `for:` in seconds (detection/rules/*.yml); unreadable rules count as none."""
+    pending: dict[str, float] = {}
+    for path in sorted(detection_dir.glob("rules/*.yml")) if detection_dir else []:
+        try:
+            groups = (yaml.safe_load(path.read_text()) or {}).get("groups") or []
+        except (OSError, yaml.YAMLError) as err:
+            log.warning("intake: cannot read %s for time to detect: %s", path, err)
+            continue
+        for rule in (r for g in groups for r in g.get("rules") or []):
+            if "alert" in rule:
+                spec = str(rule.get("for") or "0s")
+                pending[rule["alert"]] = sum(int(n) * _UNIT_S[u] for n, u in _DURATION.findall(spec))
+    return pending
+
+
+def signal_started_at(source: str, payload: Any, pending: dict[str, float] | None = None) -> float | None:
+    """When the delivery's source says the problem was seen, as Unix seconds, if it says (pure).
+
+    `pending`: alert name -> its rule's `for:` seconds, taken off Alertmanager's `startsAt`."""
     if not isinstance(payload, dict):
         return None
     times: Iterable[Any] = ()
     if source in ("alertmanager", "grafana"):
+        late = pending if source == "alertmanager" else None
         times = [
-            a.get("startsAt")
+            started - (late or {}).get(str((a.get("labels") or {}).get("alertname")), 0.0)
             for a in payload.get("alerts") or []
             if isinstance(a, dict) and a.get("status") == "firing"
+            and (started := _unix(a.get("startsAt"))) is not None
         ]
     elif source == "meta":
         times = [e.get("time") for e in payload.get("entry") or [] if isinstance(e, dict)]
@@ -162,8 +189,10 @@ class ResponseTimes:
     """Both histograms on one registry; `detected` is called when a delivery opens an incident."""
 
     def __init__(
-        self, registry: CollectorRegistry, store_path: Path | None, incidents_dir: Path | None
+        self, registry: CollectorRegistry, store_path: Path | None, incidents_dir: Path | None,
+        detection_dir: Path | None = None,
     ) -> None:
+        self.pending = rule_pending_s(detection_dir)
         self.detect = Histogram(
             DETECT,
             "Signal seen by its source -> received by the intake, per playbook.",
@@ -175,6 +204,6 @@ class ResponseTimes:
             registry.register(TimeToContain(store_path, incidents_dir))
 
     def detected(self, playbook: str, source: str, payload: Any, received: float) -> None:
-        started = signal_started_at(source, payload)
+        started = signal_started_at(source, payload, self.pending)
         if started is not None:
             self.detect.labels(playbook).observe(max(0.0, received - started))
