@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from waguard.errors import ConfigError
-from waguard.intake.params import INCIDENT_ID_MAX, build_parameters, incident_id, worst
+from waguard.intake.params import INCIDENT_ID_MAX, PARAMETER_MODELS, build_parameters, incident_id, worst
 from waguard.intake.routing import (
     ROUTING_FILE,
     AlertNotification,
@@ -258,7 +258,7 @@ def test_long_keys_stay_distinct() -> None:
 
 
 def test_build_parameters_matches_the_flow_signatures() -> None:
-    """Every parameter the intake sends is one the flow takes; unset optional ones are left to the flow."""
+    """The intake sends every parameter the flow takes (none left to the deployment's Quick-run values)."""
     import inspect
 
     from flows.account_takeover import account_takeover
@@ -266,12 +266,13 @@ def test_build_parameters_matches_the_flow_signatures() -> None:
     from flows.template_abuse import template_abuse
 
     common = {"incident_id": "i", "severity": "SEV2", "initiator": "intake:meta", "source": "s"}
-    assert build_parameters("account_takeover", common) == common  # the rest: the flow's own defaults
+    sent = build_parameters("account_takeover", common)
+    assert sent == {**PARAMETER_MODELS["account_takeover"]().model_dump(), **common}  # every one, explicitly
     for playbook, flow in (("account_takeover", account_takeover), ("template_abuse", template_abuse),
                            ("leaked_secret", leaked_secret)):
         sent = build_parameters(playbook, {**common, "waba_id": None})
-        assert set(sent) <= set(inspect.signature(flow.fn).parameters), playbook
-        assert "waba_id" not in sent and None not in sent.values()
+        assert set(sent) == set(inspect.signature(flow.fn).parameters), playbook
+        assert flow.validate_parameters(sent) == sent, playbook   # Prefect takes it as sent (None included)
     assert build_parameters("leaked_secret", {**common, "leaked": "token"})["leaked"] == "token"
     with pytest.raises(ValueError):
         build_parameters("leaked_secret", {**common, "unknown": 1})

@@ -62,10 +62,13 @@ def test_prefect_yaml_quick_run_values_are_valid_parameters() -> None:
     assert seen == set(FLOWS)
 
 
-def test_the_intake_sends_only_what_it_set_and_always_the_managed_four() -> None:
+def test_the_intake_sends_every_parameter_and_always_the_managed_four() -> None:
+    """Left out, a parameter would take the deployment's Quick-run value (prefect.yaml's statuses for
+    template-abuse): meant for people in the UI, never for an alert's run."""
     common = {"incident_id": "i", "severity": "SEV2", "initiator": "intake:meta", "source": "s"}
-    assert build_parameters("template_abuse", {**common, "template_names": ["x"], "waba_id": None}) == {
-        **common, "template_names": ["x"]}
+    sent = build_parameters("template_abuse", {**common, "template_names": ["x"], "waba_id": None})
+    assert set(sent) == set(PARAMETER_MODELS["template_abuse"].model_fields)
+    assert sent["statuses"] is None and sent["template_names"] == ["x"] and sent["waba_id"] is None
     with pytest.raises(ValidationError, match="initiator"):
         build_parameters("leaked_secret", {**common, "initiator": None})
     with pytest.raises(ValidationError):

@@ -59,8 +59,10 @@ def build_parameters(playbook: Playbook, values: dict[str, Any]) -> dict[str, An
     if missing:  # the flow would accept them empty; a run the intake starts always has them
         raise ValidationError.from_exception_data(model.__name__, [
             {"type": "missing", "loc": (name,), "input": values} for name in missing])
-    # Only what was given (and not None) is sent, so the flow's own defaults apply to the rest.
-    return model.model_validate(values).model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    # Every parameter is sent, defaults and empties included: Prefect fills a parameter a run leaves out
+    # from the deployment's Quick-run values (prefect.yaml, e.g. template-abuse's statuses), which are for
+    # people in the UI, never for an alert's run.
+    return model.model_validate(values).model_dump(mode="json")
 
 
 def worst(severities: list[Severity], default: Severity) -> Severity:
