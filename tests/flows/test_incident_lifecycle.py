@@ -97,22 +97,22 @@ async def test_the_next_run_closes_what_a_dead_runner_left_open(local_stack) -> 
     dead = uuid4()                        # a run Prefect no longer knows counts as ended
     slack = await slack_client(settings)
     head = await slack.open_incident(settings.slack.channel, IncidentView(
-        incident_id="INC-L1", playbook=FLOW, title="left open", severity="SEV2", state="awaiting approval",
+        incident_id="INC-LIFE-LEFT-OPEN", playbook=FLOW, title="left open", severity="SEV2", state="awaiting approval",
         prefect_run_url=f"{settings.prefect.ui_url}/runs/flow-run/{dead}"))
     request = ApprovalRequest(run_id=dead, step="approve-containment", nonce="deadrun-nonce-1", summary="x")
     ref = await slack.post_approval(head, request)
-    IncidentRecord(settings.incidents_dir, "INC-L1").remember(
+    IncidentRecord(settings.incidents_dir, "INC-LIFE-LEFT-OPEN").remember(
         slack_channel=head.channel, slack_ts=head.ts, open_approvals=[{
             "run": str(dead), "step": "approve-containment", "channel": ref.channel, "ts": ref.ts,
             "request": request.model_dump(mode="json")}])
-    assert live_buttons(approval_messages(local_stack, "INC-L1")[0])
+    assert live_buttons(approval_messages(local_stack, "INC-LIFE-LEFT-OPEN")[0])
 
-    rerun = asyncio.create_task(template_abuse(incident_id="INC-L1", template_names=["order_update"],
+    rerun = asyncio.create_task(template_abuse(incident_id="INC-LIFE-LEFT-OPEN", template_names=["order_update"],
                                                statuses=["PAUSED"], poll_interval_s=1))
-    rerun_id = await until(lambda: paused_run_of(FLOW, "INC-L1"), "the next run asks for approval")
-    closes = [e for e in timeline(local_stack, "INC-L1") if e.step == "close"]
+    rerun_id = await until(lambda: paused_run_of(FLOW, "INC-LIFE-LEFT-OPEN"), "the next run asks for approval")
+    closes = [e for e in timeline(local_stack, "INC-LIFE-LEFT-OPEN") if e.step == "close"]
     assert [(e.detail, e.data["run"]) for e in closes] == [("abandoned", str(dead))]
-    left, asked = approval_messages(local_stack, "INC-L1")
+    left, asked = approval_messages(local_stack, "INC-LIFE-LEFT-OPEN")
     assert not live_buttons(left) and "Closed without a decision" in json.dumps(left["blocks"])
     assert live_buttons(asked)
     await decide(rerun_id, "U0ONCALL", "deny")
