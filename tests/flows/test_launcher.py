@@ -7,6 +7,7 @@ A `waguard worker` process (the launcher, as `waguard up` starts it) executes a 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -37,7 +38,7 @@ def until(check: Callable[[], object], what: str, timeout_s: float = 90) -> obje
 def launcher(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
     home = tmp_path_factory.mktemp("launcher")
     spec = home / "deployments.yaml"
-    spec.write_text(f"deployments:\n  - name: launcher-test\n    entrypoint: tests/support/launcher_flows.py:hold\n")
+    spec.write_text("deployments:\n  - name: launcher-test\n    entrypoint: tests/support/launcher_flows.py:hold\n")
     launcher_dir = home / "run"
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "WAGUARD_LAUNCHER__DIR": str(launcher_dir),
            "WAGUARD_LAUNCHER__POLL_S": "0.5"}
@@ -100,6 +101,12 @@ async def test_a_killed_run_crashes_alone_frees_its_slot_and_its_rerun_executes(
     seen = [pids(tmp_path, k) for k in keys]
     assert len({pid for pid, _ in seen}) == 4 and launcher_pid not in {pid for pid, _ in seen}
     assert len({parent for _, parent in seen}) == 1 and seen[0][1] != launcher_pid
+    # Nothing left for the run to import before its first line, and its Prefect clients took the zygote's
+    # TLS contexts instead of loading the CA bundle each (preload.py, tls.py).
+    for key in keys:
+        saved = json.loads((tmp_path / f"{key}.1.preload").read_text())
+        assert saved["imported"] == [], saved["imported"]
+        assert 0 < saved["tls_left"] < saved["tls_stocked"], saved
     victim_pid = seen[0][0]
     assert pid_of(launcher_dir, runs[0]) == victim_pid  # the drills' kill-flow fault finds it here
 

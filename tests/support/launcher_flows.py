@@ -8,6 +8,7 @@ Prefect runs in the launcher, not in the dead process).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
@@ -27,7 +28,13 @@ def _hook(suffix: str):  # type: ignore[no-untyped-def]
 
 
 async def _hold(marker_dir: Path, key: str) -> None:
+    from waguard.launcher import preload, tls
+
     attempt = len(list(marker_dir.glob(f"{key}.*.pid"))) + 1
+    # What the zygote saved this run: modules it had to import itself, TLS contexts left unused in stock.
+    (marker_dir / f"{key}.{attempt}.preload").write_text(json.dumps({
+        "imported": preload.imported_after_fork(), "tls_left": tls.left(),
+        "tls_stocked": tls.STOCK * len(tls._stock)}))
     (marker_dir / f"{key}.{attempt}.pid").write_text(f"{os.getpid()} {os.getppid()}\n")
     while not (marker_dir / "release").exists():
         await asyncio.sleep(0.05)

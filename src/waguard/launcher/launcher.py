@@ -183,7 +183,7 @@ class Launcher:
             if not await self.proposer.propose_pending(run):
                 return  # another launcher or runner claimed it
             claimed = time.monotonic()
-            run = await self.ctx.client.read_flow_run(flow_run_id)
+            # No re-read after the claim: a run cancelled meanwhile is refused at Submitting by the server.
             assert self.zygote is not None  # started in run() before any run is handed over
             starter = ForkStarter(
                 zygote=self.zygote,

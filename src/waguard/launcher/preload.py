@@ -25,7 +25,7 @@ PRELOAD = ("prefect", "prefect.flow_engine", "prefect.engine", "prefect._interna
            "prefect._internal._observation_delivery", "prefect.task_engine", "prefect._internal.states",
            "prefect.utilities.visualization", "prefect.concurrency._sync", "prefect.concurrency.asyncio",
            "anyio._backends._asyncio", "anyio.streams.memory", "anyio.streams.stapled", "anyio.streams.tls",
-           "rich._emoji_codes", "waguard.launcher.child")
+           "rich._emoji_codes", "encodings.idna", "waguard.launcher.child")  # idna: a client's first connect
 _preloaded: frozenset[str] = frozenset()
 
 
