@@ -16,6 +16,7 @@ import tests.fixtures.intake as fx
 from tests.fixtures.intake import Harness, am_notification, post_am
 from waguard.intake.app import create_app
 from waguard.intake.audit import stamp
+from waguard.intake.response_times import rule_pending_s, signal_started_at
 from waguard.intake.starter import RecordingStarter
 from waguard.playbook.timeline import IncidentRecord
 
@@ -102,3 +103,15 @@ async def test_time_to_contain_comes_from_the_runs_timeline_when_it_closes_conta
     failed.append("open", "started", "run")
     failed.append("close", "failed", "failed safe at approve")
     assert sample(await scrape(intake), f"{name}_count", playbook="template_abuse") == 1.0
+
+
+def test_each_shipped_alerts_for_is_read_from_detection_rules() -> None:
+    pending = rule_pending_s(Path(__file__).resolve().parents[2] / "detection")
+    assert pending["WabaTwoStepResetRequested"] == 0 and pending["WabaSpamRateLimited"] == 60
+    assert pending["WebhookSignatureFailuresSpike"] == 300 and pending["MetaWebhookVerificationAllFailing"] == 600
+    # Meta's and GitHub's own times; an alert this intake has no rule for counts from its startsAt.
+    assert signal_started_at("meta", {"entry": [{"time": 1_800_000_100}, {"time": 1_800_000_000}]}) == 1_800_000_000
+    assert signal_started_at("github", {"alert": {"created_at": "2027-01-15T08:00:00Z"}}) == 1_800_000_000
+    am = {"alerts": [{"status": "firing", "labels": {"alertname": "Other"}, "startsAt": "2027-01-15T08:00:00Z"}]}
+    assert signal_started_at("alertmanager", am, pending) == 1_800_000_000
+    assert rule_pending_s(None) == {} and signal_started_at("meta", "not a dict") is None
