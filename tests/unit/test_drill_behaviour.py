@@ -101,3 +101,12 @@ def test_objectives_from_the_anomaly_and_a_storm_has_only_the_alert_objective() 
     storm = SCENARIOS["forged-signature-storm"].objectives.model_dump()
     assert missed_objectives({"detected_s": 400.0, "detection_s": None, "time_to_contain_s": None}, storm) == []
     assert missed_objectives({"detected_s": None}, storm) == ["anomaly to alert not measured (goal ≤ 900 s)"]
+
+
+async def test_a_detection_drill_without_prometheus_fails_at_once_saying_what_is_missing() -> None:
+    from waguard.drills.behaviour import detection_running
+    from waguard.local.processes import free_port
+
+    nothing = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(RuntimeError, match="Prometheus is not running .*sysdeps"):
+        await detection_running(nothing, nothing)

@@ -91,6 +91,19 @@ async def play(meta_url: str, intake_url: str, behaviour: Behaviour, stop: async
     return played
 
 
+async def detection_running(prometheus_url: str, alertmanager_url: str) -> None:
+    """Raise unless the stack's Prometheus and Alertmanager answer (`waguard up` starts them if installed)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        for name, url in (("Prometheus", prometheus_url), ("Alertmanager", alertmanager_url)):
+            try:
+                ready = (await http.get(f"{url}/-/ready")).status_code == 200
+            except httpx.HTTPError:
+                ready = False
+            if not ready:
+                raise RuntimeError(f"{name} is not running at {url}: detection drills need the stack's "
+                                   "Prometheus and Alertmanager (sh scripts/sysdeps.sh, then waguard up)")
+
+
 def _unix(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 

@@ -17,7 +17,7 @@ import httpx
 
 from waguard.drills import faults as fault_kit
 from waguard.drills import report as scoring
-from waguard.drills.behaviour import play, wait_for_alert
+from waguard.drills.behaviour import detection_running, play, wait_for_alert
 from waguard.drills.responder import Responder, approval_requests
 from waguard.drills.scenario import Scenario
 from waguard.drills.verify import Verifier
@@ -160,6 +160,8 @@ class DrillRunner:
         assert behaviour is not None
         s = self.settings.stack
         alertmanager = self.urls.alertmanager or f"http://{s.host}:{s.alertmanager_port}"
+        prometheus = self.urls.prometheus or f"http://{s.host}:{s.prometheus_port}"
+        await detection_running(prometheus, alertmanager)  # else fail now, not after the timeout
         stop = asyncio.Event()
         self.say(f"  playing the anomaly through the Meta simulator until {behaviour.alert} reaches the "
                  "intake...")
