@@ -116,9 +116,11 @@ async def get_app(call: Call) -> Answer:
 async def app_subscriptions(call: Call) -> Answer:
     """GET /{app-id}/subscriptions: the dashboard's callback for WhatsApp objects, when one is set."""
     app = call.sim.app
-    rows = [{"object": "whatsapp_business_account", "callback_url": app.callback_url, "active": True,
-             "fields": [{"name": f, "version": "v23.0"} for f in SUBSCRIBED_FIELDS]}] if app.callback_url else []
-    return Answer({"data": rows})
+    if not app.callback_url:
+        return Answer({"data": []})
+    fields = [{"name": f, "version": "v23.0"} for f in SUBSCRIBED_FIELDS]
+    return Answer({"data": [{"object": "whatsapp_business_account", "callback_url": app.callback_url,
+                             "active": True, "fields": fields}]})
 
 
 SUBSCRIBED_FIELDS = ("account_update", "security", "message_template_status_update")
