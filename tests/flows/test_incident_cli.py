@@ -123,3 +123,20 @@ def test_an_unknown_incident_is_a_clear_error_that_changes_nothing(local_stack) 
     done = waguard("incident", "cancel", "INC-NOSUCH")
     assert done.returncode == 2 and "no incident INC-NOSUCH" in done.stderr
     assert not (local_stack.settings.incidents_dir / "INC-NOSUCH").exists()
+
+
+async def test_cancel_stops_a_run_still_waiting_to_start(local_stack) -> None:
+    """A run scheduled for later (or not yet picked up) has no timeline yet: it is cancelled at once."""
+    from datetime import UTC, datetime, timedelta
+
+    from prefect.states import Scheduled
+
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(f"{FLOW}/{FLOW}")
+        run = await client.create_flow_run_from_deployment(
+            deployment.id, parameters={"incident_id": "INC-CLI3", "template_names": ["order_update"]},
+            state=Scheduled(scheduled_time=datetime.now(UTC) + timedelta(hours=1)))
+    done = waguard("incident", "cancel", "INC-CLI3", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["cancelled"] == [str(run.id)]
+    assert await run_state(run.id) == StateType.CANCELLED

@@ -188,21 +188,35 @@ async def cancel_incident(
 ) -> CancelReport:
     """Cancel the incident's live runs and close it everywhere; idempotent (a closed one stays closed).
 
+    A run still waiting to start (Scheduled) is set Cancelled at once: no process runs its hook, and it
+    has put nothing on the timeline or in Slack yet.
+
     Raises:
-        IncidentNotFound: no such incident (nothing is changed).
+        IncidentNotFound: no timeline and no live run for that id (nothing is changed).
         CancelTimedOut: a cancelled run's close entry never appeared (its hook failed twice).
     """
     from prefect.client.orchestration import PrefectClient
     from prefect.states import Cancelled, Cancelling
 
-    record = record_of(settings, incident_id)
-    report = CancelReport(incident_id)
     live = (await live_runs(settings, incident_id)).get(incident_id, {})
+    try:
+        record = record_of(settings, incident_id)
+    except IncidentNotFound:
+        if not live:
+            raise
+        record = IncidentRecord(settings.incidents_dir, incident_id)  # its runs have not started yet
+    report = CancelReport(incident_id)
     async with PrefectClient(settings.prefect.api_url) as client:
+        waiting: set[str] = set()
         for run_id in live:
-            await client.set_flow_run_state(UUID(run_id), Cancelling(message=CANCEL_MESSAGE))
+            run = await client.read_flow_run(UUID(run_id))
+            if run.state is not None and run.state.is_scheduled():  # never started: nothing runs its hook
+                await client.set_flow_run_state(UUID(run_id), Cancelled(message=CANCEL_MESSAGE))
+                report.cancelled.append(run_id)
+            else:
+                await client.set_flow_run_state(UUID(run_id), Cancelling(message=CANCEL_MESSAGE))
+                waiting.add(run_id)
         deadline = time.monotonic() + wait_s
-        waiting = set(live)
         while waiting:
             for run_id in sorted(waiting):
                 run = await client.read_flow_run(UUID(run_id))
