@@ -51,8 +51,10 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def replay(settings: Any, urls: Any, records: list[dict[str, Any]], vault_calls: int) -> float:
-    """The bare script: the run's Graph calls again, sequentially, plus its Vault round trips."""
+async def replay(settings: Any, urls: Any, records: list[dict[str, Any]], vault_calls: int,
+                 latency_ms: int) -> float:
+    """The bare script: the run's Graph calls again, sequentially, plus its Vault round trips, with the
+    same latency per Graph call (the drill disarms its faults when its scenario ends: armed again here)."""
     from waguard.meta.wire import appsecret_proof
     from waguard.vault.client import VaultClient
 
@@ -61,6 +63,19 @@ async def replay(settings: Any, urls: Any, records: list[dict[str, Any]], vault_
     secret = (await vault.read_secret(settings.meta.app_secret_path)).value.get_secret_value()
     auth = {"access_token": token, "appsecret_proof": appsecret_proof(token, secret)}
     calls = [r for r in records if not r["path"].startswith("/_sim")]
+    async with httpx.AsyncClient(base_url=urls.meta, timeout=30) as sim:
+        (await sim.post("/_sim/faults", json={"kind": "latency", "latency_ms": latency_ms, "seconds": 300})
+         ).raise_for_status()
+    try:
+        return await _replay(settings, urls, calls, auth, vault, vault_calls)
+    finally:
+        async with httpx.AsyncClient(base_url=urls.meta, timeout=30) as sim:
+            (await sim.delete("/_sim/faults")).raise_for_status()
+
+
+async def _replay(settings: Any, urls: Any, calls: list[dict[str, Any]], auth: dict[str, str], vault: Any,
+                  vault_calls: int) -> float:
+    token = auth["access_token"]
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=urls.meta, timeout=30) as http:
         for r in calls:
@@ -69,7 +84,7 @@ async def replay(settings: Any, urls: Any, records: list[dict[str, Any]], vault_
                 query["input_token"] = token
             body = {k: v for k, v in (r.get("body") or {}).items() if k not in ("access_token", "appsecret_proof")}
             await http.request(r["method"], r["path"], params={**query, **auth}, data=body or None)
-    for i in range(vault_calls):
+    for _ in range(vault_calls):
         await vault.read_secret(settings.meta.token_path)
     return time.perf_counter() - started
 
@@ -141,6 +156,7 @@ async def bench(settings: Any, stack: Any, runs: int, latency_ms: int) -> None:
     from waguard.drills.scenario import load_scenarios
 
     scenarios = load_scenarios(settings.runbooks_dir / "drills")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     for label, latency in (("(a) no added latency", 0), (f"(b) {latency_ms} ms per Graph call", latency_ms)):
         print(f"\n{label}: {runs} run(s) per playbook, responder delay 0 s")
         print(f"{'playbook':<18} {'p50 s':>7} {'p95 s':>7} {'min s':>7} {'detect':>7} {'run s':>7}"
@@ -158,7 +174,8 @@ async def bench(settings: Any, stack: Any, runs: int, latency_ms: int) -> None:
                 detects.append(result["detection_s"])
                 runs_s.append(costs[-1] - result["detection_s"])
                 if latency:
-                    bares.append(await replay(settings, stack.urls, runner.run_requests, VAULT_CALLS[playbook]))
+                    bares.append(await replay(settings, stack.urls, runner.run_requests, VAULT_CALLS[playbook],
+                                              latency))
             if not costs:
                 continue
             line = (f"{playbook:<18} {pct(costs, 50):>7.2f} {pct(costs, 95):>7.2f} {min(costs):>7.2f} "
@@ -177,6 +194,11 @@ async def bench(settings: Any, stack: Any, runs: int, latency_ms: int) -> None:
     await burst(settings, stack)
     missed = [what for what, figure, limit in GOALS if figure > limit]
     print(f"\nexecutor: {'launcher (forked runs)' if settings.launcher.enabled else 'serve() runner'}")
+    if settings.launcher.enabled:  # what the zygote did not preload costs every run (launcher/preload.py)
+        log = (settings.stack.home / "logs" / "launcher.log").read_text()
+        print(f"runs that imported modules after the fork: {log.count('module(s) the zygote had not')}")
+    print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+          " (other processes share the machine: compare figures taken under similar load)")
     print("goals: met" if not missed else f"goals: NOT met ({', '.join(missed)})")
 
 

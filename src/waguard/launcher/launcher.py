@@ -116,6 +116,7 @@ class Launcher:
                 )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._poll)
+                    tg.start_soon(self.zygote.keep_current)
                     tg.start_soon(self._dispatch, tg)
                     tg.start_soon(self._until_signal, stop)
                     await stop.wait()
