@@ -3,8 +3,8 @@
 Every Prefect and httpx client builds an `ssl.SSLContext` and loads the CA bundle into it, even for
 http:// URLs: about 140 certificates, 20-150 ms of CPU each time on a busy 2-core machine, and a
 playbook run builds about 17 of them (engine, log and event workers, observers, the lease renewer,
-Vault, Graph and Slack clients). Measured in a forked run: 0.74-0.93 s of CPU per run, most of it
-before the playbook's first step.
+Vault, Graph and Slack clients). Measured in forked playbook runs: 0.74-0.93 s per run (summed, on a
+loaded machine), most of it before the playbook's first step.
 
 The zygote makes a stock of contexts before it forks (`stock`). In a run process,
 `ssl.create_default_context` then hands out a stocked context made with exactly the same arguments
