@@ -30,12 +30,12 @@ BEHAVIOURS = {n: s for n, s in SCENARIOS.items() if s.behaviour is not None}
 
 
 def test_the_four_detection_drills_exist() -> None:
-    assert {n: s.behaviour.alert for n, s in BEHAVIOURS.items()} == {
+    assert {n: s.behaviour.alert for n, s in BEHAVIOURS.items()}.items() >= {
         "leaked-token-spam": "WabaSpamRateLimited",
         "template-spike": "WabaTemplateSubmissionSpike",
         "forged-signature-storm": "WebhookSignatureFailuresSpike",
         "twostep-reset-unlisted": "WabaTwoStepResetRequested",
-    }
+    }.items()
 
 
 @pytest.mark.parametrize("name", sorted(BEHAVIOURS))
