@@ -104,6 +104,23 @@ async def detection_running(prometheus_url: str, alertmanager_url: str) -> None:
                                    "Prometheus and Alertmanager (sh scripts/sysdeps.sh, then waguard up)")
 
 
+async def quiet(prometheus_url: str, alert: str, timeout_s: float, poll_s: float = 5.0) -> float:
+    """Wait until Prometheus has no pending or firing `alert`; return the seconds waited.
+
+    An alert still active from an earlier anomaly (a drill run again within the rule's window) has the
+    same labels as the new one: the new anomaly would only keep it going, and nothing would be sent."""
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=10) as http:
+        while True:
+            r = await http.get(f"{prometheus_url}/api/v1/alerts")
+            r.raise_for_status()
+            if not any(a["labels"].get("alertname") == alert for a in r.json()["data"]["alerts"]):
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"{alert} from an earlier anomaly still active after {timeout_s:.0f} s")
+            await asyncio.sleep(poll_s)
+
+
 def _unix(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 

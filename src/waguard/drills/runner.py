@@ -17,7 +17,7 @@ import httpx
 
 from waguard.drills import faults as fault_kit
 from waguard.drills import report as scoring
-from waguard.drills.behaviour import detection_running, play, wait_for_alert
+from waguard.drills.behaviour import detection_running, play, quiet, wait_for_alert
 from waguard.drills.responder import Responder, approval_requests
 from waguard.drills.scenario import Scenario
 from waguard.drills.verify import Verifier
@@ -96,7 +96,7 @@ class DrillRunner:
             result["marks"]["anomaly"] = t0
             try:
                 if scenario.behaviour is not None:
-                    await self._detect(scenario, t0, result)
+                    t0 = await self._detect(scenario, result)  # once no earlier alert of its kind is active
                 else:
                     await send_signal(self.settings, self.urls, self.vault, scenario)
                 if scenario.playbook is None:
@@ -154,14 +154,21 @@ class DrillRunner:
         if at:
             result["marks"]["contained"] = at
 
-    async def _detect(self, scenario: Scenario, t0: float, result: dict[str, Any]) -> None:
-        """Play the behaviour through the Meta simulator until the intake has received the rule's alert."""
+    async def _detect(self, scenario: Scenario, result: dict[str, Any]) -> float:
+        """Play the behaviour through the Meta simulator until the intake has received the rule's alert;
+        return the anomaly's start (after any earlier alert of the same kind has resolved)."""
         behaviour = scenario.behaviour
         assert behaviour is not None
         s = self.settings.stack
         alertmanager = self.urls.alertmanager or f"http://{s.host}:{s.alertmanager_port}"
         prometheus = self.urls.prometheus or f"http://{s.host}:{s.prometheus_port}"
         await detection_running(prometheus, alertmanager)  # else fail now, not after the timeout
+        waited = await quiet(prometheus, behaviour.alert, behaviour.timeout_s)
+        if waited:
+            self.say(f"  waited {waited:.0f} s for an earlier {behaviour.alert} to resolve (a new anomaly "
+                     "with the same labels would only join it)")
+        t0 = time.time()
+        result["marks"]["anomaly"] = t0
         stop = asyncio.Event()
         self.say(f"  playing the anomaly through the Meta simulator until {behaviour.alert} reaches the "
                  "intake...")
@@ -188,6 +195,7 @@ class DrillRunner:
         self.say(f"  {behaviour.alert} fired at +{fired - t0:.1f} s, reached the intake at "
                  f"+{received - t0:.1f} s "
                  f"({played.sent} webhooks delivered)")
+        return t0
 
     async def _nothing_started(self, result: dict[str, Any], t0: float, settle_s: float = 10.0) -> None:
         """A behaviour whose alert names no playbook: after the alert, no run of any playbook may start.
