@@ -87,10 +87,26 @@ class DrillRunner:
         async with fault_kit.armed(self.faults, self.urls) as logs:
             if self.graph_latency_ms:
                 async with httpx.AsyncClient(timeout=30) as http:
-                    (await http.post(f"{self.urls.meta}/_sim/faults", json={
-                        "kind": "latency", "latency_ms": self.graph_latency_ms, "seconds": RUN_TIMEOUT_S})).raise_for_status()
-            responder = Responder(self.settings, self.urls, self.vault, scenario.responder.approvers,
-                                  list(scenario.responder.dashboard_steps), self.delay_s, self.human, self.say)
+                    (
+                        await http.post(
+                            f"{self.urls.meta}/_sim/faults",
+                            json={
+                                "kind": "latency",
+                                "latency_ms": self.graph_latency_ms,
+                                "seconds": RUN_TIMEOUT_S,
+                            },
+                        )
+                    ).raise_for_status()
+            responder = Responder(
+                self.settings,
+                self.urls,
+                self.vault,
+                scenario.responder.approvers,
+                list(scenario.responder.dashboard_steps),
+                self.delay_s,
+                self.human,
+                self.say,
+            )
             stop = asyncio.Event()
             t0 = time.time()  # the anomaly's start: the signal's send, or the behaviour's first webhook
             result["marks"]["anomaly"] = t0
@@ -118,7 +134,9 @@ class DrillRunner:
                             helpers.append(asyncio.create_task(self._vault_down_at_approval(run_id, log)))
                     state = await self._wait_final(run_id, [h for h in helpers[1:]])
                     stop.set()
-                    async with httpx.AsyncClient(timeout=30) as http:  # the run's Graph calls, before verifying
+                    async with httpx.AsyncClient(
+                        timeout=30
+                    ) as http:  # the run's Graph calls, before verifying
                         recorded = (await http.get(f"{self.urls.meta}/_sim/requests")).json()
                     self.run_requests = recorded["requests"]
                     result["graph_calls"] = len([r for r in self.run_requests
@@ -136,7 +154,9 @@ class DrillRunner:
         result["faults"] = [log.as_dict() for log in logs]
         result["approvals"] = responder.clicks  # who clicked what, and what the intake answered
         if result["incident_id"]:
-            self._score(result, IncidentRecord(self.settings.incidents_dir, result["incident_id"]).events(), t0)
+            self._score(
+                result, IncidentRecord(self.settings.incidents_dir, result["incident_id"]).events(), t0
+            )
         result["objectives_missed"] = scoring.missed_objectives(result, scenario.objectives.model_dump())
         result["objectives_met"] = not result["objectives_missed"]
         checks = await Verifier(self.settings, self.urls, self.vault, world).run(scenario.expect)
@@ -164,7 +184,7 @@ class DrillRunner:
         prometheus = self.urls.prometheus or f"http://{s.host}:{s.prometheus_port}"
         await detection_running(prometheus, alertmanager)  # else fail now, not after the timeout
         waited = await quiet(prometheus, behaviour.alert, behaviour.timeout_s)
-        if waited:
+        if waited >= 1:
             self.say(f"  waited {waited:.0f} s for an earlier {behaviour.alert} to resolve (a new anomaly "
                      "with the same labels would only join it)")
         t0 = time.time()
@@ -242,10 +262,17 @@ class DrillRunner:
 
         async with get_client() as client:
             for _ in range(int(timeout_s / 0.1)):
-                runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[playbook])),
-                                                   sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=10)
+                runs = await client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=[playbook])),
+                    sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                    limit=10,
+                )
                 for run in runs:
-                    if str(run.id) not in self.seen_runs and run.created and run.created.timestamp() >= t0 - 1:
+                    if (
+                        str(run.id) not in self.seen_runs
+                        and run.created
+                        and run.created.timestamp() >= t0 - 1
+                    ):
                         self.seen_runs.add(str(run.id))
                         return run
                 await asyncio.sleep(0.1)
@@ -289,8 +316,13 @@ class DrillRunner:
         from waguard.drills.canary import scan_everywhere, vault_secret_values
 
         values = set(await vault_secret_values(self.vault, CANARY_PREFIXES)) | self.secrets
-        return await scan_everywhere(self.settings, sorted(values), meta_url=self.urls.meta,
-                                     slack_url=self.urls.slack, prefect_home=self.settings.stack.home / "prefect")
+        return await scan_everywhere(
+            self.settings,
+            sorted(values),
+            meta_url=self.urls.meta,
+            slack_url=self.urls.slack,
+            prefect_home=self.settings.stack.home / "prefect",
+        )
 
 
 def write_reports(report: dict[str, Any], path: Path) -> Path:
