@@ -65,7 +65,9 @@ def outcome(events: list[TimelineEvent]) -> str:
     if not closes:
         return "unfinished"
     last = closes[-1]
-    return last.detail if last.outcome == "done" else "failed-safe" if last.outcome == "failed" else last.outcome
+    return (
+        last.detail if last.outcome == "done" else "failed-safe" if last.outcome == "failed" else last.outcome
+    )
 
 
 def missed_objectives(result: dict[str, Any], goals: dict[str, float]) -> list[str]:
@@ -95,7 +97,9 @@ def verdict(report: dict[str, Any], *, require_objectives: bool = False) -> tupl
            for s in scenarios if s not in good]
     missed = [f"{s['name']}: {'; '.join(s.get('objectives_missed') or ['missed'])}"
               for s in scenarios if not s.get("objectives_met")]
-    contained = f"{len(good)}/{len(scenarios)} contained and verified" + (f" (not: {', '.join(bad)})" if bad else "")
+    contained = f"{len(good)}/{len(scenarios)} contained and verified" + (
+        f" (not: {', '.join(bad)})" if bad else ""
+    )
     goals = "objectives met" if not missed else f"objectives missed in {len(missed)}: {' | '.join(missed)}"
     leaks = f"; {report['canary_hits']} canary hit(s)" if report["canary_hits"] else ""
     ok = not bad and not report["canary_hits"] and (not missed or not require_objectives)
@@ -110,12 +114,16 @@ def table(report: dict[str, Any]) -> str:
     lines = [head, "-" * len(head)]
     for s in report["scenarios"]:
         faults = ",".join(f["name"] for f in s["faults"]) or "-"
-        lines.append(f"{s['name']:<28} {faults[:30]:<30} {s['status']:<12} {'yes' if s['verified'] else 'NO':<9} "
-                     f"{seconds(s['time_to_contain_s']):>9} {seconds(s['approval_wait_s']):>8} "
-                     f"{seconds(s.get('detected_s')):>8} {seconds(s['detection_s']):>8} "
-                     f"{'met' if s.get('objectives_met') else 'missed'}")
-    lines.append(f"canary hits: {report['canary_hits']} in {report['canary']['places']} places "
-                 f"({report['canary']['secrets']} secrets)   drill took {seconds(report.get('duration_s'))} s")
+        lines.append(
+            f"{s['name']:<28} {faults[:30]:<30} {s['status']:<12} {'yes' if s['verified'] else 'NO':<9} "
+            f"{seconds(s['time_to_contain_s']):>9} {seconds(s['approval_wait_s']):>8} "
+            f"{seconds(s.get('detected_s')):>8} {seconds(s['detection_s']):>8} "
+            f"{'met' if s.get('objectives_met') else 'missed'}"
+        )
+    lines.append(
+        f"canary hits: {report['canary_hits']} in {report['canary']['places']} places "
+        f"({report['canary']['secrets']} secrets)   drill took {seconds(report.get('duration_s'))} s"
+    )
     lines.append(f"result: {report.get('verdict') or verdict(report)[1]}")
     return "\n".join(lines)
 

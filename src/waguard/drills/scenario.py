@@ -41,7 +41,9 @@ class Signal(_Model):
     """What reveals the incident, sent to the intake over HTTP with the source's real signature."""
 
     source: Source
-    payload: dict[str, Any] = Field(description="The delivery body; Meta payloads are signed by the simulator.")
+    payload: dict[str, Any] = Field(
+        description="The delivery body; Meta payloads are signed by the simulator."
+    )
 
 
 class Webhook(_Model):

@@ -94,10 +94,18 @@ class Verifier:
         repeated = sorted(k.split(" {")[0] for k, n in seen.items() if n > 1)
         spent = {n["id"]: n["registration_attempts_in_window"] for n in self.state["phone_numbers"]
                  if n["registration_attempts_in_window"]}
-        return [CheckResult("no_repeated_destructive_call", not repeated,
-                            f"repeated: {repeated}" if repeated else f"{len(seen)} destructive call(s), each once"),
-                CheckResult("registration_budget", all(v <= 1 for v in spent.values()),
-                            f"register/deregister attempts per number: {spent or 'none'}")]
+        return [
+            CheckResult(
+                "no_repeated_destructive_call",
+                not repeated,
+                f"repeated: {repeated}" if repeated else f"{len(seen)} destructive call(s), each once",
+            ),
+            CheckResult(
+                "registration_budget",
+                all(v <= 1 for v in spent.values()),
+                f"register/deregister attempts per number: {spent or 'none'}",
+            ),
+        ]
 
     async def _graph(self, app_secret: SecretStr | None = None) -> GraphClient:
         meta = self.settings.meta
@@ -156,7 +164,9 @@ class Verifier:
         meta = self.settings.meta
         still, unknown = [], []
         for token_id, value in self.world.attacker_tokens.items():
-            graph = GraphClient(base_url=self.urls.meta, version=meta.graph_version, token=value, max_retries=0)
+            graph = GraphClient(
+                base_url=self.urls.meta, version=meta.graph_version, token=value, max_retries=0
+            )
             try:
                 await graph.list_phone_numbers(meta.waba_id)
                 still.append(token_id)
@@ -184,8 +194,14 @@ class Verifier:
                                                            "value": {"event": "ONBOARDING"}}]}]}
         answers = {}
         for signature in ("previous_secret", "wrong"):
-            r = await self.sim.post("/_sim/webhooks/deliver", json={
-                "callback_url": f"{self.urls.intake}/webhooks/whatsapp", "payload": harmless, "signature": signature})
+            r = await self.sim.post(
+                "/_sim/webhooks/deliver",
+                json={
+                    "callback_url": f"{self.urls.intake}/webhooks/whatsapp",
+                    "payload": harmless,
+                    "signature": signature,
+                },
+            )
             answers[signature] = r.json().get("status")
         ok = answers == {"previous_secret": 200, "wrong": 401} and 0 < left_s <= float(ids[0] if ids else 900)
         return ok, f"old-secret webhook -> {answers['previous_secret']}, wrong -> {answers['wrong']}, " \
@@ -194,9 +210,15 @@ class Verifier:
     async def nothing_changed(self, _ids: list[str]) -> tuple[bool, str]:
         """No mutating Graph call reached the simulator since the world was reset: nothing acted."""
         records = (await self.sim.get("/_sim/requests")).json()["requests"]
-        changed = sorted({f"{r['method']} {r['path']}" for r in records
-                          if r.get("method") in ("POST", "DELETE") and not str(r.get("path", "")).startswith("/_sim")
-                          and (r.get("status") or 200) < 400})
+        changed = sorted(
+            {
+                f"{r['method']} {r['path']}"
+                for r in records
+                if r.get("method") in ("POST", "DELETE")
+                and not str(r.get("path", "")).startswith("/_sim")
+                and (r.get("status") or 200) < 400
+            }
+        )
         return not changed, f"changed: {changed}" if changed else "no mutating Graph call"
 
     async def vault_token_valid(self, paths: list[str]) -> tuple[bool, str]:
@@ -219,14 +241,19 @@ class Verifier:
 
     async def overrides_ours(self, _ids: list[str]) -> tuple[bool, str]:
         subs = [s for s in self.state["subscribed_apps"] if s["waba_id"] == self.settings.meta.waba_id]
-        foreign = foreign_overrides((s.get("override_callback_uri") for s in subs), self.settings.intake.public_url)
+        foreign = foreign_overrides(
+            (s.get("override_callback_uri") for s in subs), self.settings.intake.public_url
+        )
         ok = bool(subs) and not foreign
         return ok, f"{len(subs)} subscription(s), foreign overrides: {len(foreign)}"
 
     async def numbers_deregistered(self, ids: list[str]) -> tuple[bool, str]:
         known = {n["id"]: n for n in self.state["phone_numbers"]}
         registered = sorted(i for i in ids if i not in known or known[i]["registered"])
-        return not registered, f"still registered or unknown: {registered}" if registered else f"{len(ids)} deregistered"
+        return (
+            not registered,
+            f"still registered or unknown: {registered}" if registered else f"{len(ids)} deregistered",
+        )
 
     async def pin_rotated(self, ids: list[str]) -> tuple[bool, str]:
         vault_pin = (await self.vault.read_secret("meta/two-step-pin")).value.get_secret_value()
@@ -235,4 +262,7 @@ class Verifier:
             pin = (await self.sim.get(f"/_sim/phone_numbers/{number}/pin")).json().get("pin")
             if pin == self.world.pins.get(number) or pin != vault_pin:
                 bad.append(number)
-        return not bad, f"PIN not rotated to Vault's: {bad}" if bad else f"{len(ids)} PIN(s) = Vault's new PIN"
+        return (
+            not bad,
+            f"PIN not rotated to Vault's: {bad}" if bad else f"{len(ids)} PIN(s) = Vault's new PIN",
+        )

@@ -84,7 +84,9 @@ def write_tar(dst: Path, head: list[tuple[str, bytes]], members: list[tuple[str,
 
 async def _sign(vault: VaultClient, key: str, manifest: bytes) -> bytes:
     sig = await vault.sign(key, manifest)
-    return canonical(SignatureRecord(key=key, key_version=sig.key_version, signature=sig.signature).model_dump())
+    return canonical(
+        SignatureRecord(key=key, key_version=sig.key_version, signature=sig.signature).model_dump()
+    )
 
 
 async def export_public_keys(vault: VaultClient, key: str, path: Path) -> Path:

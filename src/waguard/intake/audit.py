@@ -128,7 +128,7 @@ class RejectionSampler:
         with self._lock:
             entry = self._kinds.get(kind)
             if entry is None and len(self._kinds) >= self.max_kinds:
-                kind = (kind[0], "*", *kind[2:])  # type: ignore[assignment]
+                kind = (kind[0], "*", *kind[2:])
                 entry = self._kinds.get(kind)
             if entry is None:
                 self._kinds[kind] = [now, 0]

@@ -13,6 +13,7 @@ was briefly down.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ class Dispatcher:
         joined = []
         for start in route.starts:
             claim = self.store.claim(start.key, start.playbook, now=now, quiet_s=quiet_s,
-                                     build=lambda generation, s=start: self._new(source, s, generation))
+                                     build=functools.partial(self._new, source, start))
             if not claim.new and claim.run_id:
                 # Built, not validated: a literal kind, a dict and a str are all RunUpdate checks.
                 update = RunUpdate.model_construct(kind="joined", parameters=dict(start.parameters),
@@ -136,6 +137,7 @@ class Dispatcher:
             queued = self._outbox.get(run_id)
             if queued is None:
                 self._outbox[run_id] = [update]
+                assert post is not None  # the loop runs only when the starter posts updates
                 task = asyncio.get_running_loop().create_task(self._send(post, run_id),
                                                               name=f"updates {run_id}")
                 self._tasks.add(task)

@@ -46,7 +46,7 @@ class AlertRouting(BaseModel):
     playbook_label: str = Field("playbook", description="Label whose value names the playbook to start.")
     severity_label: str = Field("severity", description="Label mapped to a severity by `severities`.")
     severities: dict[str, Severity] = Field(
-        default_factory=lambda: {"critical": "SEV1", "warning": "SEV2", "info": "SEV3"})
+        default_factory=lambda: dict[str, Severity]({"critical": "SEV1", "warning": "SEV2", "info": "SEV3"}))
     default_severity: Severity = "SEV2"
     quiet_period_s: int = Field(86400, ge=60, description="An incident with no delivery this long is over.")
     playbooks: dict[Playbook, AlertPlaybookRoute] = Field(
@@ -200,7 +200,7 @@ class AlertNotification(BaseModel):
 def playbook_named(value: str | None) -> Playbook | None:
     """The playbook a label value names ("leaked_secret" or "leaked-secret"), else None."""
     name = (value or "").strip().lower().replace("-", "_")
-    return name if name in PLAYBOOKS else None  # type: ignore[return-value]
+    return name if name in PLAYBOOKS else None
 
 
 def alert_key(source: str, note: AlertNotification) -> str:

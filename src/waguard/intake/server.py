@@ -84,7 +84,8 @@ class _OneWrite:
     __slots__ = ("_transport", "_loop", "_held")
 
     def __init__(self, transport: Any, loop: Any) -> None:
-        self._transport, self._loop, self._held = transport, loop, None
+        self._transport, self._loop = transport, loop
+        self._held: bytes | None = None
 
     def write(self, data: bytes) -> None:
         if self._held is not None:
@@ -112,7 +113,7 @@ class _OneWrite:
 def _one_write(protocol: type) -> type:
     """`protocol` whose requests answer through `_OneWrite` (the guard's own refusals write directly)."""
 
-    class OneWrite(protocol):  # type: ignore[misc, valid-type]
+    class OneWrite(protocol):
         def on_headers_complete(self) -> None:
             super().on_headers_complete()
             cycle = getattr(self, "cycle", None)

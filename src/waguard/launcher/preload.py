@@ -36,7 +36,8 @@ def preload(project: Path, entrypoints: list[str]) -> tuple[dict[str, Any], dict
         importlib.import_module(name)
     from prefect.flows import load_flow_from_entrypoint as load
 
-    flows, misses = {}, {}
+    flows: dict[str, Any] = {}
+    misses: dict[str, str] = {}
     for entrypoint in entrypoints:
         try:
             flows[entrypoint] = load(str(project / entrypoint), use_placeholder_flow=False)
@@ -102,7 +103,8 @@ def import_lazy_imports(roots: list[Path]) -> dict[str, str]:
         for name, module in todo:
             scanned.add(name)
             try:
-                tree = ast.parse(Path(module.__file__).read_bytes())
+                # A module without a file: Path("") is the directory, and reading it is an OSError.
+                tree = ast.parse(Path(module.__file__ or "").read_bytes())
             except (OSError, SyntaxError, ValueError):
                 continue
             package = name if hasattr(module, "__path__") else name.rpartition(".")[0]

@@ -64,7 +64,7 @@ def expected_calls() -> list[tuple[str | None, str | None]]:
     prefect = (None, None) if PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value() else (
         PREFECT_API_SSL_CERT_FILE.value() or certifi.where(), None)
     if os.environ.get("SSL_CERT_FILE"):  # httpx.create_ssl_context's order
-        httpx = (os.environ["SSL_CERT_FILE"], None)
+        httpx: tuple[str | None, str | None] = (os.environ["SSL_CERT_FILE"], None)
     elif os.environ.get("SSL_CERT_DIR"):
         httpx = (None, os.environ["SSL_CERT_DIR"])
     else:
@@ -83,7 +83,7 @@ def stock(count: int = STOCK, calls: list[tuple[str | None, str | None]] | None 
         while len(ready) < count:
             ready.append(_make_context(ssl.Purpose.SERVER_AUTH, cafile=cafile, capath=capath))
             made += 1
-    ssl.create_default_context = create_default_context  # type: ignore[assignment]
+    ssl.create_default_context = create_default_context
     return made
 
 

@@ -53,7 +53,8 @@ class Zygote:
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         try:
             while True:
-                readable, _, _ = select.select([self.sock, wake_r], [], [], 1.0)
+                watched: list[Any] = [self.sock, wake_r]
+                readable, _, _ = select.select(watched, [], [], 1.0)
                 if wake_r in readable:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_r, 4096)

@@ -102,7 +102,9 @@ class ApprovalGate:
     timeout_s: int | None = None         # overrides policy.approval_timeout_s (drills, tests)
     escalate_after_s: int | None = None  # overrides policy.escalation.after_s
     clock: Callable[[], float] = time.monotonic
-    actions: list[list[str]] | None = None  # what approving covers (waguard.playbook.scope), kept on "decided"
+    actions: list[list[str]] | None = (
+        None  # what approving covers (waguard.playbook.scope), kept on "decided"
+    )
     updates: Any = None  # an UpdateFeed: a new alert update ends this request as "superseded"
 
     async def decide(self, summary: str) -> Decision:
@@ -183,10 +185,14 @@ class ApprovalGate:
             try:
                 stored = StoredVote.model_validate(json.loads(item.value))
             except ValueError:
-                self.incident.append(self.step, "info", "malformed stored vote ignored", data={"key": item.key})
+                self.incident.append(
+                    self.step, "info", "malformed stored vote ignored", data={"key": item.key}
+                )
                 continue
             if stored.nonce != nonce:
-                self.incident.append(self.step, "info", "stale vote refused (wrong nonce)", actor=stored.approver)
+                self.incident.append(
+                    self.step, "info", "stale vote refused (wrong nonce)", actor=stored.approver
+                )
                 continue
             votes.append(Vote(stored.approver, stored.decision == "approve", "slack"))
         return votes

@@ -21,7 +21,7 @@ from waguard.meta.models import TokenInfo
 from waguard.playbook.hygiene_policy import HygienePolicy
 from waguard.playbook.ports import Ports
 from waguard.steps.business import is_our_callback
-from waguard.steps.rotation import DAY_S, token_due, written_at, written_due
+from waguard.steps.rotation import DAY_S, written_at, written_due
 
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")

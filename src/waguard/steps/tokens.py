@@ -36,7 +36,12 @@ async def issue_token(ports: Ports, fx: Effects, token_path: str, system_user_id
     report = StepReport(step="issue-token")
     meta = await metadata_or_none(ports, token_path)
     current = (await ports.vault.read_secret(token_path)).value if meta else None
-    if meta and meta.updated_time >= started_at and current and (await ports.graph.debug_token(current)).is_valid:
+    if (
+        meta
+        and meta.updated_time >= started_at
+        and current
+        and (await ports.graph.debug_token(current)).is_valid
+    ):
         report.already.append(token_path)
     else:
         async def issue() -> None:
