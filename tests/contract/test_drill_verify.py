@@ -25,8 +25,11 @@ from waguard.vault.client import VaultClient
 
 DRILLS = Path(__file__).resolve().parents[2] / "runbooks" / "drills"
 SCENARIOS = load_scenarios(DRILLS)
-# The checks about the end state; templates_present guards against collateral damage and is tested below.
-END_STATE = [(s.name, e) for s in SCENARIOS.values() for e in s.expect if e.check != "templates_present"]
+# The checks about the end state. templates_present (no collateral damage) and nothing_changed (a
+# storm of forgeries started nothing) hold in an untouched world by design: each is tested below
+# against the world in which it must fail.
+HOLD_WHEN_UNTOUCHED = ("templates_present", "nothing_changed")
+END_STATE = [(s.name, e) for s in SCENARIOS.values() for e in s.expect if e.check not in HOLD_WHEN_UNTOUCHED]
 EVERY_GRAPH_CALL_FAILS = {"kind": "http5xx", "seconds": 600}
 
 
@@ -78,6 +81,18 @@ async def test_templates_present_fails_when_a_template_was_wrongly_deleted(
     async with meta_sim.client() as graph:
         await graph.delete_template(meta_sim.waba_id, victim.id, victim.name)
     assert not (await verify(setup, vault, world, expect))["templates_present"].ok
+
+
+async def test_nothing_changed_fails_once_a_mutating_graph_call_landed(
+        setup: tuple[Settings, StackUrls], vault: VaultClient, meta_sim: MetaSim) -> None:
+    settings, urls = setup
+    scenario = next(s for s in SCENARIOS.values() if any(e.check == "nothing_changed" for e in s.expect))
+    expect = [Expectation(check="nothing_changed")]
+    world = await reset_world(settings, urls, vault, scenario)
+    assert (await verify(setup, vault, world, expect))["nothing_changed"].ok  # nothing acted yet
+    async with meta_sim.client() as graph:
+        await graph.deregister_phone_number(meta_sim.number_id)
+    assert not (await verify(setup, vault, world, expect))["nothing_changed"].ok
 
 
 async def test_a_check_without_ids_fails_instead_of_passing_vacuously(
