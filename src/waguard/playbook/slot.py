@@ -93,6 +93,12 @@ class SlotQueue:
             async with get_client() as client:
                 await _delete_mark(client, self.run_id)
 
+    async def slot_free(self) -> bool:
+        """The limit has a free slot now (a race with another acquirer is settled by the acquisition)."""
+        async with get_client() as client:
+            limit = await client.read_global_concurrency_limit_by_name(self.slot)
+        return limit.active_slots < limit.limit
+
     async def entrants(self) -> list[Entrant]:
         """Live runs of this flow that want or hold this slot, oldest first."""
         async with get_client() as client:
@@ -151,7 +157,11 @@ async def hold_slot(queue: SlotQueue, *, announce: Announce, closed: Callable[[]
                 if closed():
                     raise IncidentClosedWhileWaiting(queue.slot)
                 waiting, holder = queue.ahead_of_me(await queue.entrants())
-                if not waiting:
+                if not waiting and not await queue.slot_free():
+                    # Someone holds it: wait here rather than in Prefect's acquisition, whose every
+                    # timed-out attempt logs an ERROR (one a second for as long as the wait lasts).
+                    await asyncio.sleep(queue.poll_s)
+                elif not waiting:
                     try:
                         await stack.enter_async_context(concurrency(
                             queue.slot, occupy=1, timeout_seconds=queue.poll_s, lease_duration=LEASE_S,
