@@ -11,7 +11,6 @@ scrape after either process restarts.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime
@@ -20,6 +19,8 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from waguard.intake.response_times import read_timeline
 
 log = logging.getLogger("waguard.intake")
 
@@ -85,26 +86,13 @@ class PlaybookActions(Collector):
             stamp = (stat.st_size, stat.st_mtime_ns)
             cached = self._cache.get(path)
             if cached is None or cached[0] != stamp:
-                cached = (stamp, timeline_actions(self._read(path), self.default_waba))
+                cached = (stamp, timeline_actions(read_timeline(path), self.default_waba))
                 self._cache[path] = cached
             for key, at in cached[1].items():
                 merged[key] = max(at, merged.get(key, 0.0))
         for gone in set(self._cache) - seen:
             del self._cache[gone]
         return merged
-
-    @staticmethod
-    def _read(path: Path) -> list[dict[str, Any]]:
-        records = []
-        with path.open() as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a line being written; the next scrape reads it whole
-                if isinstance(record, dict):
-                    records.append(record)
-        return records
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(
