@@ -24,7 +24,9 @@ WAGUARD = str(Path(sys.executable).with_name("waguard"))
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Path]]:
     home = tmp_path_factory.mktemp("drill-stack")
-    env = {**os.environ, **stack_env(home)}
+    # Nothing of the session's own stack (its Vault identity, its Prefect API) may leak into this one.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("WAGUARD_", "PREFECT_"))}
+    env = {**inherited, **stack_env(home)}
     up = subprocess.Popen([WAGUARD, "up"], env=env, stdout=(home / "up.log").open("w"), stderr=subprocess.STDOUT,
                           cwd=Path(__file__).resolve().parents[2])
     try:
