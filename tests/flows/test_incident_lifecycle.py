@@ -78,8 +78,10 @@ async def test_a_killed_run_process_closes_its_incident(local_stack) -> None:
     await until(lambda: any(e.step == "close" for e in timeline(local_stack, "INC-K1")), "a close entry")
     closes = [e for e in timeline(local_stack, "INC-K1") if e.step == "close"]
     assert [(e.outcome, e.detail) for e in closes] == [("ended", "crashed")]
-    assert not live_buttons(approval_messages(local_stack, "INC-K1")[-1])
-    assert "*CRASHED*" in thread_text(local_stack, "INC-K1")
+    # The hook writes the close entry, then updates Slack: wait for the buttons, not a moment.
+    await until(lambda: not live_buttons(approval_messages(local_stack, "INC-K1")[-1]),
+                "the buttons are gone")
+    await until(lambda: "*CRASHED*" in thread_text(local_stack, "INC-K1"), "the thread says CRASHED")
 
 
 async def test_the_next_run_closes_what_a_dead_runner_left_open(local_stack) -> None:
