@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -184,7 +185,9 @@ async def test_a_waba_the_token_does_not_reach_fails_the_waba_check(local_stack,
 
 async def test_a_wrong_app_secret_in_vault_fails_the_proof_check(local_stack) -> None:
     vault = await operator(local_stack.settings)
-    await vault.write_secret("meta/doctor-wrong-app-secret", SecretStr("0" * 32))
+    # Random, as a real wrong secret is: a run of zeros is inside every timeline's genesis digest, and
+    # the canary scan (which searches for every value Vault ever held) would find it there.
+    await vault.write_secret("meta/doctor-wrong-app-secret", SecretStr(secrets.token_hex(16)))
     vault.close()
     results = await diagnose(
         variant(local_stack.settings, "meta", app_secret_path="meta/doctor-wrong-app-secret")
@@ -269,7 +272,7 @@ async def test_a_missing_deployment_fails_the_prefect_check(local_stack, tmp_pat
     check = assert_fails(
         await diagnose(local_stack.settings, project=tmp_path), "prefect-deployments", "waguard worker"
     )
-    assert check.detail == "missing deployments: doctor-ghost"
+    assert check.detail == "missing deployments: ghost/doctor-ghost"
 
 
 async def test_a_deployment_nobody_serves_fails_the_prefect_check(local_stack, tmp_path) -> None:
@@ -278,6 +281,13 @@ async def test_a_deployment_nobody_serves_fails_the_prefect_check(local_stack, t
     async with PrefectClient(local_stack.settings.prefect.api_url) as client:
         flow_id = await client.create_flow_from_name("doctor-orphan")
         await client.create_deployment(flow_id=flow_id, name="doctor-orphan")
+        # Another flow's deployment with a playbook's name, which nothing polls: Prefect names are
+        # unique per flow only, and the playbook's own deployment is served.
+        await client.create_deployment(flow_id=flow_id, name="leaked-secret")
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows/orphan.py").write_text(
+        'from prefect import flow\n\n\n@flow(name="doctor-orphan")\ndef orphan() -> None:\n    pass\n'
+    )
     (tmp_path / "prefect.yaml").write_text(
         yaml.safe_dump(
             {
@@ -293,7 +303,7 @@ async def test_a_deployment_nobody_serves_fails_the_prefect_check(local_stack, t
         "prefect-deployments",
         "start (or restart) waguard worker",
     )
-    assert "doctor-orphan" in check.detail and "leaked-secret" not in check.detail
+    assert check.detail == "no launcher or worker has polled doctor-orphan/doctor-orphan lately (NOT_READY)"
 
 
 async def test_an_intake_that_is_down_fails_the_intake_check(local_stack) -> None:

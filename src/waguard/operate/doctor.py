@@ -13,6 +13,7 @@ under an operator's or root token: a read only a root token can make proves noth
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import secrets
@@ -106,11 +107,30 @@ def playbook_paths(settings: Settings) -> list[str]:
 
 
 def deployment_names(project: Path) -> list[str]:
-    """The deployments the launcher registers: prefect.yaml's, else waguard's own playbooks."""
+    """The deployments the launcher registers, as Prefect names them ("<flow>/<deployment>"):
+    prefect.yaml's, else waguard's own playbooks. A deployment name alone is not unique in Prefect
+    (another flow may have a deployment of the same name), so the flow is part of the name."""
     spec = project / "prefect.yaml"
-    if spec.is_file():
-        return [str(d["name"]) for d in (yaml.safe_load(spec.read_text()) or {}).get("deployments") or []]
-    return [name.split("/", 1)[1] for name in DEPLOYMENTS.values()]
+    if not spec.is_file():
+        return list(DEPLOYMENTS.values())
+    entries = (yaml.safe_load(spec.read_text()) or {}).get("deployments") or []
+    return [f"{flow_name(project, str(d.get('entrypoint', '')))}/{d['name']}" for d in entries]
+
+
+def flow_name(project: Path, entrypoint: str) -> str:
+    """The name Prefect gives the flow at `entrypoint` ("path.py:function"), read from the source
+    without importing it: `@flow(name=...)`, else the function's name with "_" as "-" (Prefect's
+    default)."""
+    path, _, function = entrypoint.rpartition(":")
+    source = project / path
+    if source.is_file():
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
+                for decorator in node.decorator_list:
+                    for kw in decorator.keywords if isinstance(decorator, ast.Call) else []:
+                        if kw.arg == "name" and isinstance(kw.value, ast.Constant):
+                            return str(kw.value.value)
+    return function.replace("_", "-")
 
 
 class Doctor:
@@ -276,18 +296,31 @@ class Doctor:
 
     async def prefect(self) -> Check:
         from prefect.client.orchestration import PrefectClient
-        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterName,
+            FlowFilter,
+            FlowFilterId,
+            FlowFilterName,
+        )
 
         api = self.settings.prefect.api_url
         names = deployment_names(self.project)
         try:
             async with PrefectClient(api) as client:
                 found = await client.read_deployments(
-                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names))
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=[n.split("/")[0] for n in names])),
+                    deployment_filter=DeploymentFilter(
+                        name=DeploymentFilterName(any_=[n.split("/", 1)[1] for n in names])
+                    ),
                 )
+                flows = {f.id: f.name for f in await client.read_flows(
+                    flow_filter=FlowFilter(id=FlowFilterId(any_=[d.flow_id for d in found])))}
         except Exception as err:  # noqa: BLE001 - an unreachable API is a verdict
             return checks.deployments({}, type(err).__name__, api)
-        status = {d.name: (d.status.value if d.status else "NOT_READY") for d in found}
+        status = {
+            f"{flows.get(d.flow_id)}/{d.name}": (d.status.value if d.status else "NOT_READY") for d in found
+        }
         return checks.deployments({n: status.get(n) for n in names}, None, api)
 
 
