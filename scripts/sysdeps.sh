@@ -2,7 +2,8 @@
 # System packages the test suite needs that pip cannot provide: Debian's prometheus-alertmanager
 # (the real Alertmanager the intake's end-to-end test delivers from; amtool tests detection/'s
 # routing), prometheus (promtool checks and unit-tests detection/'s rules; `waguard up` runs it) and
-# chromium (the browser test).
+# chromium (the browser test); postgresql, redis-server and haproxy (the scaled profile, `waguard up
+# --profile scaled`, and its end-to-end test: Prefect's database, its messaging and the load balancer).
 # Idempotent: installs only what is missing, runs `apt-get update` once first, quietly.
 # It never fails the build itself: when it cannot install, it says why, and the tests that need the
 # package fail in CI (CI=true) or skip locally with that reason.
@@ -12,6 +13,11 @@ missing=""
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+# Debian keeps initdb and pg_ctl off PATH, under /usr/lib/postgresql/<version>/bin.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+    || missing="$missing postgresql"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v haproxy >/dev/null 2>&1 || missing="$missing haproxy"
 [ -z "$missing" ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
