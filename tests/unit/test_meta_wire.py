@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from waguard.meta import wire
+from waguard.meta import answers, usage, wire
 from waguard.meta.errors import (
     MetaError,
     MetaInvalidRequest,
@@ -274,19 +274,19 @@ def test_bad_input_names_the_field_never_the_value(label: str, build: Any, field
     ],
 )
 def test_page(body: dict[str, Any], items: list[dict[str, Any]], cursor: str | None) -> None:
-    assert wire.page(body, "/1/x") == (items, cursor)
+    assert answers.page(body, "/1/x") == (items, cursor)
 
 
 @pytest.mark.parametrize("body", [{"success": False}, {"id": "1"}, [], "ok", None, {"success": "true"}])
 def test_expect_success_refuses_anything_else(body: Any) -> None:
     with pytest.raises(MetaUnexpectedResponse) as caught:
-        wire.expect_success(body, "/1/deregister")
+        answers.expect_success(body, "/1/deregister")
     assert "/1/deregister" in str(caught.value)
 
 
 def test_unexpected_answer_names_keys_never_values() -> None:
     with pytest.raises(MetaUnexpectedResponse) as caught:
-        wire.expect_success({"access_token": "EAAleakedvalue123"}, "/1/x")
+        answers.expect_success({"access_token": "EAAleakedvalue123"}, "/1/x")
     assert "access_token" in str(caught.value) and "EAAleakedvalue123" not in str(caught.value)
 
 
@@ -314,7 +314,7 @@ DECODES = [
 
 @pytest.mark.parametrize(("status", "headers", "body", "cls"), DECODES)
 def test_decode_error_class(status: int, headers: dict[str, str], body: bytes, cls: type[MetaError]) -> None:
-    err = wire.decode_error(status, headers, body, path="/1/x")
+    err = answers.decode_error(status, headers, body, path="/1/x")
     assert type(err) is cls and err.http_status == status and err.path == "/1/x"
 
 
@@ -324,20 +324,20 @@ def test_decode_error_reads_every_envelope_field() -> None:
         error_user_title="Bad PIN", error_user_msg="Check the PIN", fbtrace_id="AXsgn",
         is_transient=False, error_data={"details": "Two-step verification PIN incorrect."},
     )  # fmt: skip
-    err = wire.decode_error(400, {}, body)
+    err = answers.decode_error(400, {}, body)
     assert (err.code, err.subcode, err.type, err.fbtrace_id) == (100, 2494010, "OAuthException", "AXsgn")
     assert (err.user_title, err.user_msg) == ("Bad PIN", "Check the PIN")
     assert err.details == "Two-step verification PIN incorrect."
     assert err.message == "Invalid parameter"
     # error_data sometimes arrives as a JSON string
-    err2 = wire.decode_error(400, {}, _envelope(message="m", code=131000, error_data='{"details": "d"}'))
+    err2 = answers.decode_error(400, {}, _envelope(message="m", code=131000, error_data='{"details": "d"}'))
     assert err2.details == "d"
 
 
 def test_decode_error_redacts_known_secrets_and_never_copies_a_foreign_body() -> None:
-    err = wire.decode_error(400, {}, _envelope(message="bad token hunter22", code=190), secrets=["hunter22"])
+    err = answers.decode_error(400, {}, _envelope(message="bad token hunter22", code=190), secrets=["hunter22"])
     assert "hunter22" not in str(err)
-    err = wire.decode_error(502, {}, b"<html>proxy error for /v23.0/1?access_token=EAAsecret</html>")
+    err = answers.decode_error(502, {}, b"<html>proxy error for /v23.0/1?access_token=EAAsecret</html>")
     assert "EAAsecret" not in str(err) and "proxy" not in str(err)
 
 
@@ -379,7 +379,7 @@ def test_parse_usage_headers() -> None:
 def test_garbled_usage_headers_are_ignored(garbage: str) -> None:
     headers = {"X-App-Usage": garbage, "X-Business-Use-Case-Usage": garbage, "Retry-After": garbage}
     assert wire.parse_business_usage(headers) == []
-    assert wire.retry_after_seconds(headers) is None
+    assert usage.retry_after_seconds(headers) is None
     assert wire.usage_peak(headers) == 0
 
 
@@ -405,5 +405,5 @@ def test_backoff_seconds(source: Any, attempt: int, cap: float, jitter: float, d
 
 
 def test_decode_error_carries_header_derived_retry_after() -> None:
-    err = wire.decode_error(400, {"X-Business-Use-Case-Usage": BUC}, _envelope(message="limit", code=80008))
+    err = answers.decode_error(400, {"X-Business-Use-Case-Usage": BUC}, _envelope(message="limit", code=80008))
     assert isinstance(err, MetaThrottled) and err.retry_after == 180.0

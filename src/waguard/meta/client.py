@@ -21,10 +21,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr
 
 from waguard.errors import ConfigError, Retryable
-from waguard.meta import wire
+from waguard.meta import answers, wire
 from waguard.meta.errors import MetaUnavailable, MetaUnexpectedResponse
 from waguard.meta.ledger import Action, RegistrationLedger
 from waguard.meta.models import (
@@ -212,7 +212,7 @@ class GraphClient:
             params["appsecret_proof"] = self._proof.get_secret_value()
         bearer = f"Bearer {self._token.get_secret_value()}"
         headers = {"Authorization": bearer, "User-Agent": wire.user_agent()}
-        secrets = self._secrets + _secret_values(req)
+        secrets = self._secrets + wire.secret_values(req)
         # Errors are raised outside the `except` blocks below, so they carry no __context__: the
         # httpx exception holds the request (its URL has the proof) and a JSONDecodeError the body.
         failure: str | None = None
@@ -233,7 +233,7 @@ class GraphClient:
         if peak >= SLOW_DOWN_PERCENT:
             log.warning("Graph usage at %d%% of the hourly budget after %s %s", peak, req.method, req.path)
         if not response.is_success:
-            raise wire.decode_error(
+            raise answers.decode_error(
                 response.status_code, response.headers, response.content, path=req.path, secrets=secrets
             )
         try:
@@ -243,10 +243,10 @@ class GraphClient:
         raise MetaUnexpectedResponse("answer is not JSON", http_status=response.status_code, path=req.path)
 
     async def _mutate(self, req: wire.GraphRequest, budget: Action | None = None, number: str = "") -> None:
-        wire.expect_success(await self._call(req, budget, number), req.path)
+        answers.expect_success(await self._call(req, budget, number), req.path)
 
     async def _node(self, req: wire.GraphRequest, model: type[M]) -> M:
-        return _parse(model, wire.expect_object(await self._call(req), req.path), req.path)
+        return answers.parse(model, answers.expect_object(await self._call(req), req.path), req.path)
 
     async def _collect(self, build: Callable[[str | None], wire.GraphRequest], model: type[M]) -> list[M]:
         """Every item of a list edge, following `paging.cursors.after` page by page."""
@@ -255,8 +255,8 @@ class GraphClient:
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
             req = build(after)
-            rows, after = wire.page(await self._call(req), req.path)
-            items.extend(_parse(model, row, req.path) for row in rows)
+            rows, after = answers.page(await self._call(req), req.path)
+            items.extend(answers.parse(model, row, req.path) for row in rows)
             if after is None:
                 return items
             if after in seen:
@@ -361,8 +361,8 @@ class GraphClient:
     async def debug_token(self, input_token: SecretStr) -> TokenInfo:
         """What Meta knows about a token; `is_valid=False` proves a revoked token is dead."""
         req = wire.debug_token(input_token)
-        body = wire.expect_object(await self._call(req), req.path)
-        return _parse(TokenInfo, wire.expect_object(body.get("data"), req.path), req.path)
+        body = answers.expect_object(await self._call(req), req.path)
+        return answers.parse(TokenInfo, answers.expect_object(body.get("data"), req.path), req.path)
 
     async def generate_system_user_token(
         self, system_user_id: str, *, app_id: str, scopes: Sequence[str], expires_in_60_days: bool = True
@@ -377,7 +377,7 @@ class GraphClient:
         req = wire.generate_system_user_token(
             system_user_id, app_id=app_id, scopes=scopes, expires_in_60_days=expires_in_60_days
         )
-        body = wire.expect_object(await self._call(req), req.path)
+        body = answers.expect_object(await self._call(req), req.path)
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise MetaUnexpectedResponse("answer has no access_token", path=req.path)
@@ -423,28 +423,3 @@ class GraphClient:
     async def remove_assigned_user(self, waba_id: str, user_id: str) -> None:
         """Take a user's access to a WABA away."""
         await self._mutate(wire.remove_assigned_user(waba_id, user_id))
-
-
-def _secret_values(req: wire.GraphRequest) -> tuple[str, ...]:
-    """The plain values of the SecretStr fields of a request (PIN, verify token, input token)."""
-    found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-
-    for part in (dict(req.params), dict(req.json or {}), dict(req.form or {})):
-        walk(part)
-    return tuple(found)
-
-
-def _parse(model: type[M], data: Any, path: str) -> M:
-    """Validate an answer; the error names fields and problems, never the values Meta sent."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:  # raised below, without the context that holds Meta's values
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['type']}" for e in err.errors())
-    raise MetaUnexpectedResponse(f"answer does not fit {model.__name__} ({problems})", path=path)

@@ -1,4 +1,4 @@
-"""The Graph API protocol as pure functions: requests to send, answers to read, errors, back-off.
+"""The Graph API protocol as pure functions: the requests to send (answers are read in `answers.py`).
 
 No I/O here (the sans-I/O shape of gidgethub's `sansio.py`): `client.py` only moves bytes. Secret
 values (PIN, verify token, input token) stay wrapped in `SecretStr` inside a `GraphRequest`, so its
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +19,7 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 import waguard
-from waguard.meta.errors import MetaError, MetaUnexpectedResponse, error_class_for
 from waguard.meta.usage import Usage as Usage  # re-exported: wire is the protocol module callers import
-from waguard.meta.usage import as_int, retry_after_seconds
 from waguard.meta.usage import backoff_seconds as backoff_seconds
 from waguard.meta.usage import parse_app_usage as parse_app_usage
 from waguard.meta.usage import parse_business_usage as parse_business_usage
@@ -337,92 +334,17 @@ def remove_assigned_user(waba_id: str, user_id: str) -> GraphRequest:
     return GraphRequest("DELETE", f"/{_graph_id('waba_id', waba_id)}/assigned_users", form=form)
 
 
-# ---- reading answers --------------------------------------------------------------------------------
+def secret_values(req: GraphRequest) -> tuple[str, ...]:
+    """The plain values of the SecretStr fields of a request (PIN, verify token, input token)."""
+    found: list[str] = []
 
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
 
-def _shape(body: Any) -> str:
-    """Describe a body by its keys or type only: a body may hold a token, so never its values."""
-    if isinstance(body, dict):
-        return "an object with keys " + (", ".join(sorted(map(str, body))) or "(none)")
-    return f"a JSON {type(body).__name__}"
-
-
-def expect_success(body: Any, path: str) -> None:
-    """A mutating call succeeded only if Meta answered `{"success": true}`."""
-    if not (isinstance(body, dict) and body.get("success") is True):
-        raise MetaUnexpectedResponse(f'expected {{"success": true}}, got {_shape(body)}', path=path)
-
-
-def expect_object(body: Any, path: str) -> dict[str, Any]:
-    """A read of one node must answer a JSON object."""
-    if not isinstance(body, dict):
-        raise MetaUnexpectedResponse(f"expected a JSON object, got {_shape(body)}", path=path)
-    return body
-
-
-def page(body: Any, path: str) -> tuple[list[dict[str, Any]], str | None]:
-    """Items of one list page and the cursor of the next, or None on the last page.
-
-    Graph marks the last page by leaving out `paging.next`; we follow `paging.cursors.after` with
-    our own request rather than the `next` URL, so the bearer token only ever goes to base_url.
-    """
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise MetaUnexpectedResponse(f"expected a list page with `data`, got {_shape(body)}", path=path)
-    items = [i for i in body["data"] if isinstance(i, dict)]
-    paging: dict[str, Any] = body["paging"] if isinstance(body.get("paging"), dict) else {}
-    cursors: dict[str, Any] = paging["cursors"] if isinstance(paging.get("cursors"), dict) else {}
-    after = cursors.get("after")
-    return items, (after if paging.get("next") and isinstance(after, str) and after else None)
-
-
-def decode_error(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    path: str | None = None,
-    secrets: Sequence[str] = (),
-) -> MetaError:
-    """Turn a failed Graph answer into the matching `MetaError` subclass.
-
-    A body without Meta's envelope still yields an error classified by HTTP status; its text is not
-    copied (it could be anything, e.g. a proxy page echoing the URL).
-    """
-    try:
-        envelope = json.loads(body) if body else None
-    except ValueError:
-        envelope = None
-    err = envelope.get("error") if isinstance(envelope, dict) else None
-    if not isinstance(err, dict):
-        cls = error_class_for(status, None)
-        message = f"HTTP {status} without a Graph error envelope"
-        return cls(message, http_status=status, path=path, retry_after=retry_after_seconds(headers))
-    code, subcode = as_int(err.get("code")), as_int(err.get("error_subcode"))
-    is_transient = err.get("is_transient") is True
-    data = err.get("error_data")
-    if isinstance(data, str):  # some Graph errors carry error_data as a JSON string
-        try:
-            data = json.loads(data)
-        except ValueError:
-            data = None
-    details = data.get("details") if isinstance(data, dict) else None
-    cls = error_class_for(status, code, subcode, is_transient)
-
-    def text(key: str) -> str | None:
-        value = err.get(key)
-        return value if isinstance(value, str) else None
-
-    return cls(
-        text("message"),
-        http_status=status,
-        code=code,
-        subcode=subcode,
-        fbtrace_id=text("fbtrace_id"),
-        type=text("type"),
-        user_title=text("error_user_title"),
-        user_msg=text("error_user_msg"),
-        details=details if isinstance(details, str) else None,
-        path=path,
-        retry_after=retry_after_seconds(headers),
-        secrets=secrets,
-    )
+    for part in (dict(req.params), dict(req.json or {}), dict(req.form or {})):
+        walk(part)
+    return tuple(found)
