@@ -28,7 +28,8 @@ async def test_a_code_change_starts_a_new_zygote_without_waiting_for_a_run(tmp_p
     old = zygote._gen.proc  # type: ignore[union-attr]
     watcher = asyncio.create_task(zygote.keep_current(interval_s=0.1, settle_s=0.3))
     try:
-        await asyncio.sleep(0.5)
+        while zygote.code_checks < 5:  # several looks at unchanged code, longer than settle_s
+            await asyncio.sleep(0.05)
         assert zygote.info["pid"] == first["pid"]  # nothing changed: the same zygote
         (flows / "hello.py").write_text(FLOW.format(n=2))
         later = time.time() + 5  # a new mtime even on a coarse clock

@@ -126,6 +126,7 @@ class ZygoteProcess:
     )
     ready_timeout_s: float = 180.0
     info: dict[str, Any] = field(default_factory=dict)
+    code_checks: int = 0  # times keep_current compared the code on disk with the zygote's (tests wait on it)
     _gen: _Generation | None = None
     _readers: set[asyncio.Task[None]] = field(default_factory=set)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -183,6 +184,7 @@ class ZygoteProcess:
             if not self.watch or gen is None or not gen.alive:
                 continue
             now = code_fingerprint(self.watch)
+            self.code_checks += 1
             if now == gen.fingerprint:
                 seen = None
                 continue
