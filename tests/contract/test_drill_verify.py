@@ -8,6 +8,8 @@ the Graph-probing checks can pass, so their failures above are not trivial.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -16,14 +18,16 @@ from pydantic import SecretStr
 from tests.fixtures.meta import MetaSim
 from tests.fixtures.vault import OpenBao
 from waguard.drills.scenario import Expectation, load_scenarios
+from waguard.drills.scheduled import ConsumerTally, consume
 from waguard.drills.verify import NEEDS_IDS, CheckResult, Verifier
 from waguard.drills.world import World, reset_world
-from waguard.local.stack import StackUrls
+from waguard.local.stack import MESSAGING_SYSTEM_USER, MESSAGING_TOKEN_PATH, StackUrls
 from waguard.meta.errors import MetaPermissionDenied, MetaTokenInvalid, MetaTransient
 from waguard.settings import IntakeSettings, MetaSettings, Settings
 from waguard.vault.client import VaultClient
 
-DRILLS = Path(__file__).resolve().parents[2] / "runbooks" / "drills"
+RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
+DRILLS = RUNBOOKS / "drills"
 SCENARIOS = load_scenarios(DRILLS)
 # The checks about the end state. templates_present (no collateral damage) and nothing_changed (a
 # storm of forgeries started nothing) hold in an untouched world by design: each is tested below
@@ -41,7 +45,7 @@ async def setup(meta_sim: MetaSim, openbao: OpenBao, vault: VaultClient, vault_p
                           app_secret_path=f"{vault_prefix}/meta/app-secret", ledger_path=tmp_path / "ledger"),
         intake=IntakeSettings(public_url="http://127.0.0.1:8730", state_dir=tmp_path / "intake",
                               rotation_window_path=f"{vault_prefix}/rotation-window"),
-        vault=openbao.settings, incidents_dir=tmp_path / "incidents")
+        vault=openbao.settings, incidents_dir=tmp_path / "incidents", runbooks_dir=RUNBOOKS)
     await vault.write_secret(settings.meta.token_path, meta_sim.token)
     await vault.write_secret(settings.meta.app_secret_path, meta_sim.app_secret)
     # Nothing listens on port 9: a check that asks the intake gets no answer, never a 200.
@@ -51,9 +55,9 @@ async def setup(meta_sim: MetaSim, openbao: OpenBao, vault: VaultClient, vault_p
 
 
 async def verify(setup: tuple[Settings, StackUrls], vault: VaultClient, world: World,
-                 expect: list[Expectation]) -> dict[str, CheckResult]:
+                 expect: list[Expectation], consumer: ConsumerTally | None = None) -> dict[str, CheckResult]:
     settings, urls = setup
-    results = await Verifier(settings, urls, vault, world).run(expect)
+    results = await Verifier(settings, urls, vault, world, consumer=consumer).run(expect)
     return {r.check: r for r in results}
 
 
@@ -152,3 +156,70 @@ def test_only_metas_own_codes_count_as_a_refusal() -> None:
     assert proof_refused(MetaInvalidRequest("Invalid appsecret_proof provided in the API argument", code=100))
     assert not proof_refused(MetaInvalidRequest("(#100) Param fields must be non-empty", code=100))
     assert not proof_refused(MetaTransient("boom", http_status=500, code=2))
+
+
+SIXTY_DAYS_S = 60 * 86400
+WA_SCOPES = ["whatsapp_business_management", "whatsapp_business_messaging"]
+
+
+async def test_tokens_young_fails_until_vault_holds_a_valid_young_expiring_token(
+        setup: tuple[Settings, StackUrls], vault: VaultClient, meta_sim: MetaSim) -> None:
+    settings, urls = setup
+    expect = [Expectation(check="tokens_young", ids=[MESSAGING_TOKEN_PATH])]
+    world = await reset_world(settings, urls, vault, SCENARIOS["token-past-90-days"])
+    # Seeded: 95 days old and never expiring, and nothing rotated it.
+    result = (await verify(setup, vault, world, expect))["tokens_young"]
+    assert not result.ok and "expires_at=0" in result.detail, result.detail
+    # A fresh token that never expires is no better (Meta's 60-day tokens are the policy).
+    forever = meta_sim.sim.issue_token(MESSAGING_SYSTEM_USER, WA_SCOPES)
+    await vault.write_secret(MESSAGING_TOKEN_PATH, SecretStr(forever.value))
+    assert not (await verify(setup, vault, world, expect))["tokens_young"].ok
+    # Rotated: a new 60-day token in Vault.
+    young = meta_sim.sim.issue_token(MESSAGING_SYSTEM_USER, WA_SCOPES, lifetime_s=SIXTY_DAYS_S)
+    await vault.write_secret(MESSAGING_TOKEN_PATH, SecretStr(young.value))
+    result = (await verify(setup, vault, world, expect))["tokens_young"]
+    assert result.ok, result.detail
+    # ...unless it was revoked: young but dead.
+    meta_sim.sim.revoke_token(young.id)
+    assert not (await verify(setup, vault, world, expect))["tokens_young"].ok
+
+
+async def _until(condition: object, what: str, timeout_s: float = 30) -> None:
+    """Wait for a state of the consumer (never for a time): `condition()` true, or fail naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("order", ["revoke-then-write", "write-then-revoke"])
+async def test_consumer_no_failed_calls_fails_when_the_old_token_died_before_the_consumer_moved_on(
+        setup: tuple[Settings, StackUrls], vault: VaultClient, meta_sim: MetaSim, order: str) -> None:
+    """The real consumer, reading Vault before each Graph call, through a rotation done in either order:
+    revoking before Vault holds the successor (no grace window) must fail the check; writing first and
+    revoking once the consumer uses the new version must pass it."""
+    settings, urls = setup
+    expect = [Expectation(check="consumer_no_failed_calls")]
+    world = await reset_world(settings, urls, vault, SCENARIOS["token-past-90-days"])
+    assert not (await verify(setup, vault, world, expect))["consumer_no_failed_calls"].ok  # no consumer
+    tally, stop = ConsumerTally(), asyncio.Event()
+    task = asyncio.create_task(consume(settings, vault, MESSAGING_TOKEN_PATH, stop, tally, pause_s=0.01))
+    try:
+        await _until(lambda: tally.ok >= 2, "the consumer's first calls")
+        new = meta_sim.sim.issue_token(MESSAGING_SYSTEM_USER, WA_SCOPES, lifetime_s=SIXTY_DAYS_S)
+        if order == "revoke-then-write":
+            meta_sim.sim.revoke_token("tok-messaging-service")
+            await _until(lambda: tally.failed >= 1, "a failed call with the revoked token")
+            written = await vault.write_secret(MESSAGING_TOKEN_PATH, SecretStr(new.value))
+        else:
+            written = await vault.write_secret(MESSAGING_TOKEN_PATH, SecretStr(new.value))
+            await _until(lambda: written in tally.versions, "the consumer on the new version")
+            meta_sim.sim.revoke_token("tok-messaging-service")
+        ok_before = tally.ok
+        await _until(lambda: tally.ok > ok_before + 1, "calls with the new token")
+    finally:
+        stop.set()
+        await task
+    result = (await verify(setup, vault, world, expect, consumer=tally))["consumer_no_failed_calls"]
+    assert result.ok == (order == "write-then-revoke"), result.detail
+    assert len(tally.versions) == 2 and tally.error is None

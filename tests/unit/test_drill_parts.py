@@ -28,8 +28,11 @@ RUN = [ev(0, "00.000", "open", "started"), ev(1, "00.500", "snapshot-evidence", 
 
 def test_the_shipped_scenarios_load_and_cover_every_playbook_and_source() -> None:
     scenarios = load_scenarios(DRILLS)
-    assert {s.playbook for s in scenarios.values() if s.playbook} == {"leaked-secret", "template-abuse",
-                                                                       "account-takeover"}
+    assert {s.playbook for s in scenarios.values() if s.playbook} == {
+        "leaked-secret", "template-abuse", "account-takeover", "credential-rotation"}
+    # The scheduled deployments, each started as its schedule would (issue 16).
+    assert {s.start.deployment for s in scenarios.values() if s.start} == {"credential-rotation",
+                                                                           "posture-audit"}
     # Alertmanager's alerts come from the real Prometheus in the detection drills (test_drill_behaviour.py).
     assert {"github", "meta"} <= {s.signal.source for s in scenarios.values() if s.signal}
     assert [s.name for s in select(scenarios, ["template-spike"], False)] == ["template-spike"]
@@ -184,3 +187,30 @@ def test_the_drill_command_fails_missed_objectives_only_when_asked(monkeypatch: 
     assert command.drill(settings, report_path=tmp_path / "r.json", **args) == 0
     assert command.drill(settings, report_path=tmp_path / "r.json", require_objectives=True, **args) == 1
     assert "FAIL: 1/1 contained and verified; objectives missed in 1" in (tmp_path / "r.md").read_text()
+
+
+def _scheduled_scenario(**change: object) -> dict:
+    import yaml
+
+    body = yaml.safe_load((DRILLS / "token-past-90-days.yaml").read_text())
+    body.update(change)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"signal": {"source": "meta", "payload": {}}}, "exactly one of signal"),
+    ({"start": None}, "exactly one of signal"),
+    ({"playbook": "account-takeover"}, "the scored run is 'credential-rotation'"),
+    ({"start": {"deployment": "posture-audit", "then": "account-takeover", "consumer": "meta/x"}},
+     "the scored run is 'account-takeover'"),
+    ({"start": {"deployment": "credential-rotation"}}, "consumer_no_failed_calls needs start.consumer"),
+])
+def test_a_scheduled_scenario_names_one_trigger_its_scored_run_and_its_consumer(
+        change: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    from waguard.drills.scenario import Scenario
+
+    Scenario.model_validate(_scheduled_scenario())  # the shipped file is valid
+    with pytest.raises(ValidationError, match=message):
+        Scenario.model_validate(_scheduled_scenario(**change))

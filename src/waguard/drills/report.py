@@ -9,6 +9,8 @@ from typing import Any
 from waguard.playbook.timeline import TimelineEvent
 
 NOT_CONTAINMENT = {"open", "close", "snapshot-evidence"}
+# How a run that did its job closes: a playbook contained the incident, a scheduled rotation rotated.
+CONTAINED = frozenset({"contained", "rotated"})
 HUMAN_STEPS = ("approve", "reset-app-secret")  # waiting for a person: approvals and dashboard steps
 
 
@@ -53,7 +55,7 @@ def approval_wait_s(events: list[TimelineEvent]) -> float:
 def contained_at(events: list[TimelineEvent]) -> float | None:
     """When the last containment step was verified (Unix seconds), if the run closed contained (pure)."""
     closes = [e for e in events if e.step == "close"]
-    if not closes or closes[-1].outcome != "done" or closes[-1].detail != "contained":
+    if not closes or closes[-1].outcome != "done" or closes[-1].detail not in CONTAINED:
         return None
     done = [e for e in events if e.step not in NOT_CONTAINMENT and not e.step.startswith("approve")
             and e.outcome in ("done", "already")]

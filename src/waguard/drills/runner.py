@@ -20,6 +20,7 @@ from waguard.drills import report as scoring
 from waguard.drills.behaviour import detection_running, play, quiet, wait_for_alert
 from waguard.drills.responder import Responder, approval_requests
 from waguard.drills.scenario import Scenario
+from waguard.drills.scheduled import ConsumerTally, consume, start_deployment
 from waguard.drills.verify import Verifier
 from waguard.drills.world import reset_world, send_signal
 from waguard.local.stack import StackUrls, identity_vault
@@ -108,18 +109,34 @@ class DrillRunner:
                 self.say,
             )
             stop = asyncio.Event()
+            consumer: asyncio.Task[None] | None = None
+            tally = ConsumerTally()
             t0 = time.time()  # the anomaly's start: the signal's send, or the behaviour's first webhook
             result["marks"]["anomaly"] = t0
             try:
+                first = None  # a started deployment's own run
                 if scenario.behaviour is not None:
                     t0 = await self._detect(scenario, result)  # once no earlier alert of its kind is active
+                elif scenario.start is not None:
+                    if scenario.start.consumer:  # reading Vault before the run starts, until it ends
+                        consumer = asyncio.create_task(
+                            consume(self.settings, self.vault, scenario.start.consumer, stop, tally))
+                    first = await start_deployment(scenario.start.deployment, scenario.start.parameters)
+                    self.seen_runs.add(str(first.id))
+                    result["deployment_run_id"] = str(first.id)
+                    self.say(f"  {scenario.start.deployment} run {first.id} started, as its schedule would")
                 else:
                     await send_signal(self.settings, self.urls, self.vault, scenario)
                 if scenario.playbook is None:
                     await self._nothing_started(result, t0)
                 else:
-                    run = await self._find_run(scenario.playbook, t0)
-                    run_id, incident_id = str(run.id), run.parameters["incident_id"]
+                    if first is not None and scenario.start is not None and scenario.start.then is None:
+                        run = first
+                    else:  # the alert's run; a started audit reads the business before it alerts
+                        run = await self._find_run(scenario.playbook, t0, timeout_s=120 if first else 60)
+                    run_id = str(run.id)
+                    # A scheduled run's record is `<deployment>-<run id>` (waguard.playbook.scheduled).
+                    incident_id = run.parameters.get("incident_id") or f"{scenario.playbook}-{run_id}"
                     result.update(run_id=run_id, incident_id=incident_id,
                                   run_created_s=round(run.created.timestamp() - t0, 3))  # the intake's share
                     result["marks"]["run_created"] = run.created.timestamp()
@@ -134,6 +151,12 @@ class DrillRunner:
                             helpers.append(asyncio.create_task(self._vault_down_at_approval(run_id, log)))
                     state = await self._wait_final(run_id, [h for h in helpers[1:]])
                     stop.set()
+                    if first is not None and scenario.start is not None and str(first.id) != run_id:
+                        # The audit that alerted: how it ended and what it found, from its own record.
+                        result["deployment_state"] = await self._wait_final(str(first.id), [])
+                        result["findings"] = self._findings(f"{scenario.start.deployment}-{first.id}")
+                        self.say(f"  {scenario.start.deployment} ended {result['deployment_state']}: "
+                                 f"{result['findings']}")
                     async with httpx.AsyncClient(
                         timeout=30
                     ) as http:  # the run's Graph calls, before verifying
@@ -151,6 +174,13 @@ class DrillRunner:
                 stop.set()
                 result["error"] = f"{type(err).__name__}: {str(err)[:300]}"
                 self.say(f"  error: {result['error']}")
+            if consumer is not None:
+                stop.set()
+                await consumer
+                result["consumer"] = {"ok": tally.ok, "failed": tally.failed,
+                                      "vault_versions": sorted(tally.versions), "error": tally.error}
+                self.say(f"  consumer: {tally.ok} Graph calls ok, {tally.failed} failed, Vault versions "
+                         f"{sorted(tally.versions)}")
         result["faults"] = [log.as_dict() for log in logs]
         result["approvals"] = responder.clicks  # who clicked what, and what the intake answered
         if result["incident_id"]:
@@ -159,15 +189,23 @@ class DrillRunner:
             )
         result["objectives_missed"] = scoring.missed_objectives(result, scenario.objectives.model_dump())
         result["objectives_met"] = not result["objectives_missed"]
-        checks = await Verifier(self.settings, self.urls, self.vault, world).run(scenario.expect)
+        checks = await Verifier(self.settings, self.urls, self.vault, world,
+                                consumer=tally if consumer is not None else None).run(scenario.expect)
         result["checks"] = [c.as_dict() for c in checks]
         result["verified"] = all(c.ok for c in checks)
         return result
 
+    def _findings(self, record_id: str) -> list[str]:
+        """`kind target (severity)` of each finding a posture audit recorded on its timeline."""
+        events = IncidentRecord(self.settings.incidents_dir, record_id).events()
+        audits = [e for e in events if e.step == "audit"]
+        found = audits[-1].data.get("findings", []) if audits else []
+        return [f"{f.get('kind')} {f.get('target')} ({f.get('severity')})" for f in found]
+
     def _score(self, result: dict[str, Any], events: list, t0: float) -> None:
         result["steps"] = scoring.steps(events)
         result["status"] = scoring.outcome(events)
-        result["contained"] = result["status"] == "contained"
+        result["contained"] = result["status"] in scoring.CONTAINED
         result["approval_wait_s"] = scoring.approval_wait_s(events)
         at = scoring.contained_at(events)
         result["time_to_contain_s"] = round(at - t0, 3) if at else None

@@ -30,7 +30,11 @@ Check = Literal[
     "attacker_locked_out",     # the attacker's tokens can no longer read the WABA (code 200 / 190)
     "old_secret_webhooks_windowed",  # webhooks signed with the old secret: accepted, for at most ids[0] s
     "nothing_changed",         # no mutating Graph call reached the simulator (a storm started nothing)
+    "tokens_young",            # the tokens at these Vault paths are valid, expiring, younger than policy
+    "consumer_no_failed_calls",  # the consumer reading Vault through the run: calls made, none failed
 ]
+Deployment = Literal["credential-rotation", "posture-audit"]
+Scored = Literal["leaked-secret", "template-abuse", "account-takeover", "credential-rotation"]
 
 
 class _Model(BaseModel):
@@ -65,6 +69,18 @@ class Behaviour(_Model):
     timeout_s: float = Field(900, gt=0, description="Give up waiting for the alert after this long.")
 
 
+class Start(_Model):
+    """A scheduled deployment started as its schedule would (nothing alerted), optionally beside a
+    consumer that reads its token from Vault before every Graph call for the whole run."""
+
+    deployment: Deployment
+    parameters: dict[str, Any] = Field(default_factory=dict, description="The run's parameters.")
+    then: Literal["account-takeover"] | None = Field(
+        None, description="The playbook run the deployment's alert starts through the intake (the one "
+        "scored); unset: the deployment's own run is scored.")
+    consumer: str | None = Field(None, min_length=1, description="Vault path a consumer reads throughout.")
+
+
 class Responder(_Model):
     """The stand-in responder: who clicks Approve in Slack, and which dashboard-only steps they do."""
 
@@ -94,8 +110,9 @@ class Attacker(_Model):
 
 class Scenario(_Model):
     name: str = Field(pattern=r"^[a-z0-9-]{3,64}$")
-    playbook: Literal["leaked-secret", "template-abuse", "account-takeover"] | None = Field(
-        None, description="The playbook the signal starts; unset: the alert must start nothing.")
+    playbook: Scored | None = Field(
+        None, description="The run scored: the one the signal starts, or the started deployment's (or its "
+        "alert's) run; unset: the alert must start nothing.")
     description: str
     seed: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict,
@@ -103,17 +120,26 @@ class Scenario(_Model):
     attacker: Attacker = Field(default_factory=Attacker)
     signal: Signal | None = None
     behaviour: Behaviour | None = None
+    start: Start | None = None
     responder: Responder
     expect: list[Expectation] = Field(min_length=1)
     objectives: Objectives
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Scenario:
-        if (self.signal is None) == (self.behaviour is None):
-            raise ValueError("give exactly one of signal (an alert) or behaviour (an anomaly the rules "
-                             "detect)")
+        if [self.signal, self.behaviour, self.start].count(None) != 2:
+            raise ValueError("give exactly one of signal (an alert), behaviour (an anomaly the rules "
+                             "detect) or start (a scheduled deployment)")
         if self.playbook is None and self.behaviour is None:
             raise ValueError("a scenario without a playbook is a behaviour whose alert must start nothing")
+        if self.start is not None and (self.start.then or self.start.deployment) != self.playbook:
+            raise ValueError(f"start: the scored run is {self.start.then or self.start.deployment!r} "
+                             f"(start.then, else start.deployment), but playbook is {self.playbook!r}")
+        if self.start is None and self.playbook == "credential-rotation":
+            raise ValueError("credential-rotation is a scheduled deployment: give start, not an alert")
+        if any(e.check == "consumer_no_failed_calls" for e in self.expect) and not (
+                self.start and self.start.consumer):
+            raise ValueError("consumer_no_failed_calls needs start.consumer (a consumer to measure)")
         return self
 
 

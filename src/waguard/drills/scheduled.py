@@ -1,14 +1,13 @@
 """Drill support for the scheduled deployments: start one as its schedule would, run a consumer that
 reads its token from Vault throughout, and check the end state independently.
 
-Used by the `token-past-90-days` and `stale-admin-drift` scenarios (drafts in
-/work/notes/h13-drills/, to be wired into `Scenario` and `DrillRunner` as described there).
+Used by the scenarios with a `start` (runbooks/drills/token-past-90-days.yaml, stale-admin-drift.yaml).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from waguard.meta.client import GraphClient
@@ -29,17 +28,28 @@ async def start_deployment(deployment: str, parameters: dict[str, Any]) -> Any:
 
 @dataclass
 class ConsumerTally:
+    """What the consumer saw: Graph calls that worked and failed, and the Vault versions it used (a
+    consumer that ran through a rotation used at least two)."""
+
     ok: int = 0
     failed: int = 0
+    versions: set[int] = field(default_factory=set)
+    error: str | None = None  # why the consumer itself stopped early (a Vault read failed)
 
 
 async def consume(settings: Settings, vault: VaultClient, path: str, stop: asyncio.Event,
                   tally: ConsumerTally, pause_s: float = 0.2) -> None:
     """A consumer of the token at `path`: reads Vault before every Graph call, as consumers must."""
     while not stop.is_set():
-        token = (await vault.read_secret(path)).value
-        secret = (await vault.read_secret(settings.meta.app_secret_path)).value
-        graph = GraphClient.from_settings(settings.meta, token=token, app_secret=secret)
+        try:
+            current = await vault.read_secret(path)
+            secret = (await vault.read_secret(settings.meta.app_secret_path)).value
+        except Exception as err:  # noqa: BLE001 - a consumer that cannot read Vault has failed
+            tally.failed += 1
+            tally.error = f"Vault read: {type(err).__name__}"
+            return
+        tally.versions.add(current.version)
+        graph = GraphClient.from_settings(settings.meta, token=current.value, app_secret=secret)
         try:
             await graph.list_phone_numbers(settings.meta.waba_id)
             tally.ok += 1

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from dataclasses import dataclass
 
 import httpx
 from pydantic import SecretStr
 
+from waguard.drills import scheduled
 from waguard.drills.faults import mutating_requests
 from waguard.drills.scenario import Expectation
 from waguard.drills.world import World
@@ -27,13 +29,14 @@ from waguard.meta.errors import (
     MetaPermissionDenied,
     MetaTokenInvalid,
 )
+from waguard.playbook.hygiene_policy import load_hygiene_policy
 from waguard.settings import Settings
 from waguard.steps.business import foreign_overrides
 from waguard.vault.client import VaultClient
 
 # Checks about named targets: without ids they would pass having looked at nothing.
 NEEDS_IDS = frozenset({"templates_absent", "templates_present", "tokens_invalid", "vault_token_valid",
-                       "only_business_users", "numbers_deregistered", "pin_rotated"})
+                       "only_business_users", "numbers_deregistered", "pin_rotated", "tokens_young"})
 
 
 def credential_refused(err: MetaError) -> bool:
@@ -61,8 +64,10 @@ class CheckResult:
 
 
 class Verifier:
-    def __init__(self, settings: Settings, urls: StackUrls, vault: VaultClient, world: World) -> None:
+    def __init__(self, settings: Settings, urls: StackUrls, vault: VaultClient, world: World,
+                 consumer: scheduled.ConsumerTally | None = None) -> None:
         self.settings, self.urls, self.vault, self.world = settings, urls, vault, world
+        self.consumer = consumer  # what the scenario's Vault-reading consumer saw, if it had one
 
     async def run(self, expectations: list[Expectation]) -> list[CheckResult]:
         async with httpx.AsyncClient(base_url=self.urls.meta, timeout=30) as sim:
@@ -266,3 +271,20 @@ class Verifier:
             not bad,
             f"PIN not rotated to Vault's: {bad}" if bad else f"{len(ids)} PIN(s) = Vault's new PIN",
         )
+
+    async def tokens_young(self, paths: list[str]) -> tuple[bool, str]:
+        """Each token at `paths` is valid, expiring and younger than the hygiene policy's rotation age,
+        by debug_token's own times."""
+        ages = load_hygiene_policy(self.settings.runbooks_dir).tokens
+        return await scheduled.tokens_young(self.settings, self.vault, paths, ages.rotate_after_days,
+                                            time.time())
+
+    async def consumer_no_failed_calls(self, _ids: list[str]) -> tuple[bool, str]:
+        """The consumer that read its token from Vault before every Graph call made calls through the
+        whole run, used more than one token version (it lived through the rotation) and none failed."""
+        tally = self.consumer
+        if tally is None:
+            return False, "no consumer ran: nothing was measured"
+        detail = (f"{tally.ok} ok, {tally.failed} failed Graph call(s) over {len(tally.versions)} Vault "
+                  f"version(s)" + (f"; stopped: {tally.error}" if tally.error else ""))
+        return tally.ok > 0 and tally.failed == 0 and len(tally.versions) > 1, detail
