@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.fixtures.vault",
     "tests.fixtures.slack",
     "tests.fixtures.stack",
+    "tests.fixtures.postgres",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from waguard.errors import ConfigError
@@ -293,6 +293,35 @@ class IntakeSettings(BaseModel):
     log_backups: int = Field(3, ge=1, description="Rotated intake log files kept.")
 
 
+class StateSettings(BaseModel):
+    """Where waguard keeps its shared state: the intake's claims, replay cache and pending starts, and the
+    registration-budget ledger (waguard.state)."""
+
+    model_config = {"extra": "forbid"}
+
+    dsn: str = Field(
+        "",
+        description="Empty: SQLite files on this machine (intake.state_dir, meta.ledger_path). "
+        "postgresql://user@host:port/dbname[?sslmode=...&passfile=...]: one PostgreSQL database shared by "
+        "every intake replica and run (the scaled profile). No password in the URL: libpq reads it from "
+        "a passfile (?passfile= or PGPASSFILE).",
+    )
+
+    @field_validator("dsn")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be empty (SQLite) or a postgresql://user@host:port/dbname URL")
+        netloc = value.split("://", 1)[1].split("/", 1)[0]
+        if ":" in netloc.split("@", 1)[0] and "@" in netloc:
+            raise ValueError("a password does not belong in the URL: give it in a passfile "
+                             "(?passfile=/path or PGPASSFILE)")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything waguard reads from its environment."""
 
@@ -314,6 +343,7 @@ class Settings(BaseSettings):
     launcher: LauncherSettings = Field(default_factory=LauncherSettings, description="Run launcher.")
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings, description="Evidence bundles.")
     intake: IntakeSettings = Field(default_factory=IntakeSettings, description="Intake service.")
+    state: StateSettings = Field(default_factory=StateSettings, description="Shared state backend.")
     runbooks_dir: Path = Field(Path("runbooks"), description="Directory of runbooks, policies and routing.")
     detection_dir: Path = Field(
         Path("detection"), description="Alerting rules, their tests, the Prometheus and Alertmanager configs."

@@ -80,7 +80,7 @@ class RegistrationLedger:
             RegistrationBudgetExhausted: 10 attempts already sit in the window; nothing is recorded.
             ValueError: a malformed id, action or time; nothing is recorded.
         """
-        _check(phone_number_id, now)
+        check_attempt(phone_number_id, now)
         if action not in get_args(Action):
             raise ValueError("action must be 'register' or 'deregister'")
         with self._connection() as conn:
@@ -108,13 +108,13 @@ class RegistrationLedger:
 
     def remaining(self, phone_number_id: str, now: float) -> int:
         """Attempts still allowed for this number at time `now`."""
-        _check(phone_number_id, now)
+        check_attempt(phone_number_id, now)
         with self._connection() as conn:
             return max(0, REGISTRATION_LIMIT - len(_times_in_window(conn, phone_number_id, now)))
 
     def history(self, phone_number_id: str) -> list[LedgerEntry]:
         """Every attempt ever recorded for this number, oldest first (kept for the incident record)."""
-        _check(phone_number_id, 0.0)
+        check_attempt(phone_number_id, 0.0)
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT phone_number_id, action, at FROM attempts WHERE phone_number_id = ? ORDER BY at, seq",
@@ -132,7 +132,7 @@ def _times_in_window(conn: sqlite3.Connection, phone_number_id: str, now: float)
     return [at for (at,) in rows]
 
 
-def _check(phone_number_id: str, now: float) -> None:
+def check_attempt(phone_number_id: str, now: float) -> None:
     if not isinstance(phone_number_id, str) or not phone_number_id.isdigit() or not phone_number_id.isascii():
         raise ValueError("phone_number_id must be a numeric Graph object id")
     if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
