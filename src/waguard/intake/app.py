@@ -38,10 +38,10 @@ from waguard.intake.slack_actions import PrefectRunDirectory, RunDirectory
 from waguard.intake.slack_clicks import SlackClicks
 from waguard.intake.sources import Inbound, Interpreted, Problem, Sources
 from waguard.intake.starter import RunStarter
-from waguard.intake.store import IntakeStore
 from waguard.intake.verify import Rejected, verify_token
 from waguard.playbook.policy import PLAYBOOKS, Playbook, PlaybookPolicy, load_policy
 from waguard.settings import Settings
+from waguard.state.backends import open_intake_store
 
 log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json",)
@@ -68,7 +68,7 @@ class IntakeService:
         self.clock = clock
         self.routing = routing
         state = settings.intake.state_dir
-        self.store = IntakeStore(state / "intake.sqlite3")
+        self.store = open_intake_store(settings)  # SQLite under state_dir, or WAGUARD_STATE__DSN's database
         intake = settings.intake
         self.audit = AuditLog(
             state / "audit.jsonl", max_bytes=intake.audit_max_bytes, backups=intake.audit_backups

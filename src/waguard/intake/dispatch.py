@@ -24,8 +24,9 @@ from waguard.intake.metrics import IntakeMetrics
 from waguard.intake.params import build_parameters, incident_id
 from waguard.intake.routing import Route, Start
 from waguard.intake.starter import RunStarter
-from waguard.intake.store import IntakeStore, PendingStart
+from waguard.intake.store import PendingStart
 from waguard.playbook.updates import RunUpdate
+from waguard.state.protocols import IntakeState
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -57,7 +58,7 @@ LIVE_RECHECK_S = 1.0
 class Dispatcher:
     """Claims incidents and starts their runs."""
 
-    def __init__(self, store: IntakeStore, starter: RunStarter, audit: AuditLog, metrics: IntakeMetrics,
+    def __init__(self, store: IntakeState, starter: RunStarter, audit: AuditLog, metrics: IntakeMetrics,
                  clock: Callable[[], float], retry_delays_s: Sequence[float] = RETRY_DELAYS_S) -> None:
         self.store, self.starter, self.audit, self.metrics = store, starter, audit, metrics
         self.clock = clock

@@ -26,7 +26,7 @@ from pydantic import BaseModel, SecretStr
 from waguard.errors import ConfigError, Retryable
 from waguard.meta import answers, wire
 from waguard.meta.errors import MetaUnavailable, MetaUnexpectedResponse
-from waguard.meta.ledger import Action, RegistrationLedger
+from waguard.meta.ledger import Action, BudgetLedger, RegistrationLedger
 from waguard.meta.models import (
     AppSubscription,
     AssignedUser,
@@ -92,7 +92,7 @@ class GraphClient:
         registration_retries: int = 2,
         max_retries: int | None = None,
         sleep: Sleep = asyncio.sleep,
-        ledger: RegistrationLedger | None = None,
+        ledger: BudgetLedger | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
@@ -131,10 +131,11 @@ class GraphClient:
         token: SecretStr,
         app_secret: SecretStr | None,
         transport: httpx.AsyncBaseTransport | None = None,
-        ledger: RegistrationLedger | None = None,
+        ledger: BudgetLedger | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> GraphClient:
-        """A client for `meta`; the ledger defaults to the one at `meta.ledger_path`.
+        """A client for `meta`; the ledger defaults to the SQLite one at `meta.ledger_path` (callers that
+        hold the whole settings pass `waguard.state.backends.open_ledger(settings)`).
 
         `app_secret` is ignored when `meta.appsecret_proof` is off.
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 from waguard.meta.errors import RegistrationBudgetExhausted
 from waguard.settings import MetaSettings
@@ -48,6 +48,19 @@ class LedgerEntry:
     phone_number_id: str
     action: Action
     at: float
+
+
+class BudgetLedger(Protocol):
+    """What the Graph client needs from a ledger: this SQLite one, or waguard.state.ledger_pg's."""
+
+    def reserve(self, phone_number_id: str, action: Action, now: float) -> int:
+        """Record an attempt about to be sent; return how many remain. Never over-spends, however many
+        processes race (RegistrationBudgetExhausted, nothing recorded)."""
+        ...
+
+    def remaining(self, phone_number_id: str, now: float) -> int: ...
+
+    def history(self, phone_number_id: str) -> list[LedgerEntry]: ...
 
 
 class RegistrationLedger:

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from waguard.meta.client import GraphClient, quiet_http_loggers
 from waguard.settings import Settings
 from waguard.slack.client import SlackClient
+from waguard.state.backends import open_ledger
 from waguard.vault.client import VaultClient
 
 
@@ -43,7 +44,7 @@ async def graph_from_vault(settings: Settings, vault: VaultClient, *, app_secret
     meta = settings.meta
     token = token or (await vault.read_secret(meta.token_path)).value
     secret = (await vault.read_secret(meta.app_secret_path, version=app_secret_version)).value
-    return GraphClient.from_settings(meta, token=token, app_secret=secret)
+    return GraphClient.from_settings(meta, token=token, app_secret=secret, ledger=open_ledger(settings))
 
 
 def evidence_login(settings: Settings) -> VaultClient | None:

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from waguard.intake.store import Claim, PendingStart
-from waguard.meta.ledger import Action, LedgerEntry
+from waguard.meta.ledger import BudgetLedger
 
 
 class IntakeState(Protocol):
@@ -64,14 +64,4 @@ class IntakeState(Protocol):
     def close(self) -> None: ...
 
 
-class BudgetLedger(Protocol):
-    """Meta's register/deregister budget: 10 attempts per number in a moving 72 h window."""
-
-    def reserve(self, phone_number_id: str, action: Action, now: float) -> int:
-        """Record an attempt about to be sent; return how many remain. Never over-spends, however
-        many processes race (RegistrationBudgetExhausted, nothing recorded)."""
-        ...
-
-    def remaining(self, phone_number_id: str, now: float) -> int: ...
-
-    def history(self, phone_number_id: str) -> list[LedgerEntry]: ...
+__all__ = ["BudgetLedger", "IntakeState"]  # BudgetLedger lives beside the SQLite ledger (meta room)

@@ -24,6 +24,7 @@ from waguard.meta.models import TokenInfo
 from waguard.playbook.effects import Effects
 from waguard.playbook.hygiene_policy import Ages, ManagedToken
 from waguard.playbook.ports import Ports
+from waguard.state.backends import open_ledger
 from waguard.steps.report import StepReport, VerificationFailed
 from waguard.steps.tokens import metadata_or_none
 
@@ -92,7 +93,8 @@ class TokenRotation:
 async def graph_with_token(ports: Ports, token: SecretStr) -> GraphClient:
     """A client acting with `token` (the app secret from Vault): what a consumer reading Vault gets."""
     secret = (await ports.vault.read_secret(ports.settings.meta.app_secret_path)).value
-    return GraphClient.from_settings(ports.settings.meta, token=token, app_secret=secret)
+    return GraphClient.from_settings(ports.settings.meta, token=token, app_secret=secret,
+                                     ledger=open_ledger(ports.settings))
 
 
 async def rotate_token(ports: Ports, fx: Effects, managed: ManagedToken, ages: Ages, grace_s: int,

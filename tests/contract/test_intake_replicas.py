@@ -1,0 +1,91 @@
+"""Two intake replicas on one PostgreSQL database (WAGUARD_STATE__DSN), through the real pipeline:
+each its own app, state directory, starter and connection, only the DSN shared. An alert storm spread
+over both starts exactly one run per incident; a delivery taken by one is a replay at the other; an
+incident claimed by a replica that stopped before starting it is started by the other.
+(Real concurrent connections racing on the same rows: tests/contract/test_state_store.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import tests.fixtures.intake as fx
+from tests.fixtures.intake import FakeClock, Harness, IntakeEnv, RecordingRuns, am_notification, post_am
+from waguard.intake.app import create_app
+from waguard.intake.starter import RecordingStarter
+from waguard.settings import StateSettings
+from waguard.state.intake_pg import PostgresIntakeStore
+
+intake_env = fx.intake_env
+pytestmark = pytest.mark.slow
+
+
+async def replica(env: IntakeEnv, dsn: str, state_dir: Path) -> Harness:
+    settings = env.settings.model_copy(update={
+        "state": StateSettings(dsn=dsn),
+        "intake": env.settings.intake.model_copy(update={"state_dir": state_dir})})
+    app = create_app(settings, env.vault, RecordingStarter(), FakeClock(), runs=RecordingRuns())
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake.test")
+    return Harness(app, env, app.state.intake.dispatcher.starter, RecordingRuns(), FakeClock(), client)
+
+
+@pytest.fixture
+async def two(intake_env: IntakeEnv, pg_dsn: str, tmp_path: Path) -> AsyncIterator[list[Harness]]:
+    pair = [await replica(intake_env, pg_dsn, tmp_path / f"replica-{i}") for i in range(2)]
+    yield pair
+    for h in pair:
+        await h.settle()
+        await h.client.aclose()
+        await h.service.aclose()
+
+
+async def test_the_replicas_share_one_postgres_store_and_no_sqlite_file(two: list[Harness],
+                                                                       tmp_path: Path) -> None:
+    assert all(isinstance(h.service.store, PostgresIntakeStore) for h in two)
+    await post_am(two[0], am_notification())
+    assert not list(tmp_path.glob("replica-*/intake.sqlite3"))
+
+
+async def test_an_alert_storm_over_two_replicas_starts_one_run_per_incident(two: list[Harness]) -> None:
+    wabas = [str(100000000 + i) for i in range(10)]
+    deliveries = [(two[n % 2], am_notification(waba=w, alerts=1 + n % 3)) for w in wabas for n in range(6)]
+    answers = await asyncio.gather(*(post_am(h, body) for h, body in deliveries))
+    assert {r.status_code for r in answers} == {200}
+    for h in two:
+        await h.settle()
+    starts = [s for h in two for s in h.starter.starts]
+    assert sorted(params["waba_id"] for _, params, _ in starts) == sorted(wabas)
+    assert sum(r.json()["outcome"] == "started" for r in answers) == len(wabas)
+
+
+async def test_a_delivery_taken_by_one_replica_is_a_replay_at_the_other(two: list[Harness]) -> None:
+    body = am_notification()
+    assert (await post_am(two[0], body)).json()["outcome"] == "started"
+    assert (await post_am(two[1], body)).json()["outcome"] == "duplicate"  # same bytes, other replica
+
+
+async def test_an_incident_left_pending_by_a_stopped_replica_is_started_by_the_other(
+        intake_env: IntakeEnv, pg_dsn: str, tmp_path: Path) -> None:
+    first = await replica(intake_env, pg_dsn, tmp_path / "a")
+    first.service.dispatcher.starter.start = _never_answers  # type: ignore[method-assign]
+    assert (await post_am(first, am_notification())).json()["outcome"] == "started"
+    await first.service.aclose()  # stopped while its start was still under way
+    await first.client.aclose()
+    second = await replica(intake_env, pg_dsn, tmp_path / "b")
+    try:
+        assert second.service.dispatcher.resume_pending() == 1
+        await second.settle()
+        assert [params["waba_id"] for _, params, _ in second.starter.starts] == ["123456789"]
+        assert second.service.store.pending() == []
+    finally:
+        await second.client.aclose()
+        await second.service.aclose()
+
+
+async def _never_answers(*_: object) -> str:
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
