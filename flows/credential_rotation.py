@@ -76,5 +76,9 @@ async def credential_rotation(plan: bool = False, grace_window_s: int | None = N
         markdown = ("# Credential rotation\n\n| step | rotated | already fine | verified |\n|---|---|---|---|\n"
                     + "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in run.notes)
                     + (f"\n- pending revocations: {[f'{p.path} v{p.version}' for p in pending]}" if pending else ""))
+        if plan:  # what a real run would change, call by call (names and ids, never values)
+            markdown += "\n\n## Planned calls\n\n" + ("\n".join(
+                f"- {c.step}: {c.target}: `{c.call}`" for c in run.fx.planned) or "- none: nothing is due")
         status = "planned" if plan else "rotated" if any(r.acted for r in run.reports) else "nothing due"
-        return await run.finish(status, markdown, {"pending_revocations": [p.model_dump() for p in pending]})
+        return await run.finish(status, markdown, {"pending_revocations": [p.model_dump() for p in pending],
+                                                   "planned": [c.model_dump() for c in run.fx.planned]})
