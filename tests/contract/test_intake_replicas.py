@@ -18,6 +18,7 @@ from tests.fixtures.intake import FakeClock, Harness, IntakeEnv, RecordingRuns, 
 from waguard.intake.app import create_app
 from waguard.intake.starter import RecordingStarter
 from waguard.settings import StateSettings
+from waguard.state.backends import incident_openings
 from waguard.state.intake_pg import PostgresIntakeStore
 
 intake_env = fx.intake_env
@@ -46,8 +47,12 @@ async def two(intake_env: IntakeEnv, pg_dsn: str, tmp_path: Path) -> AsyncIterat
 async def test_the_replicas_share_one_postgres_store_and_no_sqlite_file(two: list[Harness],
                                                                        tmp_path: Path) -> None:
     assert all(isinstance(h.service.store, PostgresIntakeStore) for h in two)
-    await post_am(two[0], am_notification())
+    answer = (await post_am(two[0], am_notification())).json()
     assert not list(tmp_path.glob("replica-*/intake.sqlite3"))
+    # time to contain (a scrape of either replica) reads the openings from the shared database
+    read = incident_openings(two[1].service.settings)
+    assert read is not None
+    assert [(i, p) for i, p, _ in read()] == [(answer["incidents"][0]["incident_key"], "template_abuse")]
 
 
 async def test_an_alert_storm_over_two_replicas_starts_one_run_per_incident(two: list[Harness]) -> None:

@@ -73,7 +73,8 @@ def test_numbers_have_separate_budgets_and_history_is_oldest_first(ledger: Budge
     (PN, "delete", T0, "action"),
     (PN, "register", float("nan"), "now"),
 ])
-def test_bad_input_changes_nothing(ledger: BudgetLedger, pn: str, action: str, now: float, field: str) -> None:
+def test_bad_input_changes_nothing(ledger: BudgetLedger, pn: str, action: str, now: float,
+                                   field: str) -> None:
     with pytest.raises(ValueError, match=field):
         ledger.reserve(pn, action, now)  # type: ignore[arg-type]
     assert ledger.history(PN) == []

@@ -7,7 +7,7 @@ too: `signals.py`, `run_actions.py`; their names are listed in detection/metrics
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -25,13 +25,14 @@ class IntakeMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None, *, known_wabas: Iterable[str] = (),
                  incidents_dir: Path | None = None, default_waba: str = "",
-                 store_path: Path | None = None, detection_dir: Path | None = None) -> None:
+                 store_path: Path | None = None, detection_dir: Path | None = None,
+                 opened: Callable[[], list[tuple[str, str, float]]] | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.meta = MetaSignals(r, known_wabas)
         if incidents_dir is not None:
             r.register(PlaybookActions(incidents_dir, default_waba))
-        self.response = ResponseTimes(r, store_path, incidents_dir, detection_dir)  # detect / contain
+        self.response = ResponseTimes(r, store_path, incidents_dir, detection_dir, opened)  # detect / contain
         self.deliveries = Counter("waguard_intake_deliveries", "Deliveries by source and outcome.",
                                   ["source", "outcome"], registry=r)
         self.signature_failures = Counter(

@@ -23,7 +23,7 @@ import json
 import logging
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -126,12 +126,16 @@ def read_timeline(path: Path) -> list[dict[str, Any]]:
 class TimeToContain(Collector):
     """Scrape-time histogram of alert received -> contained, from the store and the timelines."""
 
-    def __init__(self, store_path: Path, incidents_dir: Path) -> None:
+    def __init__(self, store_path: Path, incidents_dir: Path,
+                 opened: Callable[[], list[tuple[str, str, float]]] | None = None) -> None:
         self.store_path, self.incidents_dir = store_path, incidents_dir
+        self._opened = opened  # the shared store's reader (waguard.state.backends), else the SQLite file
         self._cache: dict[Path, tuple[tuple[int, int], float | None]] = {}
 
     def opened(self) -> list[tuple[str, str, float]]:
         """(incident id, playbook, opened) of every incident the intake opened (read-only)."""
+        if self._opened is not None:
+            return self._opened()
         if not self.store_path.exists():
             return []
         db = sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True, timeout=2)
@@ -190,7 +194,7 @@ class ResponseTimes:
 
     def __init__(
         self, registry: CollectorRegistry, store_path: Path | None, incidents_dir: Path | None,
-        detection_dir: Path | None = None,
+        detection_dir: Path | None = None, opened: Callable[[], list[tuple[str, str, float]]] | None = None,
     ) -> None:
         self.pending = rule_pending_s(detection_dir)
         self.detect = Histogram(
@@ -201,7 +205,7 @@ class ResponseTimes:
             registry=registry,
         )
         if store_path is not None and incidents_dir is not None:
-            registry.register(TimeToContain(store_path, incidents_dir))
+            registry.register(TimeToContain(store_path, incidents_dir, opened))
 
     def detected(self, playbook: str, source: str, payload: Any, received: float) -> None:
         started = signal_started_at(source, payload, self.pending)
