@@ -23,7 +23,12 @@ from waguard.settings import Settings, load_settings
 def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from waguard.local.stack import LocalStack
 
-    stack = LocalStack(settings)
+    if args.profile == "scaled":  # Prefect on PostgreSQL + Redis, replicas behind HAProxy (local/scaled.py)
+        from waguard.local.scaled import ScaledStack
+
+        stack: LocalStack = ScaledStack(settings)
+    else:
+        stack = LocalStack(settings)
     stopping = threading.Event()
     # SIGTERM stops the stack as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -108,9 +113,11 @@ def _cmd_version(settings: Settings, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="waguard", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the local stack on loopback and wait for Ctrl-C").set_defaults(
-        func=_cmd_up
-    )
+    up = sub.add_parser("up", help="start the local stack on loopback and wait for Ctrl-C")
+    up.add_argument("--profile", choices=["embedded", "scaled"], default="embedded",
+                    help="embedded: one Prefect server on SQLite; scaled: PostgreSQL, Redis, two API "
+                         "replicas, a services process, two intakes and two launchers behind HAProxy")
+    up.set_defaults(func=_cmd_up)
     drill = sub.add_parser("drill", help="run game-day drills on the local stack")
     drill.add_argument("scenarios", nargs="*", help="scenario names (files in runbooks/drills/)")
     drill.add_argument("--all", action="store_true", help="every scenario")

@@ -37,6 +37,7 @@ class MonitoringPlan:
     # Scrape and rule evaluation: None keeps the shipped config's (what production and the drills run);
     # a test may shorten it.
     interval_s: int | None = None
+    more_metrics_urls: tuple[str, ...] = ()  # further intake replicas (the scaled profile): each scraped
 
     @property
     def prometheus_url(self) -> str:
@@ -64,10 +65,11 @@ def prometheus_config(plan: MonitoringPlan) -> dict[str, Any]:
         interval = f"{plan.interval_s}s"
         config["global"].update(scrape_interval=interval, evaluation_interval=interval)
     config["rule_files"] = [str((plan.detection_dir / "rules").resolve() / "*.yml")]
-    metrics = plan.metrics_url.removeprefix("http://").removeprefix("https://")
+    metrics = [url.removeprefix("http://").removeprefix("https://")
+               for url in (plan.metrics_url, *plan.more_metrics_urls)]
     for job in config["scrape_configs"]:
         if job["job_name"] == "waguard-intake":
-            job["static_configs"] = [{"targets": [metrics]}]
+            job["static_configs"] = [{"targets": metrics}]
     config["alerting"]["alertmanagers"] = [
         {"static_configs": [{"targets": [f"{plan.host}:{plan.alertmanager_port}"]}]}
     ]

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +76,19 @@ def wait_until_ok(url: str, timeout_s: float = 30.0, *, service: str = "service"
     raise ServiceDidNotStart(f"{service} did not become ready at {url} within {timeout_s:.0f}s ({last})")
 
 
+def wait_until(ready: Callable[[], bool], timeout_s: float, *, service: str,
+               alive: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `ready()` until it returns True, or raise ServiceDidNotStart."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if alive is not None and alive.poll() is not None:
+            raise ServiceDidNotStart(f"{service} exited with status {alive.returncode} before it was ready")
+        if ready():
+            return
+        time.sleep(0.1)
+    raise ServiceDidNotStart(f"{service} did not become ready within {timeout_s:.0f}s")
+
+
 @dataclass
 class ServedApp:
     """An ASGI app served by uvicorn in a daemon thread. Use as a context manager."""
@@ -135,6 +148,9 @@ class ChildProcess:
     env: Mapping[str, str] | None = None
     ready_timeout_s: float = 60.0
     proc: subprocess.Popen[bytes] | None = None
+    # A server that speaks no HTTP (PostgreSQL, Redis): ready once this returns True; health_url unused.
+    probe: Callable[[], bool] | None = None
+    stop_signal: int = signal.SIGTERM  # PostgreSQL: SIGINT, its fast shutdown (SIGTERM waits for clients)
 
     def start(self) -> ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,11 +159,15 @@ class ChildProcess:
             self.proc = subprocess.Popen(list(self.argv), stdout=log, stderr=subprocess.STDOUT, env=env,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            wait_until_ok(self.health_url, self.ready_timeout_s, service=self.name, alive=self.proc)
+            if self.probe is not None:
+                wait_until(self.probe, self.ready_timeout_s, service=self.name, alive=self.proc)
+            else:
+                wait_until_ok(self.health_url, self.ready_timeout_s, service=self.name, alive=self.proc)
         except ServiceDidNotStart:
             self.stop()
+            where = "" if self.probe is not None else f" at {self.health_url}"
             raise ServiceDidNotStart(
-                f"{self.name} did not become ready at {self.health_url}; see {self.log_path}"
+                f"{self.name} did not become ready{where}; see {self.log_path}"
             ) from None
         return self
 
@@ -155,7 +175,7 @@ class ChildProcess:
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, self.stop_signal)
         try:
             self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

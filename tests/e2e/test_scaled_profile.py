@@ -1,0 +1,150 @@
+"""`waguard up --profile scaled` on one machine: Prefect on PostgreSQL and Redis, two API replicas and a
+services process behind HAProxy, two intake replicas, two launchers. A run created through the
+balancer completes, executed by exactly one launcher; it still does with one launcher killed, and
+the API still answers with one replica stopped. Nothing answers 5xx through HAProxy meanwhile.
+
+Needs Debian's postgresql, redis-server and haproxy (scripts/sysdeps.sh): fails in CI without them,
+skips locally saying how to install them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.stack import stack_env
+from waguard.local.daemons import DaemonError, postgres_bin
+from waguard.local.scaled import EventRoundTrip, ScaledStack
+from waguard.settings import load_settings
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+AUDIT = "posture-audit/posture-audit"  # read-only: a run that completes with no approval
+
+
+def _require_binaries() -> None:
+    missing = [name for name in ("redis-server", "haproxy") if shutil.which(name) is None
+               and not os.path.exists(f"/usr/sbin/{name}")]
+    try:
+        postgres_bin("initdb")
+    except DaemonError:
+        missing.append("postgresql")
+    if missing:
+        why = f"{', '.join(missing)} not installed (run scripts/sysdeps.sh)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def scaled() -> Iterator[ScaledStack]:
+    _require_binaries()
+    # A home user postgres can traverse (pytest's tmp dirs are 0700): PostgreSQL runs as postgres.
+    home = Path(tempfile.mkdtemp(prefix="waguard-scaled-"))
+    home.chmod(0o711)
+    # Nothing of the session's own stack (its Vault identity, its Prefect API) may leak into this one.
+    saved = {k: v for k, v in os.environ.items() if k.startswith(("WAGUARD_", "PREFECT_"))}
+    for k in saved:
+        del os.environ[k]
+    os.environ.update(stack_env(home))
+    stack = ScaledStack(load_settings(), say=lambda _msg: None)
+    started = False
+    try:
+        t0 = time.monotonic()
+        stack.start()
+        started = True
+        print(f"\nscaled profile up in {time.monotonic() - t0:.1f} s; phases: "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in stack.started_s.items()))
+        yield stack
+    finally:
+        stack.stop()
+        for k in [k for k in os.environ if k.startswith(("WAGUARD_", "PREFECT_"))]:
+            del os.environ[k]
+        os.environ.update(saved)
+        if started:
+            shutil.rmtree(home, ignore_errors=True)
+        else:  # kept for its logs
+            print(f"scaled profile did not start; its home: {home}")
+
+
+def _api(stack: ScaledStack) -> str:
+    return stack.urls.prefect_api
+
+
+def _run_audit(stack: ScaledStack, timeout_s: float = 60) -> str:
+    """Create a run through HAProxy, wait for a final state; returns the run id (it must be Completed)."""
+    api = _api(stack)
+    deployment = httpx.get(f"{api}/deployments/name/{AUDIT}", timeout=10).raise_for_status().json()
+    run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", timeout=10,
+                     json={"parameters": {"alert": False}}).raise_for_status().json()
+    deadline = time.monotonic() + timeout_s
+    state = run["state"]
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{api}/flow_runs/{run['id']}", timeout=10).raise_for_status().json()["state"]
+        if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            break
+        time.sleep(0.2)
+    assert state["type"] == "COMPLETED", f"run {run['id']} ended {state['type']}: {state.get('message')}"
+    return str(run["id"])
+
+
+def _claims(stack: ScaledStack, run_id: str) -> list[str]:
+    """Which launchers' logs say they claimed the run (the launcher logs each claim it won)."""
+    return [c.name for c in stack.launchers
+            if re.search(rf"run {run_id} \(.*\): claimed", c.log_path.read_text(errors="replace"))]
+
+
+def _haproxy_5xx(stack: ScaledStack) -> list[str]:
+    log = stack.settings.stack.home.resolve() / "logs" / "haproxy.log"
+    return [line for line in log.read_text(errors="replace").splitlines()
+            if re.search(r'_replicas/\S+ \S+ 5\d\d ', line)]
+
+
+def test_both_api_replicas_and_the_services_process_answer_through_haproxy(scaled: ScaledStack) -> None:
+    for replica in scaled.apis:
+        assert httpx.get(replica.health_url, timeout=5).json() == {"message": "OK"}  # /api/ready: db too
+    assert httpx.get(f"{_api(scaled)}/ready", timeout=5).json() == {"message": "OK"}
+    # Only the services process persists events (the replicas run --no-services): posted through
+    # HAProxy, read back through HAProxy.
+    probe = EventRoundTrip(_api(scaled))
+    deadline = time.monotonic() + 30
+    while not probe() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert probe.posted and probe(), "an event posted through HAProxy was never persisted"
+    intakes = [httpx.get(c.health_url, timeout=5).status_code for c in scaled.intakes]
+    assert intakes == [200, 200]
+    assert httpx.get(f"{scaled.urls.intake}/readyz", timeout=5).status_code == 200
+
+
+def test_runs_complete_each_executed_by_one_launcher_also_with_one_launcher_killed(
+    scaled: ScaledStack,
+) -> None:
+    runs = [_run_audit(scaled) for _ in range(3)]
+    for run_id in runs:
+        assert len(_claims(scaled, run_id)) == 1, f"run {run_id} claimed by {_claims(scaled, run_id)}"
+    first = scaled.launchers[0]
+    assert first.proc is not None
+    os.killpg(first.proc.pid, signal.SIGKILL)  # the launcher and its zygote
+    first.proc.wait(timeout=10)
+    after = _run_audit(scaled)
+    assert _claims(scaled, after) == [scaled.launchers[1].name]
+    assert _haproxy_5xx(scaled) == []
+
+
+def test_the_api_still_answers_and_runs_complete_with_one_replica_stopped(scaled: ScaledStack) -> None:
+    scaled.apis[0].stop()
+    for _ in range(10):  # round robin: half of these would go to the stopped replica without the check
+        assert httpx.get(f"{_api(scaled)}/ready", timeout=5).json() == {"message": "OK"}
+    _run_audit(scaled)
+    assert _haproxy_5xx(scaled) == []
+    logs = scaled.settings.stack.home.resolve() / "logs"
+    assert not [p.name for p in logs.glob("*.log") if "database is locked" in p.read_text(errors="replace")]
