@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -25,6 +26,7 @@ from waguard.vault.models import DataKey, SecretMetadata, TransitSignature, Vers
 log = logging.getLogger(__name__)
 
 ENCRYPTION_KEY = "waguard-evidence-enc"
+READ_CONCURRENCY = 8  # concurrent reads of many secrets (redaction); below requests' pool of 10
 
 
 def ensure_key_blocking(client: hvac.Client, *, mount: str, name: str, key_type: str) -> dict[str, Any]:
@@ -157,20 +159,28 @@ class VaultClient(VaultConnection):
         kv = self._client.secrets.kv.v2
         wanted = list(paths)
 
+        def values_of(path: str) -> list[str]:
+            try:
+                data = kv.read_secret_metadata(path, mount_point=self.kv_mount)["data"]
+                meta = models.metadata_from(path, data)
+            except hvac.exceptions.InvalidPath:
+                return []
+            found: list[str] = []
+            for number, info in sorted(meta.versions.items()):
+                if info.readable:
+                    body = kv.read_secret_version(path, version=number, mount_point=self.kv_mount,
+                                                  raise_on_deleted_version=True)
+                    found += models.string_values(body["data"])
+            return found
+
         def collect() -> list[SecretStr]:
-            seen: dict[str, None] = {}  # ordered and de-duplicated
-            for entry in wanted:
-                for path in self._walk(entry) if entry.endswith("/") or not entry else [entry]:
-                    try:
-                        meta = models.metadata_from(
-                            path, kv.read_secret_metadata(path, mount_point=self.kv_mount)["data"])
-                    except hvac.exceptions.InvalidPath:
-                        continue
-                    for number, info in sorted(meta.versions.items()):
-                        if info.readable:
-                            body = kv.read_secret_version(path, version=number, mount_point=self.kv_mount,
-                                                          raise_on_deleted_version=True)
-                            seen.update(dict.fromkeys(models.string_values(body["data"])))
+            paths = [p for entry in wanted
+                     for p in (self._walk(entry) if entry.endswith("/") or not entry else [entry])]
+            # One round trip per secret and version, dozens in all: several at once (requests' pool is
+            # thread-safe), as this sits on a run's path before its approval request.
+            with ThreadPoolExecutor(max_workers=READ_CONCURRENCY) as pool:
+                per_path = list(pool.map(values_of, paths))
+            seen = dict.fromkeys(v for values in per_path for v in values)  # ordered and de-duplicated
             return [SecretStr(v) for v in seen]
 
         return await self._call("read all secret values", collect)
