@@ -1,7 +1,6 @@
 """The intake service: verified alert webhooks in, deduplicated playbook runs out; Slack clicks in,
-approval votes out. See `app.create_app` and `service.serve`."""
+approval votes out. See `app.create_app` and `server.serve`.
 
-from waguard.intake.app import create_app
-from waguard.intake.starter import PrefectRunStarter, RecordingStarter, RunStarter
-
-__all__ = ["PrefectRunStarter", "RecordingStarter", "RunStarter", "create_app"]
+Nothing is imported here: importing one intake module (the store, by the shared-state backends)
+must not pull in the whole app.
+"""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from waguard.intake.store import IntakeStore
 from waguard.meta.ledger import RegistrationLedger
 from waguard.settings import Settings
 from waguard.state.protocols import BudgetLedger, IntakeState
@@ -28,6 +27,9 @@ def open_intake_store(settings: Settings) -> IntakeState:
         from waguard.state.intake_pg import PostgresIntakeStore  # psycopg only where it is used
 
         return PostgresIntakeStore(settings.state.dsn)
+    # Imported here: waguard.intake imports the playbook ports, which import this module (a cycle).
+    from waguard.intake.store import IntakeStore
+
     return IntakeStore(settings.intake.state_dir / "intake.sqlite3")
 
 
