@@ -1,6 +1,7 @@
 """Scheduled: keep long-lived credentials young. Runbook: runbooks/credential-rotation.md.
 
-Policy: runbooks/hygiene.policy.yaml (ages, grace window, the tokens waguard manages, the PIN path).
+Policy: runbooks/hygiene.policy.yaml (ages, grace window); the managed tokens and the PIN path are the
+WABA's in runbooks/businesses.yaml.
 """
 
 from __future__ import annotations

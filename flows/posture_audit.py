@@ -1,6 +1,7 @@
 """Scheduled, read-only: find drift before an attacker uses it. Runbook: runbooks/posture-audit.md.
 
-Policy: runbooks/hygiene.policy.yaml (named admins, the inventory, ages, allowed link domains).
+Policy: runbooks/hygiene.policy.yaml (ages, allowed link domains); named admins and the inventory come
+from the business registry, runbooks/businesses.yaml.
 Never destructive: a critical finding (an unknown admin) becomes an alert to the intake, which starts
 the account-takeover playbook as any alert does (with its approval).
 """

@@ -275,7 +275,7 @@ class Verifier:
     async def tokens_young(self, paths: list[str]) -> tuple[bool, str]:
         """Each token at `paths` is valid, expiring and younger than the hygiene policy's rotation age,
         by debug_token's own times."""
-        ages = load_hygiene_policy(self.settings.runbooks_dir).tokens
+        ages = load_hygiene_policy(self.settings.runbooks_dir, self.settings.meta.waba_id).tokens
         return await scheduled.tokens_young(self.settings, self.vault, paths, ages.rotate_after_days,
                                             time.time())
 

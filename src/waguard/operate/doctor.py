@@ -194,7 +194,7 @@ class Doctor:
         for business in registry.businesses:
             for waba in business.wabas:
                 needed |= {sc for t in waba.tokens if t.path == s.meta.token_path for sc in t.scopes}
-        margin = load_hygiene_policy(s.runbooks_dir).tokens.expiry_margin_days
+        margin = load_hygiene_policy(s.runbooks_dir, s.meta.waba_id).tokens.expiry_margin_days
         token, problem = await logins.read("playbook", s.meta.token_path)
         app_secret, secret_problem = await logins.read("playbook", s.meta.app_secret_path)
         info: TokenInfo | None = None

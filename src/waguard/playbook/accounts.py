@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -20,6 +21,7 @@ from waguard.settings import Settings
 
 REGISTRY_FILE = "businesses.yaml"
 GRAPH_ID = r"^[0-9]{1,32}$"
+Role = Literal["ADMIN", "EMPLOYEE", "FINANCE_EDITOR", "FINANCE_ANALYST", "DEVELOPER"]
 
 
 class _Model(BaseModel):
@@ -34,18 +36,30 @@ class SystemUserToken(_Model):
     scopes: tuple[str, ...] = Field(min_length=1, description="Scopes a reissued token gets.")
 
 
+class KnownUser(_Model):
+    """A person who may be in the Business Manager, with the highest role they may hold."""
+
+    name: str
+    role: Role
+
+
 class WabaEntry(_Model):
     waba_id: str = Field(pattern=GRAPH_ID)
     pin_path: str | None = Field(None, min_length=1, description="Vault KV path of its numbers' two-step PIN")
     tokens: tuple[SystemUserToken, ...] = Field(
         default=(), description="Tokens with access to this WABA; the first is the consumers' token, the one "
         "a leak is taken to be when the alert names none.")
+    display_names: dict[str, str] = Field(
+        default_factory=dict, description="Phone number id -> the verified display name it must keep.")
 
 
 class BusinessEntry(_Model):
     business_id: str = Field(pattern=GRAPH_ID)
     app_id: str = Field(pattern=GRAPH_ID)
     wabas: tuple[WabaEntry, ...] = Field(min_length=1)
+    business_users: dict[str, KnownUser] = Field(
+        default_factory=dict, description="Business user id -> who, and the highest role they may hold; "
+        "the ADMINs are the named admins. Anyone else is a posture finding.")
 
 
 class Registry(_Model):

@@ -93,7 +93,7 @@ def current_run_id() -> UUID:
 async def scheduled_run(deployment: str, *, plan: bool = False,
                         settings: Settings | None = None) -> AsyncIterator[ScheduledRun]:
     settings = settings or load_settings()
-    policy = load_hygiene_policy(settings.runbooks_dir)
+    policy = load_hygiene_policy(settings.runbooks_dir, settings.meta.waba_id)
     run_id = current_run_id()
     record = IncidentRecord(settings.incidents_dir, f"{deployment}-{run_id}" + (".plan" if plan else ""))
     state = IncidentRecord(settings.incidents_dir, f"{deployment}-state")
