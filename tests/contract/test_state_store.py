@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from waguard.errors import ConfigError
@@ -230,6 +231,26 @@ def test_a_close_by_one_replica_ends_the_incident_for_the_other(replica: Replica
     assert b.close_incidents("k", now=1) == ["k:1"]
     assert a.open_run("k", PB) is None
     assert a.claim("k", PB, now=2, quiet_s=100, build=build).incident_id == "k:2"
+
+
+def test_a_replica_carries_on_after_postgres_restarts(pg_dsn: str, postgres_server: Any) -> None:
+    """The call under way when the server went away fails (its delivery is answered 5xx and retried
+    by the sender); the next one reconnects, and nothing committed was lost."""
+    s = PostgresIntakeStore(pg_dsn)
+    try:
+        s.remember("am:before", now=0, ttl_s=100)
+        s.claim("k", PB, now=0, quiet_s=100, build=build)
+        postgres_server.restart()
+        try:
+            s.remember("am:after", now=1, ttl_s=100)
+        except psycopg.OperationalError:
+            assert s.remember("am:after", now=1, ttl_s=100)
+        assert not s.remember("am:before", now=2, ttl_s=100)
+        assert not s.claim("k", PB, now=2, quiet_s=100, build=build).new
+        with s.transaction():  # what the readiness probe does
+            pass
+    finally:
+        s.close()
 
 
 # -- choosing the backend -----------------------------------------------------------------------------
