@@ -91,6 +91,33 @@ async def test_an_incident_left_pending_by_a_stopped_replica_is_started_by_the_o
         await second.service.aclose()
 
 
+async def test_an_incident_left_pending_by_a_killed_replica_is_started_by_the_live_other(
+        intake_env: IntakeEnv, pg_dsn: str, tmp_path: Path) -> None:
+    """No restart: the live replica's periodic sweep takes starts left pending past PENDING_STALE_S,
+    and only one of two sweeping replicas takes each."""
+    from waguard.intake.dispatch import PENDING_STALE_S
+
+    first = await replica(intake_env, pg_dsn, tmp_path / "a")
+    first.service.dispatcher.starter.start = _never_answers  # type: ignore[method-assign]
+    live = [await replica(intake_env, pg_dsn, tmp_path / n) for n in ("b", "c")]
+    try:
+        assert (await post_am(first, am_notification())).json()["outcome"] == "started"
+        await first.service.aclose()  # killed before its start went through
+        await first.client.aclose()
+        assert [h.service.dispatcher.sweep_pending() for h in live] == [0, 0]  # not stale yet
+        for h in live:
+            h.service.dispatcher.clock.advance(PENDING_STALE_S + 1)  # type: ignore[attr-defined]
+        assert sorted(h.service.dispatcher.sweep_pending() for h in live) == [0, 1]
+        for h in live:
+            await h.settle()
+        assert [params["waba_id"] for h in live for _, params, _ in h.starter.starts] == ["123456789"]
+        assert live[0].service.store.pending() == []
+    finally:
+        for h in live:
+            await h.client.aclose()
+            await h.service.aclose()
+
+
 async def _never_answers(*_: object) -> str:
     await asyncio.Event().wait()
     raise AssertionError("unreachable")

@@ -222,6 +222,27 @@ def test_an_incident_claimed_by_a_replica_that_died_is_started_by_another(replic
     assert (joined.new, joined.run_id) == (False, "run-9")
 
 
+def test_a_stale_pending_start_is_taken_by_one_sweeping_replica_then_held(replica: Replica) -> None:
+    """The live replicas' sweep: a start pending longer than `older_than_s` goes to exactly one of the
+    replicas racing for it, which holds it for `hold_s`; after that another may take it again."""
+    a = replica()
+    for key in ("k1", "k2", "k3"):
+        a.claim(key, PB, now=0, quiet_s=100, build=lambda g, key=key: (f"{key}:{g}", {"incident_id": key}))
+    a.close()
+    others = [replica() for _ in range(4)]
+    assert others[0].take_stale_pending(now=4, older_than_s=5, hold_s=30) == []  # not stale yet
+    taken = racing(others, lambda s: s.take_stale_pending(now=10, older_than_s=5, hold_s=30))
+    ids = sorted(p.incident_id for batch in taken for p in batch)
+    if isinstance(others[0], IntakeStore):  # one replica per SQLite file: nothing to hold against
+        assert set(ids) == {"k1:1", "k2:1", "k3:1"}
+        return
+    assert ids == ["k1:1", "k2:1", "k3:1"]
+    assert others[0].take_stale_pending(now=39, older_than_s=5, hold_s=30) == []  # held
+    others[0].set_run("k1:1", "run-1")
+    assert sorted(p.incident_id for p in others[1].take_stale_pending(now=41, older_than_s=5, hold_s=30)) \
+        == ["k2:1", "k3:1"]
+
+
 @pytest.mark.parametrize("replica", ["postgres"], indirect=True)  # one intake per SQLite file: it caches
 def test_a_close_by_one_replica_ends_the_incident_for_the_other(replica: Replica) -> None:  # open runs
     a, b = replica(), replica()

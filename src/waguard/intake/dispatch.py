@@ -53,6 +53,12 @@ class Dispatched:
 
 
 LIVE_RECHECK_S = 1.0
+# Another replica's claim still pending after this long: that replica died (or Prefect keeps refusing
+# it, and a doubled start is one run by the idempotency key). The sweep looks every SWEEP_EVERY_S and
+# holds what it takes for HOLD_S, so two live replicas do not both start one.
+PENDING_STALE_S = 5.0
+SWEEP_EVERY_S = 2.0
+HOLD_S = 60.0
 
 
 class Dispatcher:
@@ -67,6 +73,8 @@ class Dispatcher:
         self._starting: set[str] = set()
         self._live: dict[str, float] = {}  # run id -> when Prefect last said it is still going
         self._outbox: dict[str, list[RunUpdate]] = {}  # run id -> updates not sent yet, oldest first
+        self._sweeper: asyncio.Task[None] | None = None
+        self.sweeps = False  # `waguard intake` sets it: sweep for other replicas' pending starts
 
     async def retire_ended(self, route: Route, *, now: float) -> None:
         """Close the open incidents `route` would join whose run has already ended.
@@ -173,11 +181,35 @@ class Dispatcher:
                 await asyncio.sleep(delay)
 
     def resume_pending(self) -> int:
-        """Start every incident whose run has not started yet (at service start); return how many."""
+        """Start every incident whose run has not started yet (at service start); return how many.
+        With `sweeps` set, keep taking starts other replicas left pending (`sweep_pending`) until `aclose`."""
         pending = self.store.pending()
         for p in pending:
             self._spawn(p)
+        if self.sweeps and self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="sweep")
         return len(pending)
+
+    def sweep_pending(self) -> int:
+        """Start the incidents claimed PENDING_STALE_S ago or more whose run has not started (their
+        replica was killed between its answer and the start); return how many this replica took."""
+        taken = self.store.take_stale_pending(now=self.clock(), older_than_s=PENDING_STALE_S,
+                                              hold_s=HOLD_S)
+        fresh = [p for p in taken if p.incident_id not in self._starting]
+        for p in fresh:
+            self._spawn(p)
+        return len(fresh)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            try:
+                swept = self.sweep_pending()
+            except Exception as err:  # noqa: BLE001 - the database may be restarting: next round
+                log.warning("intake: sweep for pending starts failed (%s)", type(err).__name__)
+                continue
+            if swept:
+                log.info("intake: starting %d run(s) another replica left pending", swept)
 
     def _spawn(self, pending: PendingStart) -> None:
         if pending.incident_id in self._starting:
@@ -220,6 +252,9 @@ class Dispatcher:
 
     async def aclose(self) -> None:
         """Stop retrying; pending incidents stay in the store and resume at the next start."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)

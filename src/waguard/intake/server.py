@@ -37,6 +37,8 @@ def build(settings: Settings) -> tuple[Starlette, VaultClient]:
     app = create_app(
         settings, vault, PrefectRunStarter(settings.prefect.api_url, launcher_dir=settings.launcher.dir)
     )
+    # Replicas share the store: a live one starts what a killed one claimed but never started.
+    app.state.intake.dispatcher.sweeps = True
     return app, vault
 
 

@@ -299,6 +299,14 @@ class IntakeStore:
             "WHERE status = 'pending' ORDER BY opened")
         return [PendingStart(i, p, json.loads(params)) for i, p, params in rows]
 
+    def take_stale_pending(self, *, now: float, older_than_s: float, hold_s: float) -> list[PendingStart]:
+        """Pending starts opened at least `older_than_s` ago (the periodic sweep). One replica per file:
+        no other replica to hold them against, so `hold_s` is unused."""
+        rows = self._db.execute(
+            "SELECT incident_id, playbook, parameters FROM incidents "
+            "WHERE status = 'pending' AND opened <= ? ORDER BY opened", (now - older_than_s,))
+        return [PendingStart(i, p, json.loads(params)) for i, p, params in rows]
+
     def incident_count(self) -> int:
         """How many incidents (all generations) the store knows."""
         return int(self._db.execute("SELECT count(*) FROM incidents").fetchone()[0])

@@ -9,8 +9,10 @@ database arbitrates rather than a read followed by a write:
 - one incident per key: the open generation is read `FOR UPDATE` (joins and closes serialise on it),
   and a new generation is inserted `ON CONFLICT DO NOTHING` on the primary key, so when two replicas
   open it at once exactly one insert lands and the other joins what it inserted;
-- pending starts are rows any replica reads: after a replica dies, the next one to start (or its
-  restart) starts them; Prefect's idempotency key (the incident id) makes a doubled start one run.
+- pending starts are rows any replica reads: after a replica dies, a live one's periodic sweep takes
+  each start left pending a few seconds (one replica per row: `FOR UPDATE SKIP LOCKED`, then held),
+  and so does any replica's start; Prefect's idempotency key (the incident id) makes a doubled start
+  one run.
 
 No group commit: each delivery's transaction commits when it ends (`group` is already resolved). Row
 locks held over a loop turn by two replicas taking the same keys in a different order would deadlock;
@@ -56,6 +58,7 @@ CREATE TABLE IF NOT EXISTS intake_incidents (
     PRIMARY KEY (base, playbook, generation)
 );
 CREATE INDEX IF NOT EXISTS intake_incidents_pending ON intake_incidents (opened) WHERE status = 'pending';
+ALTER TABLE intake_incidents ADD COLUMN IF NOT EXISTS start_held_until DOUBLE PRECISION;
 """
 
 
@@ -195,6 +198,16 @@ class PostgresIntakeStore:
             "SELECT incident_id, playbook, parameters FROM intake_incidents "
             "WHERE status = 'pending' ORDER BY opened").fetchall()
         return [PendingStart(i, p, json.loads(params)) for i, p, params in rows]
+
+    def take_stale_pending(self, *, now: float, older_than_s: float, hold_s: float) -> list[PendingStart]:
+        """One statement: rows a racer has locked are skipped, rows it has taken are held past `now`."""
+        rows = self._conn().execute(
+            "UPDATE intake_incidents SET start_held_until = %s WHERE incident_id IN ("
+            " SELECT incident_id FROM intake_incidents WHERE status = 'pending' AND opened <= %s"
+            " AND coalesce(start_held_until, 0) <= %s FOR UPDATE SKIP LOCKED) "
+            "RETURNING opened, incident_id, playbook, parameters",
+            (now + hold_s, now - older_than_s, now)).fetchall()
+        return [PendingStart(i, p, json.loads(params)) for _, i, p, params in sorted(rows)]
 
     def incident_count(self) -> int:
         row = self._one("SELECT count(*) FROM intake_incidents")
