@@ -33,7 +33,7 @@ async def leaked_secret(**given: Any) -> dict:
             actions = []
             if leaked in ("app_secret", "both"):
                 actions.append(Action("reset_app_secret",
-                                      f"{run.settings.meta.app_secret_path} (app {account.app_id})"))
+                                      f"{account.app_secret_path} (app {account.app_id})"))
             if token is not None:
                 actions += [Action("revoke_token", f"{token.path} (system user {token.system_user_id})"),
                             Action("issue_token", token.path)]
@@ -52,11 +52,12 @@ async def leaked_secret(**given: Any) -> dict:
                              lambda: new_app_secret_written(run.ports, run.started_at, account.waba_id)).wait(
                 app_secret_instructions(run.ports, run.incident_id, account.app_id), run.slack.say)
             await run.record(await step.verify_app_secret(run.ports, run.started_at, account.waba_id))
-            until = await step.open_rotation_window(run.ports, run.started_at, p.dual_secret_window_s)
+            until = await step.open_rotation_window(run.ports, run.started_at, p.dual_secret_window_s,
+                                                    account.app_id)
             await run.slack.say(f"Webhooks signed with the old secret are accepted until "
                                 f"{until:%H:%M:%S} UTC.")
         elif leaked in ("app_secret", "both"):
-            run.fx.planned.append(run.fx_manual("reset-app-secret", run.settings.meta.app_secret_path))
+            run.fx.planned.append(run.fx_manual("reset-app-secret", account.app_secret_path))
         # 4. Tokens: revoke the leaked one (verified dead by debug_token), issue a new one into Vault.
         if token is not None:
             await run.record(await step.revoke_token(run.ports, run.fx, token.path, token.system_user_id))

@@ -198,7 +198,10 @@ class IntakeService:
                 payload = strict_json.loads(d.body)
             except strict_json.BadJson as err:
                 raise Problem(400, err.reason, str(err), "rejected-input") from None
-            got = await self.sources.interpreter(source)(d, payload)
+            try:
+                got = await self.sources.interpreter(source)(d, payload)
+            except Rejected as err:  # a Meta delivery signed by one app about another app's WABA
+                raise self.rejected(d, err, request) from None
             await self.dispatcher.retire_ended(got.route, now=self.clock())
             now = self.clock()
             committed = self.store.group()  # shared with the deliveries of this loop turn

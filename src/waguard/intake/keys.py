@@ -4,9 +4,10 @@ A short TTL (default 5 s) keeps verification off Vault's hot path while a rotati
 within seconds. Concurrent misses for one path share one read, and a missing secret is cached too
 (as None) so a flood of forged deliveries cannot turn into a flood of Vault reads.
 
-The Meta app secret has a rotation window: while the leaked-secret playbook keeps
-`{"previous_version": n, "until": "<ISO-8601 UTC>"}` at `rotation_window_path`, version n still
-verifies webhooks; after `until` only the current version does.
+Each Meta app's secret has a rotation window: while the leaked-secret playbook keeps
+`{"previous_version": n, "until": "<ISO-8601 UTC>"}` at the app's window path
+(`waguard.playbook.accounts.rotation_window_path`), version n still verifies webhooks; after `until`
+only the current version does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import hmac
 import json
 import logging
 import secrets as stdlib_secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -105,27 +107,31 @@ class SecretCache:
         return [secret.value] if secret is not None else []
 
     async def app_secrets(self, meta: MetaSettings, intake: IntakeSettings) -> list[SecretStr]:
-        """The app secrets that may sign Meta webhooks now: current first, then the previous one
-        while the rotation window is open."""
-        current = await self.get(meta.app_secret_path)
+        """The settings' app's secrets that may sign Meta webhooks now (see `app_secrets_at`)."""
+        return await self.app_secrets_at(meta.app_secret_path, intake.rotation_window_path)
+
+    async def app_secrets_at(self, path: str, window_path: str) -> list[SecretStr]:
+        """The secrets of one app (its secret at `path`) that may sign Meta webhooks now: current first,
+        then the previous one while the rotation window at `window_path` is open."""
+        current = await self.get(path)
         result = [current.value] if current is not None else []
-        window = await self.rotation_window(intake)
+        window = await self.rotation_window(window_path)
         if window is not None and (current is None or window.previous_version != current.version):
-            previous = await self.get(meta.app_secret_path, window.previous_version)
+            previous = await self.get(path, window.previous_version)
             if previous is not None:
                 result.append(previous.value)
         return result
 
-    async def rotation_window(self, intake: IntakeSettings) -> RotationWindow | None:
-        """The open rotation window, or None (absent, malformed or expired)."""
-        raw = await self.get(intake.rotation_window_path)
+    async def rotation_window(self, path: str) -> RotationWindow | None:
+        """The open rotation window at `path`, or None (absent, malformed or expired)."""
+        raw = await self.get(path)
         if raw is None:
             return None
         try:
             window = RotationWindow.model_validate(json.loads(raw.value.get_secret_value()))
         except (ValueError, ValidationError):
             log.warning("intake: the rotation window at %s is malformed; only the current app secret "
-                        "verifies", intake.rotation_window_path)
+                        "verifies", path)
             return None
         if window.until.tzinfo is None or window.until.timestamp() <= self._clock():
             return None
@@ -134,22 +140,28 @@ class SecretCache:
     def _fingerprint(self, value: str) -> bytes:
         return hmac.new(self._hash_key, value.encode(), hashlib.sha256).digest()
 
-    async def match_credential(self, leaked: str, meta: MetaSettings,
-                               intake: IntakeSettings) -> CredentialMatch | None:
+    async def match_credential(self, leaked: str, candidates: Sequence[Candidate]) -> CredentialMatch | None:
         """Which managed Meta credential `leaked` is, compared by keyed hash; None if it is none of them.
 
-        Both the app secret (current, and the previous one in its window) and the system-user token
-        are checked; the value itself is never stored, logged or returned.
+        Every candidate's values are checked (no early exit); the value itself is never stored, logged
+        or returned.
         """
         probe = self._fingerprint(leaked)
-        candidates: list[tuple[Leaked, str, list[SecretStr]]] = [
-            ("app_secret", meta.app_secret_path, await self.app_secrets(meta, intake)),
-            ("token", meta.token_path, await self.values(meta.token_path)),
-        ]
         found: CredentialMatch | None = None
-        for kind, path, values in candidates:
-            for value in values:
+        for c in candidates:
+            for value in c.values:
                 same = hmac.compare_digest(self._fingerprint(value.get_secret_value()), probe)
                 if same and found is None:
-                    found = CredentialMatch(kind, path)
+                    found = CredentialMatch(c.leaked, c.path, c.waba_id)
         return found
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A managed credential a leaked value may be: what kind, where in Vault, its values now, and the
+    WABA a run about it acts on."""
+
+    leaked: Leaked
+    path: str
+    values: list[SecretStr]
+    waba_id: str | None = None

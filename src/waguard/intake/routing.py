@@ -288,6 +288,7 @@ class CredentialMatch:
 
     leaked: Leaked
     vault_path: str
+    waba_id: str | None = None  # the WABA whose business the credential belongs to (the run's WABA)
 
 
 def github_key(d: SecretScanningDelivery) -> str:

@@ -8,6 +8,7 @@ source's quiet period. Parsing problems raise `Problem` (a 4xx).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
@@ -17,8 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from waguard.errors import WaguardError
+from waguard.intake.businesses import Businesses
 from waguard.intake.detect import MetaDelivery, detect
-from waguard.intake.keys import SecretCache
+from waguard.intake.keys import Candidate, SecretCache
 from waguard.intake.routing import (
     AlertNotification,
     Route,
@@ -53,6 +55,7 @@ class Inbound:
     sha256: str = ""
     delivery_id: str | None = None
     verification: str = "not-checked"
+    app_id: str | None = None  # a Meta delivery: the app whose secret its signature matched
 
     def __post_init__(self) -> None:
         self.sha256 = hashlib.sha256(self.body).hexdigest()
@@ -100,6 +103,16 @@ class Sources:
     routing: RoutingPolicy
     secrets: SecretCache
     clock: Callable[[], float]
+    businesses: Businesses | None = None  # None: the settings' registry, read now
+
+    def __post_init__(self) -> None:
+        if self.businesses is None:
+            self.businesses = Businesses.load(self.settings)
+
+    @property
+    def registry(self) -> Businesses:
+        assert self.businesses is not None  # set by __post_init__
+        return self.businesses
 
     def verifier(self, source: str) -> Callable[[Inbound], Awaitable[str]]:
         return {"alertmanager": self.verify_alertmanager, "github": self.verify_github,
@@ -129,26 +142,36 @@ class Sources:
         return "ok"
 
     async def verify_meta(self, d: Inbound) -> str:
-        keys = await self.secrets.app_secrets(self.settings.meta, self.settings.intake)
+        # Every registered app's secrets, checked all (constant time, no early exit): which one signed
+        # says which app the delivery is for; the WABAs it names are checked against it once parsed.
+        apps = self.registry.apps
+        found = await asyncio.gather(*(self.secrets.app_secrets_at(a.secret_path, a.window_path)
+                                       for a in apps))
+        keys = [value for values in found for value in values]
+        owners = [(app.app_id, n) for app, values in zip(apps, found, strict=True)
+                  for n in range(len(values))]
         index = verify_hub_signature(keys, d.body, d.headers.get("x-hub-signature-256"))
+        d.app_id, which = owners[index]
         # The previous secret still verifies inside the rotation window; say so in the audit.
-        return "ok" if index == 0 else "ok:previous-secret"
+        return "ok" if which == 0 else "ok:previous-secret"
 
     # -- interpretation -----------------------------------------------------------------------------
 
     async def interpret_alertmanager(self, d: Inbound, payload: Any) -> Interpreted:
         note = self._alert_notification(payload, "4")
         cfg = self.routing.alertmanager
+        route = self.registry.alert_route(alert_route("alertmanager", note, cfg), note, cfg)
         # No delivery id, no signature: the body hash is the nonce (an HA pair or a retry sends the
         # same bytes); the bearer token authenticates the sender, not the bytes.
-        return Interpreted(d.sha256, alert_route("alertmanager", note, cfg), cfg.quiet_period_s)
+        return Interpreted(d.sha256, route, cfg.quiet_period_s)
 
     async def interpret_grafana(self, d: Inbound, payload: Any) -> Interpreted:
         note = self._alert_notification(payload, "1")
         cfg = self.routing.grafana
+        route = self.registry.alert_route(alert_route("grafana", note, cfg), note, cfg)
         # The body hash, without the signed timestamp: Grafana re-signs a retry with a new one, and
         # the same notification sent again is the same event (inside the window, a replay too).
-        return Interpreted(d.sha256, alert_route("grafana", note, cfg), cfg.quiet_period_s)
+        return Interpreted(d.sha256, route, cfg.quiet_period_s)
 
     async def interpret_github(self, d: Inbound, payload: Any) -> Interpreted:
         event = d.headers.get("x-github-event")
@@ -165,11 +188,22 @@ class Sources:
         parsed: SecretScanningDelivery = model(SecretScanningDelivery, payload)
         match = None
         if parsed.alert.secret is not None:
-            match = await self.secrets.match_credential(parsed.alert.secret, self.settings.meta,
-                                                        self.settings.intake)
+            match = await self.secrets.match_credential(parsed.alert.secret, await self._credentials())
         cfg = self.routing.github
-        return Interpreted(github_event_nonce(parsed, payload, d.sha256), github_route(parsed, cfg, match),
-                           cfg.quiet_period_s)
+        route = self.registry.github_route(github_route(parsed, cfg, match), match.waba_id if match else None)
+        return Interpreted(github_event_nonce(parsed, payload, d.sha256), route, cfg.quiet_period_s)
+
+    async def _credentials(self) -> list[Candidate]:
+        """Each registered app's secret (current, and the previous one in its window) and waguard's token
+        there; a match names the business's first WABA as the run's."""
+        found: list[Candidate] = []
+        for app in self.registry.apps:
+            found.append(Candidate("app_secret", app.secret_path,
+                                   await self.secrets.app_secrets_at(app.secret_path, app.window_path),
+                                   app.first_waba))
+            found.append(Candidate("token", app.token_path, await self.secrets.values(app.token_path),
+                                   app.first_waba))
+        return found
 
     async def interpret_meta(self, d: Inbound, payload: Any) -> Interpreted:
         if not isinstance(payload, dict) or payload.get("object") != "whatsapp_business_account":
@@ -177,8 +211,10 @@ class Sources:
                           "rejected-input")
         parsed: MetaDelivery = model(MetaDelivery, payload)
         cfg = self.routing.meta
+        assert d.app_id is not None  # verify_meta found the app whose secret signed it
+        route = self.registry.meta_route(detect(parsed, cfg), parsed, d.app_id)  # Rejected: another app's
         # Meta sends no delivery id and retries for 7 days: the body hash is the nonce.
-        return Interpreted(d.sha256, detect(parsed, cfg), cfg.quiet_period_s, meta=parsed)
+        return Interpreted(d.sha256, route, cfg.quiet_period_s, meta=parsed)
 
     @staticmethod
     def _alert_notification(payload: Any, version: str) -> AlertNotification:

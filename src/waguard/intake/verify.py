@@ -22,7 +22,8 @@ from waguard.errors import WaguardError
 from waguard.slack import errors as slack_errors
 from waguard.slack.signing import verify_request
 
-Reason = Literal["no-secret", "missing", "malformed", "stale", "mismatch"]
+# "wrong-app": a Meta delivery signed by one registered app names a WABA of another (intake.businesses).
+Reason = Literal["no-secret", "missing", "malformed", "stale", "mismatch", "wrong-app"]
 
 _HUB = re.compile(r"sha256=[0-9a-f]{64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")

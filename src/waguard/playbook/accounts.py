@@ -45,6 +45,9 @@ class KnownUser(_Model):
 
 class WabaEntry(_Model):
     waba_id: str = Field(pattern=GRAPH_ID)
+    phone_number_ids: tuple[str, ...] = Field(
+        default=(), description="Its phone numbers' Graph ids (with display_names' keys: the numbers an "
+        "alert may name to say which WABA it is about).")
     pin_path: str | None = Field(None, min_length=1, description="Vault KV path of its numbers' two-step PIN")
     tokens: tuple[SystemUserToken, ...] = Field(
         default=(), description="Tokens with access to this WABA; the first is the consumers' token, the one "
@@ -56,6 +59,12 @@ class WabaEntry(_Model):
 class BusinessEntry(_Model):
     business_id: str = Field(pattern=GRAPH_ID)
     app_id: str = Field(pattern=GRAPH_ID)
+    app_secret_path: str | None = Field(
+        None, min_length=1, description="Vault KV path of the app's secret (keys appsecret_proof and its "
+        "webhooks' signatures); unset: the settings' meta.app_secret_path.")
+    token_path: str | None = Field(
+        None, min_length=1, description="Vault KV path of the system-user token waguard acts on this "
+        "business with; unset: the settings' meta.token_path.")
     wabas: tuple[WabaEntry, ...] = Field(min_length=1)
     business_users: dict[str, KnownUser] = Field(
         default_factory=dict, description="Business user id -> who, and the highest role they may hold; "
@@ -66,10 +75,24 @@ class Registry(_Model):
     businesses: tuple[BusinessEntry, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _each_waba_once(self) -> Registry:
-        ids = [w.waba_id for b in self.businesses for w in b.wabas]
-        if len(ids) != len(set(ids)):
-            raise ValueError("a WABA is listed twice")
+    def _each_id_once(self) -> Registry:
+        """An app, WABA or phone number listed twice would make the intake's lookup ambiguous."""
+        seen: dict[str, str] = {}
+
+        def once(kind: str, value: str, key: str) -> None:
+            first = seen.setdefault(f"{kind}:{value}", key)
+            if first != key:
+                raise ValueError(f"{key}: {kind} {value} is listed twice (also at {first})")
+
+        for b, business in enumerate(self.businesses):
+            once("app", business.app_id, f"businesses.{b}.app_id")
+            # Two apps never share a secret (unset: both would be the settings' one).
+            once("app secret path", business.app_secret_path or "(the settings' meta.app_secret_path)",
+                 f"businesses.{b}.app_secret_path")
+            for w, waba in enumerate(business.wabas):
+                once("WABA", waba.waba_id, f"businesses.{b}.wabas.{w}.waba_id")
+                for number in dict.fromkeys([*waba.phone_number_ids, *waba.display_names]):
+                    once("phone number", number, f"businesses.{b}.wabas.{w}.phone_number_ids")
         return self
 
 
@@ -82,6 +105,8 @@ class Account:
     waba_id: str
     pin_path: str | None
     tokens: tuple[SystemUserToken, ...]
+    app_secret_path: str  # Vault: the app's secret (resolved: never None)
+    token_path: str  # Vault: the token waguard calls Graph with for this business
 
     def token(self, path: str | None, system_user_id: str | None, what: str) -> SystemUserToken:
         """The token a step acts on: the one at `path` (default: the consumers' token), its owner checked.
@@ -105,6 +130,19 @@ class Account:
         if path or self.pin_path:
             return path or self.pin_path  # type: ignore[return-value]
         raise ConfigError(f"no pin_path for WABA {self.waba_id} in runbooks/{REGISTRY_FILE}, and none given")
+
+
+def app_secret_path(business: BusinessEntry, settings: Settings) -> str:
+    """Where the business's app secret is in Vault: the registry's path, else the settings'."""
+    return business.app_secret_path or settings.meta.app_secret_path
+
+
+def rotation_window_path(settings: Settings, app_id: str, app_secret_path: str) -> str:
+    """Where the leaked-secret playbook opens the previous app secret's window for one app (the intake
+    reads it): the settings' path for the settings' app secret, one beside it per other app, so two
+    apps rotated at once never share (or overwrite) a window."""
+    base = settings.intake.rotation_window_path
+    return base if app_secret_path == settings.meta.app_secret_path else f"{base}/{app_id}"
 
 
 def load_registry(runbooks_dir: Path, settings: Settings) -> Registry:
@@ -133,6 +171,7 @@ def account_for(settings: Settings, waba_id: str | None) -> Account:
         for waba in business.wabas:
             if waba.waba_id == waba_id:
                 return Account(business.business_id, business.app_id, waba.waba_id, waba.pin_path,
-                               waba.tokens)
+                               waba.tokens, app_secret_path(business, settings),
+                               business.token_path or settings.meta.token_path)
     raise ConfigError(f"WABA {waba_id} is not in runbooks/{REGISTRY_FILE}: waguard acts only on "
                       "registered WABAs")

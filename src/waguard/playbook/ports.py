@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from pydantic import SecretStr
 
@@ -26,24 +27,49 @@ class Ports:
     """
 
     def __init__(self, settings: Settings, vault: VaultClient, graph: GraphClient, slack: SlackClient,
-                 evidence_vault: VaultClient | None = None) -> None:
+                 evidence_vault: VaultClient | None = None, *, keys: GraphKeys | None = None) -> None:
         self.settings, self.vault, self.graph, self.slack = settings, vault, graph, slack
         # Evidence redacts with every secret and signs: under its own Vault identity when one is set.
         self.evidence_vault = evidence_vault or vault
+        self._keys = keys
+
+    @property
+    def keys(self) -> GraphKeys:
+        """Whose app secret and token the Graph client is keyed with: the run's business's."""
+        return self._keys or GraphKeys.of(self.settings)
+
+    @property
+    def app_secret_path(self) -> str:
+        """Vault path of the app secret of the business this run acts on."""
+        return self.keys.app_secret_path
 
     async def reload_graph(self) -> None:
         """Rebuild the Graph client from Vault (after the app secret or our token changed)."""
         old = self.graph
-        self.graph = await graph_from_vault(self.settings, self.vault)
+        self.graph = await graph_from_vault(self.settings, self.vault, keys=self.keys)
         await old.aclose()
 
 
+@dataclass(frozen=True)
+class GraphKeys:
+    """The Vault paths a Graph client is keyed with: one business's app secret and waguard's token there
+    (an `Account` has both; the settings' are the single-business default)."""
+
+    app_secret_path: str
+    token_path: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> GraphKeys:
+        return cls(settings.meta.app_secret_path, settings.meta.token_path)
+
+
 async def graph_from_vault(settings: Settings, vault: VaultClient, *, app_secret_version: int | None = None,
-                           token: SecretStr | None = None) -> GraphClient:
-    """A Graph client keyed with what Vault holds (a given app-secret version, e.g. the old one)."""
-    meta = settings.meta
-    token = token or (await vault.read_secret(meta.token_path)).value
-    secret = (await vault.read_secret(meta.app_secret_path, version=app_secret_version)).value
+                           token: SecretStr | None = None, keys: GraphKeys | None = None) -> GraphClient:
+    """A Graph client keyed with what Vault holds at `keys` (default: the settings' business), a given
+    app-secret version (e.g. the old one)."""
+    meta, keys = settings.meta, keys or GraphKeys.of(settings)
+    token = token or (await vault.read_secret(keys.token_path)).value
+    secret = (await vault.read_secret(keys.app_secret_path, version=app_secret_version)).value
     return GraphClient.from_settings(meta, token=token, app_secret=secret, ledger=open_ledger(settings))
 
 
@@ -59,17 +85,18 @@ def evidence_login(settings: Settings) -> VaultClient | None:
 
 
 @contextlib.asynccontextmanager
-async def open_ports(settings: Settings) -> AsyncIterator[Ports]:
+async def open_ports(settings: Settings, keys: GraphKeys | None = None) -> AsyncIterator[Ports]:
+    """The run's clients; Graph keyed with `keys` (the run's business; default: the settings')."""
     quiet_http_loggers()
     vault = VaultClient.from_settings(settings.vault)
     await vault.check()
     evidence = evidence_login(settings)
     if evidence is not None:
         await evidence.check()  # a wrong evidence login fails the run now, not at its first snapshot
-    graph = await graph_from_vault(settings, vault)
+    graph = await graph_from_vault(settings, vault, keys=keys)
     slack_token = (await vault.read_secret(settings.slack.bot_token_path)).value
     slack = SlackClient.from_settings(settings.slack, slack_token)
-    ports = Ports(settings, vault, graph, slack, evidence)
+    ports = Ports(settings, vault, graph, slack, evidence, keys=keys)
     try:
         yield ports
     finally:

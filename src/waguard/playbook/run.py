@@ -26,7 +26,7 @@ from waguard.playbook.manual import ManualStep
 from waguard.playbook.names import FLOW_NAMES
 from waguard.playbook.parameters import PlaybookParameters
 from waguard.playbook.policy import Playbook, PlaybookPolicy, Severity, load_policy
-from waguard.playbook.ports import Ports, open_ports
+from waguard.playbook.ports import GraphKeys, Ports, open_ports
 from waguard.playbook.scope import Action, Scope, actions_from, covered_by
 from waguard.playbook.slot import Entrant, IncidentClosedWhileWaiting, SlotQueue, hold_slot
 from waguard.playbook.timeline import IncidentRecord
@@ -281,7 +281,7 @@ async def playbook_run(playbook: Playbook, params: PlaybookParameters, *, title:
     if started is None:
         started = datetime.now(UTC).isoformat()
         incident.remember(started_at=started)
-    async with open_ports(settings) as ports:
+    async with open_ports(settings, GraphKeys(account.app_secret_path, account.token_path)) as ports:
         view = IncidentView(incident_id=incident_id, playbook=FLOW_NAMES[playbook], title=title,
                             severity=severity, state="open", current_step="opened",
                             prefect_run_url=f"{settings.prefect.ui_url}/runs/flow-run/{run_id}")

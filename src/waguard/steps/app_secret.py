@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pydantic import SecretStr
 
 from waguard.meta.errors import MetaError
+from waguard.playbook.accounts import rotation_window_path
 from waguard.playbook.ports import Ports, graph_from_vault
 from waguard.steps.report import StepReport, VerificationFailed
 
 
 def app_secret_instructions(ports: Ports, incident_id: str, app_id: str | None = None) -> str:
+    """What a person does for the run's app (its secret's path: the run's business's, `ports.keys`)."""
     meta, vault = ports.settings.meta, ports.settings.vault
     app_id = app_id or meta.app_id
     return (
@@ -23,7 +25,7 @@ def app_secret_instructions(ports: Ports, incident_id: str, app_id: str | None =
         f"2. Write the new secret into Vault without it touching your shell history, in a shell set up as "
         f"runbooks/by-hand.md says (`bao` from the project's .venv/bin, your own Vault token in BAO_TOKEN):\n"
         f"   `read -rs S && printf %s \"$S\" | BAO_ADDR={vault.addr} bao kv put -mount={vault.kv_mount} "
-        f"{meta.app_secret_path} value=- && unset S`\n"
+        f"{ports.app_secret_path} value=- && unset S`\n"
         f"3. waguard notices the new Vault version on its own and verifies it against Graph; "
         f"you may also press *Resume* in the Prefect UI."
     )
@@ -32,10 +34,10 @@ def app_secret_instructions(ports: Ports, incident_id: str, app_id: str | None =
 async def new_app_secret_written(ports: Ports, started_at: datetime, waba_id: str | None = None) -> bool:
     """Vault holds an app-secret version written after the incident began, and Graph accepts it (asked
     about the run's own WABA: default the settings')."""
-    meta = await ports.vault.read_metadata(ports.settings.meta.app_secret_path)
+    meta = await ports.vault.read_metadata(ports.app_secret_path)
     if meta.versions[meta.current_version].created_time < started_at:
         return False
-    fresh = await graph_from_vault(ports.settings, ports.vault)
+    fresh = await graph_from_vault(ports.settings, ports.vault, keys=ports.keys)
     try:
         await fresh.list_phone_numbers(waba_id or ports.settings.meta.waba_id)
         return True
@@ -54,7 +56,7 @@ async def verify_app_secret_rotated(ports: Ports, started_at: datetime,
     previous = await previous_app_secret_version(ports, started_at)
     await ports.reload_graph()
     await ports.graph.list_phone_numbers(waba_id)  # new proof works (raises if not)
-    old = await graph_from_vault(ports.settings, ports.vault, app_secret_version=previous)
+    old = await graph_from_vault(ports.settings, ports.vault, app_secret_version=previous, keys=ports.keys)
     try:
         await old.list_phone_numbers(waba_id)
         raise VerificationFailed("Graph still accepts appsecret_proof made with the old app secret")
@@ -68,7 +70,7 @@ async def verify_app_secret_rotated(ports: Ports, started_at: datetime,
 
 async def previous_app_secret_version(ports: Ports, started_at: datetime) -> int:
     """The app-secret version that was current when the incident began (the leaked one)."""
-    path = ports.settings.meta.app_secret_path
+    path = ports.app_secret_path
     meta = await ports.vault.read_metadata(path)
     previous = max((v for v, info in meta.versions.items()
                     if info.created_time < started_at and not info.destroyed), default=None)
@@ -77,10 +79,13 @@ async def previous_app_secret_version(ports: Ports, started_at: datetime) -> int
     return previous
 
 
-async def open_rotation_window(ports: Ports, started_at: datetime, window_s: int) -> datetime:
-    """Let the intake accept webhooks signed with the previous secret until `until`, then no more."""
+async def open_rotation_window(ports: Ports, started_at: datetime, window_s: int,
+                               app_id: str | None = None) -> datetime:
+    """Let the intake accept webhooks signed with the previous secret of the run's app (`app_id`,
+    default the settings') until `until`, then no more."""
     previous_version = await previous_app_secret_version(ports, started_at)
     until = datetime.now(UTC) + timedelta(seconds=window_s)
     value = json.dumps({"previous_version": previous_version, "until": until.isoformat()})
-    await ports.vault.write_secret(ports.settings.intake.rotation_window_path, SecretStr(value))
+    path = rotation_window_path(ports.settings, app_id or ports.settings.meta.app_id, ports.app_secret_path)
+    await ports.vault.write_secret(path, SecretStr(value))
     return until
