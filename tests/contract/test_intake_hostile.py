@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import sqlite3
 import sys
 import time
@@ -24,10 +25,12 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures.intake import (
+    RUNBOOKS,
     T0,
     FakeClock,
     IntakeSecrets,
@@ -56,6 +59,23 @@ from waguard.vault.client import VaultClient
 
 pytestmark = pytest.mark.slow
 LIMIT = 4096
+# Meta deliveries act only on registered WABAs (intake.businesses): the registry the app reads lists
+# these, so each legit delivery is about a WABA of ours and one that gets through would open an incident.
+META_WABAS = 1000
+META_WABA_BASE = 3_100_000_000
+
+
+def meta_waba(n: int) -> str:
+    return str(META_WABA_BASE + n % META_WABAS)
+
+
+def registry_with_meta_wabas(runbooks: Path) -> Path:
+    """A copy of runbooks/ whose first business also holds the WABAs the legit Meta deliveries name."""
+    shutil.copytree(RUNBOOKS, runbooks)
+    registry = yaml.safe_load((runbooks / "businesses.yaml").read_text())
+    registry["businesses"][0]["wabas"] += [{"waba_id": meta_waba(n)} for n in range(META_WABAS)]
+    (runbooks / "businesses.yaml").write_text(yaml.safe_dump(registry))
+    return runbooks
 AUTH_HEADERS = {"authorization", "x-hub-signature-256", "x-grafana-alerting-signature", "x-slack-signature"}
 
 
@@ -92,7 +112,7 @@ def legit(source: str, s: IntakeSecrets, n: int, body: bytes | None = None) -> R
     if source == "grafana":
         body = body if body is not None else dumps(grafana_notification(group=f"G{n}", waba=str(n)))
         return Request("/alerts/grafana", grafana_headers(s.grafana_secret, body, int(T0)), body)
-    body = body if body is not None else dumps(meta_delivery(template_change("FLAGGED"), waba=str(n)))
+    body = body if body is not None else dumps(meta_delivery(template_change("FLAGGED"), waba=meta_waba(n)))
     return Request("/webhooks/whatsapp", meta_headers(s.app_secret, body), body)
 
 
@@ -232,6 +252,7 @@ def target(openbao, vault_prefix: str, tmp_path: Path) -> Iterator[Target]:
     vault = VaultClient.from_settings(openbao.settings)
     s = fresh_secrets()
     cfg = intake_settings(vault_prefix, tmp_path / "intake", max_body_bytes=LIMIT)
+    cfg = cfg.model_copy(update={"runbooks_dir": registry_with_meta_wabas(tmp_path / "runbooks")})
     asyncio.run(write_secrets(vault, cfg, s))
     starter, runs = RecordingStarter(), RecordingRuns()
     app = create_app(cfg, vault, starter, FakeClock(), runs=runs)
