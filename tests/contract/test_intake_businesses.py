@@ -63,7 +63,9 @@ def two_businesses(runbooks: Path, prefix: str) -> None:
 async def two(intake_env: IntakeEnv, tmp_path: Path) -> AsyncIterator[tuple[Harness, str]]:
     """An intake whose registry lists businesses A and B; yields it and B's app secret."""
     two_businesses(tmp_path / "runbooks", intake_env.prefix)
-    env = IntakeEnv(intake_env.settings.model_copy(update={"runbooks_dir": tmp_path / "runbooks"}),
+    settings = intake_env.settings
+    evidence = settings.evidence.model_copy(update={"secret_prefixes": [f"{intake_env.prefix}/"]})
+    env = IntakeEnv(settings.model_copy(update={"runbooks_dir": tmp_path / "runbooks", "evidence": evidence}),
                     intake_env.secrets, intake_env.vault, intake_env.prefix)
     b_secret = secrets.token_hex(16)
     await env.vault.write_secret(f"{env.prefix}/brand-b/app-secret", SecretStr(b_secret))

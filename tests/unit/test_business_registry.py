@@ -26,8 +26,8 @@ businesses:
         phone_number_ids: ["43"]
   - business_id: "22"
     app_id: "12"
-    app_secret_path: brand-b/app-secret
-    token_path: brand-b/token
+    app_secret_path: meta/brand-b/app-secret
+    token_path: meta/brand-b/token
     wabas:
       - waba_id: "33"
         phone_number_ids: ["44"]
@@ -44,7 +44,7 @@ def settings_with(tmp_path: Path, text: str) -> Settings:
      "app 11 is listed twice (also at businesses.0.app_id)"),
     (('waba_id: "33"', 'waba_id: "32"'), "businesses.1.wabas.0.waba_id", "WABA 32 is listed twice"),
     (('["44"]', '["42"]'), "businesses.1.wabas.0.phone_number_ids", "phone number 42 is listed twice"),
-    (("    app_secret_path: brand-b/app-secret\n", ""), "businesses.1.app_secret_path",
+    (("    app_secret_path: meta/brand-b/app-secret\n", ""), "businesses.1.app_secret_path",
      "app secret path (the settings' meta.app_secret_path) is listed twice"),
 ])
 def test_an_id_listed_twice_is_an_error_naming_the_file_and_key(tmp_path: Path, edit: tuple[str, str],
@@ -56,13 +56,20 @@ def test_an_id_listed_twice_is_an_error_naming_the_file_and_key(tmp_path: Path, 
     assert str(tmp_path / "businesses.yaml") in message and key in message and what in message, message
 
 
+def test_a_business_secret_outside_the_redacted_prefixes_is_refused(tmp_path: Path) -> None:
+    settings = settings_with(tmp_path, TWO.replace("meta/brand-b/token", "elsewhere/token"))
+    with pytest.raises(ConfigError, match=r"businesses\.1\.token_path: elsewhere/token is under none of "
+                                          r"evidence\.secret_prefixes"):
+        load_registry(settings.runbooks_dir, settings)
+
+
 def test_each_business_resolves_its_own_vault_paths(tmp_path: Path) -> None:
     settings = settings_with(tmp_path, TWO)
     a, b = account_for(settings, "32"), account_for(settings, "33")
     assert (a.business_id, a.app_id, a.app_secret_path, a.token_path) == (
         "21", "11", settings.meta.app_secret_path, settings.meta.token_path)  # unset: the settings'
     assert (b.business_id, b.app_id, b.app_secret_path, b.token_path) == (
-        "22", "12", "brand-b/app-secret", "brand-b/token")
+        "22", "12", "meta/brand-b/app-secret", "meta/brand-b/token")
     # Each app's rotation window is its own; the settings' app keeps the settings' path.
     assert rotation_window_path(settings, "11", a.app_secret_path) == settings.intake.rotation_window_path
     assert rotation_window_path(settings, "12", b.app_secret_path) == \
@@ -88,7 +95,7 @@ def test_lookups_by_waba_app_and_phone_number() -> None:
     ({"app_id": "12"}, "33"),                                       # B has one WABA
     ({"waba_id": "31", "phone_number_ids": ["41", "42"], "app_id": "11"}, "31"),
     ({"waba_id": "31", "phone_number_ids": ["43"]},
-     "phone number 43 belongs to WABA 32, but WABA 31 to WABA 31"),
+     "phone number 43 belongs to WABA 32, not WABA 31"),
     ({"waba_id": "33", "app_id": "11"}, "WABA 33 belongs to app 12, not app 11"),
     ({"app_id": "11"}, "app 11's business has 2 WABAs"),
     ({"phone_number_ids": ["49"]}, "phone number 49 is not in the business registry"),
@@ -112,3 +119,18 @@ def test_the_single_business_settings_are_a_one_entry_registry(tmp_path: Path) -
     account = account_for(settings, None)
     assert (account.app_secret_path, account.token_path) == (settings.meta.app_secret_path,
                                                              settings.meta.token_path)
+
+
+def test_vault_policies_grant_each_business_its_own_paths(tmp_path: Path) -> None:
+    from waguard.vault.identities import RENDER
+
+    settings = settings_with(tmp_path, TWO)
+    intake, playbook = RENDER["intake"](settings), RENDER["playbook"](settings)
+    window = f"{settings.intake.rotation_window_path}/12"
+    for path in ("meta/brand-b/app-secret", "meta/brand-b/token", window):
+        assert f'path "secret/data/{path}" {{ capabilities = ["read"] }}' in intake, path
+    assert 'path "secret/data/meta/brand-b/app-secret" { capabilities = ["read"] }' in playbook
+    assert f'path "secret/data/{window}" {{ capabilities = ["create", "update"] }}' in playbook
+    # One business: nothing beyond the settings' own paths (deploy/vault/*.hcl stay the rendering).
+    one = settings_with(tmp_path, TWO.split("  - business_id: \"22\"")[0])
+    assert "brand-b" not in RENDER["intake"](one) and window not in RENDER["playbook"](one)

@@ -145,6 +145,19 @@ def rotation_window_path(settings: Settings, app_id: str, app_secret_path: str) 
     return base if app_secret_path == settings.meta.app_secret_path else f"{base}/{app_id}"
 
 
+def _redacted(registry: Registry, settings: Settings, path: Path) -> None:
+    """A business's own app secret and token must be where evidence redaction reads (else a bundle
+    could carry them in clear)."""
+    prefixes = tuple(settings.evidence.secret_prefixes)
+    for b, business in enumerate(registry.businesses):
+        for key in ("app_secret_path", "token_path"):
+            value = getattr(business, key)
+            if value is not None and not value.startswith(prefixes):
+                raise ConfigError(f"business registry {path} is invalid:\n  businesses.{b}.{key}: {value} is "
+                                  f"under none of evidence.secret_prefixes ({', '.join(prefixes)}), so "
+                                  "evidence would not redact it")
+
+
 def load_registry(runbooks_dir: Path, settings: Settings) -> Registry:
     """The registry file, or the settings' single business when there is none.
 
@@ -153,7 +166,9 @@ def load_registry(runbooks_dir: Path, settings: Settings) -> Registry:
     """
     path = runbooks_dir / REGISTRY_FILE
     if path.exists():
-        return load_yaml_model(path, Registry, "business registry")
+        registry = load_yaml_model(path, Registry, "business registry")
+        _redacted(registry, settings, path)
+        return registry
     meta = settings.meta
     return Registry(businesses=(BusinessEntry(business_id=meta.business_id, app_id=meta.app_id,
                                               wabas=(WabaEntry(waba_id=meta.waba_id),)),))

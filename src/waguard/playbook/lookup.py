@@ -78,8 +78,9 @@ class RegistryIndex:
             first_what, first = candidates[0]
             for what, found in candidates[1:]:
                 if found.waba.waba_id != first.waba.waba_id:
-                    return Unresolved(f"{what} belongs to WABA {found.waba.waba_id}, but {first_what} "
-                                      f"to WABA {first.waba.waba_id}")
+                    other = "" if first_what.startswith("WABA") else f" ({first_what}'s)"
+                    return Unresolved(f"{what} belongs to WABA {found.waba.waba_id}, not WABA "
+                                      f"{first.waba.waba_id}{other}")
             if app_id and app_id != first.business.app_id:
                 return Unresolved(f"{first_what} belongs to app {first.business.app_id}, not app {app_id}")
             return first

@@ -72,6 +72,28 @@ class _Policy:
         return "\n".join(self.lines) + "\n"
 
 
+@dataclass(frozen=True)
+class _Business:
+    business_id: str
+    app_id: str
+    app_secret_path: str
+    token_path: str
+    window_path: str
+
+
+def _other_businesses(s: Settings) -> list[_Business]:
+    """The registry's businesses whose Vault paths are not the settings' (none for one business)."""
+    from waguard.playbook.accounts import app_secret_path, load_registry, rotation_window_path
+
+    found = []
+    for b in load_registry(s.runbooks_dir, s).businesses:
+        secret, token = app_secret_path(b, s), b.token_path or s.meta.token_path
+        if (secret, token) != (s.meta.app_secret_path, s.meta.token_path):
+            found.append(_Business(b.business_id, b.app_id, secret, token,
+                                   rotation_window_path(s, b.app_id, secret)))
+    return found
+
+
 def _playbook(s: Settings) -> str:
     p = _Policy(s, "waguard-playbook: the playbook runs (launcher children, served runs).")
     tokens = _folder(s.meta.token_path)
@@ -89,6 +111,14 @@ def _playbook(s: Settings) -> str:
     p.kv_data(s.intake.rotation_window_path, ["create", "update"])
     p.why("The posture audit reports critical findings to the intake as an Alertmanager sender.")
     p.kv_data(s.intake.alertmanager_token_path, ["read"])
+    for b in _other_businesses(s):
+        p.why(f"Business {b.business_id} (app {b.app_id}, runbooks/businesses.yaml): its tokens, its app "
+              "secret (read only) and that app's rotation window.")
+        p.kv_data(f"{_folder(b.token_path)}*", ["create", "read", "update"])
+        p.kv_metadata(f"{_folder(b.token_path)}*", ["read"])
+        p.kv_data(b.app_secret_path, ["read"])
+        p.kv_metadata(b.app_secret_path, ["read"])
+        p.kv_data(b.window_path, ["create", "update"])
     return p.text()
 
 
@@ -103,6 +133,10 @@ def _intake(s: Settings) -> str:
     for path in (s.intake.alertmanager_token_path, s.intake.github_secret_path, s.intake.grafana_secret_path,
                  s.intake.meta_verify_token_path, s.slack.signing_secret_path):
         p.kv_data(path, ["read"])
+    for b in _other_businesses(s):
+        p.why(f"Business {b.business_id}: its app's webhook signatures (and window), its token (GitHub).")
+        for path in (b.app_secret_path, b.window_path, b.token_path):
+            p.kv_data(path, ["read"])
     return p.text()
 
 
