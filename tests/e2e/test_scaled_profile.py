@@ -9,6 +9,7 @@ skips locally saying how to install them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from tests.fixtures.stack import stack_env
+from waguard.drills.scale_faults import Storm
 from waguard.local.daemons import DaemonError, postgres_bin
 from waguard.local.scaled import EventRoundTrip, ScaledStack
 from waguard.settings import load_settings
@@ -29,6 +31,7 @@ from waguard.settings import load_settings
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT = "posture-audit/posture-audit"  # read-only: a run that completes with no approval
+INCIDENTS = 20  # issue 17's CI case: 20 incidents, 2 launchers, 2 intakes, one launcher killed
 
 
 def _require_binaries() -> None:
@@ -123,6 +126,24 @@ def test_both_api_replicas_and_the_services_process_answer_through_haproxy(scale
     intakes = [httpx.get(c.health_url, timeout=5).status_code for c in scaled.intakes]
     assert intakes == [200, 200]
     assert httpx.get(f"{scaled.urls.intake}/readyz", timeout=5).status_code == 200
+
+
+def test_incidents_over_two_intakes_are_all_contained_with_one_launcher_killed_mid_run(
+    scaled: ScaledStack,
+) -> None:
+    """Real template-abuse runs from signed alerts spread by HAProxy over both intakes, approved in
+    Slack; the launcher holding the most runs is SIGKILLed with its runs mid-storm. Every incident
+    ends contained (run Completed, its template gone) and no destructive Graph call was made twice."""
+    storm = Storm(scaled, say=lambda _m: None)
+    try:
+        result = asyncio.run(storm.run("launcher-killed", INCIDENTS, timeout_s=120))
+    finally:
+        storm.close()
+    print(f"\n{result.line()} ({result.total_s} s in all; {'; '.join(result.notes)})")
+    assert result.unresolved == [] and result.contained == INCIDENTS, result.unresolved
+    assert result.repeated == []
+    assert result.affected > 0 and result.recovery_s is not None
+    assert all(c.proc is not None and c.proc.poll() is None for c in scaled.launchers)  # restarted
 
 
 def test_runs_complete_each_executed_by_one_launcher_also_with_one_launcher_killed(
