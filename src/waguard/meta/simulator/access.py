@@ -43,13 +43,14 @@ async def debug_token(call: Call) -> Answer:
         if found is None:
             error = {"code": 190, "message": "Invalid OAuth access token."}
             return Answer({"data": {"error": error, "is_valid": False, "scopes": []}})
+        app = sim.app_of(found)
         if isinstance(found, AppToken):
-            return Answer({"data": {"app_id": sim.app.id, "type": "APP", "application": sim.app.name,
+            return Answer({"data": {"app_id": app.id, "type": "APP", "application": app.name,
                                     "is_valid": True, "scopes": []}})  # fmt: skip
         data: dict[str, Any] = {
             "app_id": found.app_id,
             "type": found.type,
-            "application": sim.app.name,
+            "application": app.name,
             "data_access_expires_at": found.data_access_expires_at,
             "expires_at": found.expires_at,
             "is_valid": True,
@@ -74,11 +75,12 @@ async def generate_token(call: Call) -> Answer:
     Parameters: business_app, scope, appsecret_proof, set_token_expires_in_60_days.
     """
     app_id = str(call.required("business_app"))
-    if app_id != call.sim.app.id:
+    if app_id not in call.sim.apps:
         raise E.invalid_param("(#100) Param business_app must be an app installed for this system user")
     scopes = rules.list_param(call.required("scope"))
     sixty = str(call.param("set_token_expires_in_60_days") or "false").lower() in ("true", "1")
-    token = call.sim.issue_token(call.object_id, scopes, lifetime_s=SIXTY_DAYS_S if sixty else None)
+    token = call.sim.issue_token(call.object_id, scopes, lifetime_s=SIXTY_DAYS_S if sixty else None,
+                                 app_id=app_id)
     return Answer({"access_token": token.value})
 
 

@@ -3,7 +3,7 @@
     GET    /_sim/health                      {"ok": true}
     GET    /_sim/state                       the whole state, secrets masked
     POST   /_sim/seed                        replace the state with a Seed (JSON body)
-    POST   /_sim/app/reset-secret            the dashboard-only reset: {"app_secret": <new>}; the old
+    POST   /_sim/app/reset-secret[?app_id=]  the dashboard-only reset: {"app_secret": <new>}; the old
                                              secret stops working at once (proofs, app tokens, webhooks)
     POST   /_sim/app/require-proof           {"enabled": bool}: the 'Require App Secret' switch
     GET    /_sim/tokens                      {"tokens": [...]}: ids, owners, scopes, validity; never values
@@ -130,8 +130,12 @@ async def seed(request: Request) -> JSONResponse:
 
 
 async def reset_secret(request: Request) -> JSONResponse:
-    """The App Dashboard's secret reset."""
-    return JSONResponse({"app_secret": _sim(request).reset_app_secret()})
+    """The App Dashboard's secret reset (`?app_id=`: another business's app; default the seed's)."""
+    sim = _sim(request)
+    app_id = request.query_params.get("app_id")
+    if app_id is not None and app_id not in sim.apps:
+        return _problem(404, f"no app {app_id}")
+    return JSONResponse({"app_secret": sim.reset_app_secret(app_id)})
 
 
 async def require_proof(request: Request) -> JSONResponse:

@@ -105,10 +105,11 @@ def _authenticate(
     proof = params.get("appsecret_proof")
     if isinstance(token, AppToken):
         return  # an app token carries the secret itself; Meta wants no proof with it
+    app = sim.app_of(token)  # the proof is keyed with the secret of the token's own app
     if proof:
-        if not rules.proof_matches(str(proof), str(value), sim.app.secret):
+        if not rules.proof_matches(str(proof), str(value), app.secret):
             raise E.proof_invalid()
-    elif sim.app.require_appsecret_proof:
+    elif app.require_appsecret_proof:
         raise E.proof_missing()
 
 

@@ -196,6 +196,9 @@ class Seed(_Model):
     """Everything the simulator starts from."""
 
     app: AppSeed
+    other_apps: list[AppSeed] = Field(
+        default_factory=list, description="Apps of other businesses, each with its own secret: a token "
+        "issued for one (`app_id`) is proved with that app's secret, and its webhooks signed with it.")
     business: BusinessSeed
     wabas: list[WabaSeed] = Field(default_factory=list)
     phone_numbers: list[PhoneNumberSeed] = Field(default_factory=list)
@@ -218,7 +221,7 @@ class Seed(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> Seed:
         """Graph ids are unique across object kinds and every reference points at a seeded object."""
-        ids = [self.app.id, self.business.id]
+        ids = [self.app.id, *(a.id for a in self.other_apps), self.business.id]
         for group in (self.wabas, self.phone_numbers, self.templates, self.business_users, self.system_users):
             ids.extend(o.id for o in group)
         dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -238,6 +241,9 @@ class Seed(_Model):
             raise ValueError(f"assigned_users name unknown users: {unknown}")
         if unknown := sorted({t.user_id for t in self.tokens} - users):
             raise ValueError(f"tokens belong to unknown users: {unknown}")
+        apps = {self.app.id, *(a.id for a in self.other_apps)}
+        if unknown := sorted({t.app_id for t in self.tokens if t.app_id} - apps):
+            raise ValueError(f"tokens name unknown apps: {unknown}")
         return self
 
 

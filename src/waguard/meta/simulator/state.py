@@ -82,6 +82,7 @@ class SimState:
             self.epoch += 1
             self.seed = seed
             self.app: AppSeed = s.app
+            self.apps: dict[str, AppSeed] = {a.id: a for a in [s.app, *s.other_apps]}
             self.business = s.business
             self.limits = s.limits
             self.default_version = s.default_version
@@ -129,7 +130,7 @@ class SimState:
 
     def kind_of(self, object_id: str) -> Kind | None:
         """Which kind of Graph object an id names, or None if it names nothing."""
-        if object_id == self.app.id:
+        if object_id in self.apps:
             return "app"
         if object_id == self.business.id:
             return "business"
@@ -172,7 +173,8 @@ class SimState:
         """The token with this value, an app token under the current secret, or None."""
         app_id, sep, secret = value.partition("|")
         if sep:
-            ok = app_id == self.app.id and secrets.compare_digest(secret.encode(), self.app.secret.encode())
+            app = self.apps.get(app_id)
+            ok = app is not None and secrets.compare_digest(secret.encode(), app.secret.encode())
             return AppToken(app_id) if ok else None
         wanted = value.encode()
         matches = (t for t in self.tokens.values() if secrets.compare_digest(t.value.encode(), wanted))
@@ -210,6 +212,7 @@ class SimState:
         *,
         token_type: Literal["SYSTEM_USER", "USER"] = "SYSTEM_USER",
         lifetime_s: float | None = None,
+        app_id: str | None = None,
     ) -> TokenSeed:
         """A new token for a user; WhatsApp scopes target the WABAs the user can reach."""
         with self.lock:
@@ -220,27 +223,35 @@ class SimState:
                 granular.append(GranularScopeSeed(scope="business_management", target_ids=[self.business.id]))
             value = "EAAG" + secrets.token_urlsafe(48).replace("-", "x").replace("_", "y")  # Meta's alphabet
             token = TokenSeed(
-                id=self.new_id("tok"), value=value, type=token_type, user_id=user_id, app_id=self.app.id,
-                scopes=list(scopes), granular_scopes=granular, issued_at=now,
+                id=self.new_id("tok"), value=value, type=token_type, user_id=user_id,
+                app_id=app_id or self.app.id, scopes=list(scopes), granular_scopes=granular, issued_at=now,
                 expires_at=int(now + lifetime_s) if lifetime_s else 0,
                 data_access_expires_at=int(now + DATA_ACCESS_S),
             )  # fmt: skip
             self.tokens[token.id] = token
             return token
 
-    def reset_app_secret(self) -> str:
-        """The dashboard's 'Reset' of the app secret: the old one stops working at once."""
+    def app_of(self, token: TokenSeed | AppToken) -> AppSeed:
+        """The app a token was issued for (its secret keys the token's appsecret_proof)."""
+        return self.apps.get(token.app_id or self.app.id, self.app)
+
+    def reset_app_secret(self, app_id: str | None = None) -> str:
+        """The dashboard's 'Reset' of an app's secret (default: the seed's app): the old one stops
+        working at once."""
         with self.lock:
-            self.previous_secrets.append(self.app.secret)
-            self.app.secret = secrets.token_hex(16)
-            return self.app.secret
+            app = self.apps[app_id or self.app.id]
+            self.previous_secrets.append(app.secret)
+            app.secret = secrets.token_hex(16)
+            return app.secret
 
     def known_secrets(self) -> list[str]:
         """Every secret value the simulator holds, for masking the record."""
         with self.lock:
-            found = [self.app.secret, *self.previous_secrets, *self.verify_tokens.values()]
+            found = [*(a.secret for a in self.apps.values()), *self.previous_secrets,
+                     *self.verify_tokens.values()]
             found += [t.value for t in self.tokens.values()]
-            found += [f"{self.app.id}|{s}" for s in [self.app.secret, *self.previous_secrets]]
+            found += [f"{a}|{s}" for a in self.apps
+                      for s in [*(x.secret for x in self.apps.values()), *self.previous_secrets]]
             found += [n.two_step_pin for n in self.numbers.values() if n.two_step_pin]
             return found
 
