@@ -18,6 +18,7 @@ TWO = """
 businesses:
   - business_id: "21"
     app_id: "11"
+    token_path: meta/system-user-token
     wabas:
       - waba_id: "31"
         phone_number_ids: ["41"]
@@ -46,6 +47,8 @@ def settings_with(tmp_path: Path, text: str) -> Settings:
     (('["44"]', '["42"]'), "businesses.1.wabas.0.phone_number_ids", "phone number 42 is listed twice"),
     (("    app_secret_path: meta/brand-b/app-secret\n", ""), "businesses.1.app_secret_path",
      "app secret path (the settings' meta.app_secret_path) is listed twice"),
+    (("token_path: meta/brand-b/token", "token_path: meta/system-user-token"), "businesses.1.token_path",
+     "token path meta/system-user-token is listed twice"),
 ])
 def test_an_id_listed_twice_is_an_error_naming_the_file_and_key(tmp_path: Path, edit: tuple[str, str],
                                                                key: str, what: str) -> None:

@@ -86,9 +86,12 @@ class Registry(_Model):
 
         for b, business in enumerate(self.businesses):
             once("app", business.app_id, f"businesses.{b}.app_id")
-            # Two apps never share a secret (unset: both would be the settings' one).
+            # Two apps never share a secret, nor a token (a token is issued for one app, and its
+            # appsecret_proof is made with that app's secret). Unset: both would be the settings' one.
             once("app secret path", business.app_secret_path or "(the settings' meta.app_secret_path)",
                  f"businesses.{b}.app_secret_path")
+            once("token path", business.token_path or "(the settings' meta.token_path)",
+                 f"businesses.{b}.token_path")
             for w, waba in enumerate(business.wabas):
                 once("WABA", waba.waba_id, f"businesses.{b}.wabas.{w}.waba_id")
                 for number in dict.fromkeys([*waba.phone_number_ids, *waba.display_names]):
