@@ -163,7 +163,8 @@ async def test_alert_updates_reach_the_running_incident(local_stack) -> None:
     await until(lambda: any("resolved" in e.detail for e in timeline(local_stack, incident)
                             if e.step == "alert-update"), "the resolve on the timeline")
     assert "Alert resolved" in thread_text(local_stack, incident)
-    assert await paused_run_of(FLOW, incident) is not None     # default policy: still asking
+    # Default policy: still asking. The resolve woke the pause; the run posts it, then pauses again.
+    await until(lambda: paused_run_of(FLOW, incident), "the run asking on after the resolve")
     assert live_buttons(approval_messages(local_stack, incident)[-1])
 
     await decide(await until(lambda: paused_run_of(FLOW, incident), "paused"), "U0ONCALL", "deny")
