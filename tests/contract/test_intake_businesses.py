@@ -118,6 +118,8 @@ async def test_a_webhook_signed_with_a_apps_secret_for_b_waba_is_refused(two) ->
     assert h.starter.starts == []
     metrics = (await h.client.get("/metrics")).text
     assert 'reason="wrong-app"' in metrics
+    for waba in (A_WABA, B_WABA):  # every registered business's WABA is one waguard protects
+        assert f'waguard_known_waba_info{{waba_id="{waba}"}} 1.0' in metrics
 
 
 async def test_a_waba_no_business_lists_is_recorded_and_starts_nothing(two) -> None:

@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from waguard.intake import strict_json
 from waguard.intake.audit import AuditLog, RejectionSampler, safe_id
+from waguard.intake.businesses import Businesses
 from waguard.intake.dispatch import Dispatched, Dispatcher
 from waguard.intake.health import Readiness
 from waguard.intake.keys import SecretCache, SecretReader, SecretsUnavailable
@@ -74,7 +75,8 @@ class IntakeService:
             state / "audit.jsonl", max_bytes=intake.audit_max_bytes, backups=intake.audit_backups
         )
         self.rejections = RejectionSampler(intake.rejection_sample_s)
-        self.metrics = IntakeMetrics(registry, known_wabas=[settings.meta.waba_id],
+        businesses = Businesses.load(settings)  # the business registry (ConfigError: names file and key)
+        self.metrics = IntakeMetrics(registry, known_wabas=businesses.wabas(),
                                      incidents_dir=settings.incidents_dir, default_waba=settings.meta.waba_id,
                                      store_path=state / "intake.sqlite3",
                                      detection_dir=settings.detection_dir,  # rules' `for:` (time to detect)
@@ -83,7 +85,7 @@ class IntakeService:
         self.metrics.registry.register(PostureGauges(state))  # the scheduled audit's latest findings
         self.secrets = SecretCache(vault, clock)
         self.dispatcher = Dispatcher(self.store, starter, self.audit, self.metrics, clock)
-        self.sources = Sources(settings, routing, self.secrets, clock)
+        self.sources = Sources(settings, routing, self.secrets, clock, businesses)
         self.slack = SlackClicks(self, runs, policies)
         self.readiness = Readiness(vault, self.store, intake.alertmanager_token_path)
 

@@ -56,6 +56,10 @@ class Businesses:
                                 b.token_path or settings.meta.token_path, b.wabas[0].waba_id))
         return cls(RegistryIndex(registry), tuple(apps))
 
+    def wabas(self) -> list[str]:
+        """Every registered WABA (the intake's `waguard_known_waba_info`)."""
+        return [w.waba_id for b in self.index.registry.businesses for w in b.wabas]
+
     # -- Meta --------------------------------------------------------------------------------------
 
     def meta_route(self, route: Route, delivery: MetaDelivery, app_id: str) -> Route:
