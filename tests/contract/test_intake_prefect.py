@@ -90,6 +90,20 @@ async def test_prefect_starter_is_idempotent_per_key(deployment: str) -> None:
     assert {"waguard", "intake"} <= set(run.tags)
 
 
+async def test_prefect_starter_follows_a_deployment_recreated_under_its_name(deployment: str) -> None:
+    starter = PrefectRunStarter(deployments={"leaked_secret": deployment})
+    key = f"github:2:{uuid.uuid4().hex}:leaked_secret:1"
+    first = await starter.start("leaked_secret", {"incident_id": key}, key)  # the id is kept from here
+    async with get_client() as client:
+        old = await client.read_deployment_by_name(deployment)
+        assert (await client.read_flow_run(UUID(first))).deployment_id == old.id
+        await client.delete_deployment(old.id)  # its runs go with it
+        new_id = await client.create_deployment(flow_id=old.flow_id, name=old.name)
+    second = await starter.start("leaked_secret", {"incident_id": key + "b"}, key + "b")
+    async with get_client() as client:
+        assert (await client.read_flow_run(UUID(second))).deployment_id == new_id != old.id
+
+
 async def test_a_storm_of_deliveries_makes_one_prefect_run(
     intake_env: IntakeEnv, deployment: str, tmp_path: Path
 ) -> None:

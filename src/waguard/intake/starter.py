@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from uuid import NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from waguard.playbook.names import DEPLOYMENTS
 from waguard.playbook.policy import Playbook
@@ -35,7 +35,7 @@ class RunStarter(Protocol):
 
 
 class PrefectRunStarter:
-    """Starts runs of the playbooks' deployments through Prefect's API (`arun_deployment`, timeout=0)."""
+    """Starts runs of the playbooks' deployments through Prefect's API (create_flow_run_from_deployment)."""
 
     def __init__(self, api_url: str | None = None, *, deployments: Mapping[Playbook, str] = DEPLOYMENTS,
                  tags: tuple[str, ...] = ("waguard", "intake"), launcher_dir: Path | None = None) -> None:
@@ -50,6 +50,7 @@ class PrefectRunStarter:
         self.deployments = dict(deployments)
         self.tags = list(tags)
         self.launcher_dir = launcher_dir
+        self._deployment_ids: dict[str, UUID] = {}  # by name: read once, not on every start
 
     @contextlib.asynccontextmanager
     async def _client(self) -> AsyncIterator[Any]:
@@ -60,24 +61,38 @@ class PrefectRunStarter:
             yield client
 
     async def start(self, playbook: Playbook, parameters: dict[str, Any], idempotency_key: str) -> str:
-        """Create the run of `playbook`'s deployment and return its id (the run is not awaited)."""
-        from prefect.deployments import arun_deployment
+        """Create the run of `playbook`'s deployment and return its id (the run is not awaited).
 
+        One API call on the alert's path: the deployment's id is read once and kept (read again if
+        the deployment was re-created under the same name).
+        """
+        from prefect.exceptions import PrefectHTTPStatusError
+
+        name = self.deployments[playbook]
         async with self._client() as client:
-            run = await arun_deployment(
-                self.deployments[playbook], client=client, parameters=parameters, timeout=0,
-                idempotency_key=idempotency_key, as_subflow=False, tags=self.tags,
-                flow_run_name=str(parameters.get("incident_id") or idempotency_key))
+            try:
+                run = await self._create(client, name, parameters, idempotency_key)
+            except PrefectHTTPStatusError as err:
+                if err.response.status_code != 404 or name not in self._deployment_ids:
+                    raise
+                self._deployment_ids.pop(name)
+                run = await self._create(client, name, parameters, idempotency_key)
         if self.launcher_dir is not None:
             from waguard.launcher.pickup import notify_launcher
 
             notify_launcher(self.launcher_dir, run.id)  # one non-blocking datagram; never raises
         return str(run.id)
 
+    async def _create(self, client: Any, name: str, parameters: dict[str, Any], idempotency_key: str) -> Any:
+        deployment_id = self._deployment_ids.get(name)
+        if deployment_id is None:
+            deployment_id = self._deployment_ids[name] = (await client.read_deployment_by_name(name)).id
+        return await client.create_flow_run_from_deployment(
+            deployment_id, parameters=parameters, idempotency_key=idempotency_key, tags=self.tags,
+            name=str(parameters.get("incident_id") or idempotency_key))
+
     async def post_update(self, run_id: str, update: Any) -> None:
         """Store an alert update (waguard.playbook.updates.RunUpdate) on the run and wake its approval."""
-        from uuid import UUID
-
         from waguard.playbook.updates import post_update
 
         async with self._client() as client:
@@ -86,8 +101,6 @@ class PrefectRunStarter:
     async def has_ended(self, run_id: str) -> bool:
         """Read the run's state from Prefect; a run Prefect does not know has not ended (it may be
         starting)."""
-        from uuid import UUID
-
         from prefect.exceptions import ObjectNotFound
 
         async with self._client() as client:
