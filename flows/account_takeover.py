@@ -28,6 +28,7 @@ async def account_takeover(**given: Any) -> dict:
         # registry (runbooks/businesses.yaml) unless the parameters name them.
         pin_path = account.pin(p.pin_path)
         token = account.token(p.rotate_token_path, p.rotate_system_user_id, "account-takeover")
+        admins = account.named_admins(run.settings, run.policy.named_admins)  # who stays: this business's
         # 1. Evidence: users, system users, WABA assignments, subscriptions and their overrides.
         await run.snapshot("open")
 
@@ -42,7 +43,7 @@ async def account_takeover(**given: Any) -> dict:
                         Action("revoke_token", f"{token.path} (system user {token.system_user_id})"),
                         Action("issue_token", token.path)]
             return Scope(f"Take back business `{business}` (WABA `{waba}`): deregister {len(numbers)} "
-                         f"number(s), remove every user but {run.policy.named_admins}, reset foreign webhook "
+                         f"number(s), remove every user but {admins}, reset foreign webhook "
                          f"overrides, set a new two-step PIN, rotate the token at `{token.path}`."
                          + (f" Suspects named by the alert: {suspects}." if suspects else ""),
                          tuple(actions), context=numbers)
@@ -55,8 +56,7 @@ async def account_takeover(**given: Any) -> dict:
         # 3. Suspend the numbers.
         await run.record(await step.deregister_numbers(run.ports, run.fx, numbers))
         # 4. Only named admins remain.
-        await run.record(await step.remove_unknown_users(run.ports, run.fx, business, waba,
-                                                         run.policy.named_admins))
+        await run.record(await step.remove_unknown_users(run.ports, run.fx, business, waba, admins))
         # 5. Webhook overrides point at us or nowhere.
         await run.record(await step.reset_overrides(run.ports, run.fx, waba, run.settings.intake.public_url))
         # 6. New two-step PIN, written to Vault before it is applied.

@@ -137,3 +137,23 @@ def test_vault_policies_grant_each_business_its_own_paths(tmp_path: Path) -> Non
     # One business: nothing beyond the settings' own paths (deploy/vault/*.hcl stay the rendering).
     one = settings_with(tmp_path, TWO.split("  - business_id: \"22\"")[0])
     assert "brand-b" not in RENDER["intake"](one) and window not in RENDER["playbook"](one)
+
+
+def test_account_takeover_keeps_each_business_own_admins(tmp_path: Path) -> None:
+    """One policy list cannot name every business's people: used on business 22 it would remove all of
+    22's users. The registry's ADMINs of the run's business are who stays."""
+    text = TWO.replace('  - business_id: "22"\n', '  - business_id: "22"\n'
+                       '    business_users:\n'
+                       '      "61": {name: Ana, role: ADMIN}\n'
+                       '      "62": {name: Eve, role: EMPLOYEE}\n')
+    settings = settings_with(tmp_path, text)
+    settings = settings.model_copy(update={"meta": settings.meta.model_copy(update={"business_id": "21"})})
+    policy_admins = ["6000000001"]
+    assert account_for(settings, "33").named_admins(settings, policy_admins) == ["61"]
+    # The settings' own business, with no business_users listed: the policy file's list.
+    assert account_for(settings, "31").named_admins(settings, policy_admins) == policy_admins
+    # Another business that lists no ADMIN: refused, never the policy's (another business's) people.
+    bare = settings_with(tmp_path, TWO)
+    bare = bare.model_copy(update={"meta": bare.meta.model_copy(update={"business_id": "21"})})
+    with pytest.raises(ConfigError, match="business 22 lists no ADMIN"):
+        account_for(bare, "33").named_admins(bare, policy_admins)

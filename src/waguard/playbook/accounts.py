@@ -110,6 +110,22 @@ class Account:
     tokens: tuple[SystemUserToken, ...]
     app_secret_path: str  # Vault: the app's secret (resolved: never None)
     token_path: str  # Vault: the token waguard calls Graph with for this business
+    registered_admins: tuple[str, ...] = ()  # the registry's ADMINs of this business
+
+    def named_admins(self, settings: Settings, policy_admins: list[str]) -> list[str]:
+        """The business users account takeover keeps: this business's ADMINs in the registry. The
+        policy file's list serves only the settings' own business (one list cannot name every
+        business's people: used for another business it would remove all of that business's users).
+
+        Raises:
+            ConfigError: another business lists no ADMIN in the registry.
+        """
+        if self.registered_admins:
+            return list(self.registered_admins)
+        if self.business_id == settings.meta.business_id and policy_admins:
+            return list(policy_admins)
+        raise ConfigError(f"business {self.business_id} lists no ADMIN under business_users in runbooks/"
+                          f"{REGISTRY_FILE}: account takeover would remove every user of it")
 
     def token(self, path: str | None, system_user_id: str | None, what: str) -> SystemUserToken:
         """The token a step acts on: the one at `path` (default: the consumers' token), its owner checked.
@@ -188,8 +204,9 @@ def account_for(settings: Settings, waba_id: str | None) -> Account:
     for business in registry.businesses:
         for waba in business.wabas:
             if waba.waba_id == waba_id:
+                admins = tuple(uid for uid, user in business.business_users.items() if user.role == "ADMIN")
                 return Account(business.business_id, business.app_id, waba.waba_id, waba.pin_path,
                                waba.tokens, app_secret_path(business, settings),
-                               business.token_path or settings.meta.token_path)
+                               business.token_path or settings.meta.token_path, admins)
     raise ConfigError(f"WABA {waba_id} is not in runbooks/{REGISTRY_FILE}: waguard acts only on "
                       "registered WABAs")
