@@ -60,19 +60,16 @@ async def consume(settings: Settings, vault: VaultClient, path: str, stop: async
         await asyncio.sleep(pause_s)
 
 
-async def tokens_young(settings: Settings, vault: VaultClient, paths: list[str], rotate_after_days: int,
+async def tokens_young(graph: GraphClient, vault: VaultClient, paths: list[str], rotate_after_days: int,
                        now: float) -> tuple[bool, str]:
-    """Every token at `paths` is valid, expiring, and younger than the policy's rotation age (debug_token)."""
-    admin = (await vault.read_secret(settings.meta.token_path)).value
-    secret = (await vault.read_secret(settings.meta.app_secret_path)).value
-    graph = GraphClient.from_settings(settings.meta, token=admin, app_secret=secret)
+    """Every token at `paths` is valid, expiring, and younger than the policy's rotation age (debug_token).
+
+    `graph`: the verifier's client (no retries: a check that cannot read Meta fails now, it does not
+    wait out a run's two-minute retry budget)."""
     bad = []
-    try:
-        for path in paths:
-            info = await graph.debug_token((await vault.read_secret(path)).value)
-            age_days = (now - (info.issued_at or 0)) / DAY_S
-            if not info.is_valid or not info.expires_at or age_days >= rotate_after_days:
-                bad.append(f"{path} (valid={info.is_valid}, expires_at={info.expires_at}, {age_days:.0f} d)")
-    finally:
-        await graph.aclose()
+    for path in paths:
+        info = await graph.debug_token((await vault.read_secret(path)).value)
+        age_days = (now - (info.issued_at or 0)) / DAY_S
+        if not info.is_valid or not info.expires_at or age_days >= rotate_after_days:
+            bad.append(f"{path} (valid={info.is_valid}, expires_at={info.expires_at}, {age_days:.0f} d)")
     return not bad, f"old or never-expiring: {bad}" if bad else f"{len(paths)} token(s) young and expiring"

@@ -276,8 +276,11 @@ class Verifier:
         """Each token at `paths` is valid, expiring and younger than the hygiene policy's rotation age,
         by debug_token's own times."""
         ages = load_hygiene_policy(self.settings.runbooks_dir, self.settings.meta.waba_id).tokens
-        return await scheduled.tokens_young(self.settings, self.vault, paths, ages.rotate_after_days,
-                                            time.time())
+        graph = await self._graph()
+        try:
+            return await scheduled.tokens_young(graph, self.vault, paths, ages.rotate_after_days, time.time())
+        finally:
+            await graph.aclose()
 
     async def consumer_no_failed_calls(self, _ids: list[str]) -> tuple[bool, str]:
         """The consumer that read its token from Vault before every Graph call made calls through the
