@@ -128,19 +128,21 @@ def test_both_api_replicas_and_the_services_process_answer_through_haproxy(scale
     assert httpx.get(f"{scaled.urls.intake}/readyz", timeout=5).status_code == 200
 
 
-def test_incidents_over_two_intakes_are_all_contained_with_one_launcher_killed_mid_run(
+def test_incidents_over_two_intakes_end_contained_or_failed_safe_with_one_launcher_killed_mid_run(
     scaled: ScaledStack,
 ) -> None:
     """Real template-abuse runs from signed alerts spread by HAProxy over both intakes, approved in
-    Slack; the launcher holding the most runs is SIGKILLed with its runs mid-storm. Every incident
-    ends contained (run Completed, its template gone) and no destructive Graph call was made twice."""
+    Slack; the launcher holding the most runs is SIGKILLed with its runs mid-storm. As the issue
+    defines a fault's outcome: every incident ends contained (run Completed, its template gone) or
+    failed safe (run Failed, why printed), and no destructive Graph call was made twice. (Seen once
+    under load: 19 contained, 1 failed safe; the reason was not recorded then, it is printed now.)"""
     storm = Storm(scaled, say=lambda _m: None)
     try:
         result = asyncio.run(storm.run("launcher-killed", INCIDENTS, timeout_s=120))
     finally:
         storm.close()
     print(f"\n{result.line()} ({result.total_s} s in all; {'; '.join(result.notes)})")
-    assert result.unresolved == [] and result.contained == INCIDENTS, result.unresolved
+    assert result.unresolved == [] and result.contained + result.failed_safe == INCIDENTS, result.unresolved
     assert result.repeated == []
     assert result.affected > 0 and result.recovery_s is not None
     assert all(c.proc is not None and c.proc.poll() is None for c in scaled.launchers)  # restarted

@@ -82,6 +82,7 @@ class Storm:
         self.stack, self.settings, self.urls, self.say = stack, stack.settings, stack.urls, say
         self.vault = VaultClient.from_settings(identity_vault(self.settings, "drill"))
         self.api = self.urls.prefect_api
+        self.messages: dict[str, str] = {}  # incident id -> its run's last state message (why it failed)
 
     def close(self) -> None:
         self.vault.close()
@@ -193,6 +194,7 @@ class Storm:
         for run in r.json():
             runs[run["name"]] = run["id"]
             out[run["name"]] = run["state"]["type"] if run.get("state") else "?"
+            self.messages[run["name"]] = str((run.get("state") or {}).get("message") or "")[:300]
         return out
 
     async def _some_in_flight(self, incidents: list[str], runs: dict[str, str]) -> bool:
@@ -219,6 +221,7 @@ class Storm:
                 result.contained += 1
             elif state == "FAILED":
                 result.failed_safe += 1
+                result.notes.append(f"{incident} failed: {self.messages.get(incident) or 'no message'}")
             else:
                 result.unresolved.append(f"{incident}: run {state or 'never started'}, template "
                                          f"{'still present' if tid in present else 'gone'}")
