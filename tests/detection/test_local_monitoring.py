@@ -72,6 +72,23 @@ def test_the_written_configs_pass_promtool_and_amtool(tmp_path: Path) -> None:
     assert scrape["static_configs"] == [{"targets": ["127.0.0.1:18730"]}]
 
 
+def test_a_relative_stack_home_gives_alertmanager_an_absolute_token_file(tmp_path: Path, monkeypatch) -> None:
+    """`make drill` runs with the stack home `.waguard`, relative. Alertmanager resolves a relative
+    credentials_file against its config's folder (.waguard/monitoring/), where no token is: every
+    notification failed and no behaviour drill's alert ever reached the intake."""
+    monkeypatch.chdir(tmp_path)
+    home = Path(".waguard")
+    (home / "alertmanager-token").parent.mkdir()
+    (home / "alertmanager-token").write_text("t")
+    plan = MonitoringPlan(DETECTION, home, "127.0.0.1", free_port(), free_port(), "http://127.0.0.1:18730",
+                          "http://127.0.0.1:18730", home / "alertmanager-token")
+    monitoring_processes(plan)
+    config = yaml.safe_load((home / "monitoring" / "alertmanager.yml").read_text())
+    for receiver in config["receivers"]:
+        named = Path(receiver["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"])
+        assert named.is_absolute() and named.read_text() == "t"
+
+
 async def wait_for(predicate, what: str, timeout_s: float = 90.0):
     """Wait for a state (not a timing assertion): a scrape, a rule evaluation and a notification."""
     deadline = time.monotonic() + timeout_s

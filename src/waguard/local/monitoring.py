@@ -54,7 +54,8 @@ def alertmanager_config(plan: MonitoringPlan) -> dict[str, Any]:
     for receiver in config["receivers"]:
         for hook in receiver.get("webhook_configs", []):
             hook["url"] = f"{plan.intake_url}/alerts/alertmanager"
-            hook["http_config"]["authorization"]["credentials_file"] = str(plan.token_file)
+            # Absolute: Alertmanager reads a relative path from its config's folder, not from ours.
+            hook["http_config"]["authorization"]["credentials_file"] = str(plan.token_file.resolve())
     return config
 
 
