@@ -89,6 +89,19 @@ def test_a_relative_stack_home_gives_alertmanager_an_absolute_token_file(tmp_pat
         assert named.is_absolute() and named.read_text() == "t"
 
 
+def test_a_new_stack_starts_with_no_series_or_notifications_of_the_last(tmp_path: Path) -> None:
+    """The simulators start afresh with every stack: the last world's spam rate, kept in Prometheus'
+    data, fired WabaSpamRateLimited into the next `make drill` (a run started during the storm that
+    must start nothing)."""
+    plan = plan_for(tmp_path, "http://127.0.0.1:18730", tmp_path / "am-token")
+    for data in ("prometheus-data", "alertmanager-data"):
+        (tmp_path / "monitoring" / data / "wal").mkdir(parents=True)
+        (tmp_path / "monitoring" / data / "wal" / "00000001").write_text("old series")
+    monitoring_processes(plan)
+    assert not (tmp_path / "monitoring" / "prometheus-data").exists()
+    assert not (tmp_path / "monitoring" / "alertmanager-data").exists()
+
+
 async def wait_for(predicate, what: str, timeout_s: float = 90.0):
     """Wait for a state (not a timing assertion): a scrape, a rule evaluation and a notification."""
     deadline = time.monotonic() + timeout_s

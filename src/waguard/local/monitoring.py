@@ -85,6 +85,11 @@ def monitoring_processes(plan: MonitoringPlan) -> list[ChildProcess]:
     """Alertmanager first (Prometheus sends to it), then Prometheus; configs written under `home`."""
     state = plan.home / "monitoring"
     state.mkdir(parents=True, exist_ok=True)
+    # A new stack is a new world (the simulators start afresh): series and notifications of the last
+    # one would fire its alerts into this one (a spam rate from the previous drill run started a
+    # leaked-secret run during the next run's forged-signature storm).
+    for data in ("prometheus-data", "alertmanager-data"):
+        shutil.rmtree(state / data, ignore_errors=True)
     am_config, prom_config = state / "alertmanager.yml", state / "prometheus.yml"
     am_config.write_text(yaml.safe_dump(alertmanager_config(plan), sort_keys=False))
     prom_config.write_text(yaml.safe_dump(prometheus_config(plan), sort_keys=False))
