@@ -236,7 +236,7 @@ async def one_run_per_waba(run: PlaybookRun, opened_seq: int) -> AsyncIterator[N
         await run.slack.update(state="open", current_step="opened")
 
     def closed() -> bool:
-        return any(e.step == "close" and e.seq > opened_seq for e in run.incident.events())
+        return closed_by_another(run.incident.events(), opened_seq, str(run.run_id))
 
     queue = SlotQueue(f"waguard:{run.playbook}:{waba_id}", FLOW_NAMES[run.playbook], run.run_id,
                       poll_s=max(run.poll_interval_s, 1))
@@ -245,6 +245,16 @@ async def one_run_per_waba(run: PlaybookRun, opened_seq: int) -> AsyncIterator[N
     async with hold_slot(queue, announce=announce, closed=closed, acquired=acquired,
                          held=lambda: hand_over_current_leases(run.settings.launcher.dir)):
         yield
+
+
+def closed_by_another(events: list[Any], opened_seq: int, run_id: str) -> bool:
+    """Was the incident closed after this attempt opened it, by anything but this same flow run? (pure)
+
+    A retried run's earlier attempt may be closed late: its crash record can land after the retry's
+    own open record (the crash handling and the retry race), and must not end the retry.
+    """
+    return any(e.step == "close" and e.seq > opened_seq and (e.data or {}).get("run") != run_id
+               for e in events)
 
 
 # Target lists where empty means "all" (a filter), not "none": an update cannot narrow them.
