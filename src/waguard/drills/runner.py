@@ -75,7 +75,9 @@ class DrillRunner:
                                   "verified": False, "time_to_contain_s": None, "approval_wait_s": None,
                                   "detection_s": None, "detected_s": None, "marks": {}, "steps": [],
                                   "checks": [], "faults": [], "error": None,
-                                  "objectives": scenario.objectives.model_dump()}
+                                  "objectives": scenario.objectives.model_dump(),
+                                  # The report reads these even when the scenario never ran.
+                                  "objectives_met": False, "objectives_missed": ["not scored: did not run"]}
         busy = await self._active_runs(scenario.playbook) if scenario.playbook else []
         if busy:
             result["error"] = (f"a {scenario.playbook} run is still active ({', '.join(busy)}): it holds the "
