@@ -95,7 +95,9 @@ class PostgresPlan:
         with os.fdopen(fd, "w") as f:  # libpq's format; any port: the stack picks a free one each start
             f.writelines(f"{self.host}:*:*:{role}:{pw}\n" for role, pw in passwords.items())
         superuser_pw = self.home / "postgres" / "initdb-password"
-        superuser_pw.write_text(passwords["postgres"] + "\n")
+        fd = os.open(superuser_pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # read by initdb, then gone
+        with os.fdopen(fd, "w") as f:
+            f.write(passwords["postgres"] + "\n")
         if os.geteuid() == 0:
             import pwd
 
