@@ -51,6 +51,9 @@ FAULTS = ("launcher-killed", "api-replica-stopped", "postgres-restarted", "redis
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
+ORPHANED_PENDING_S = 15.0  # a live launcher forks a claimed run within milliseconds
+
+
 @dataclass
 class StormResult:
     fault: str
@@ -83,6 +86,7 @@ class Storm:
         self.vault = VaultClient.from_settings(identity_vault(self.settings, "drill"))
         self.api = self.urls.prefect_api
         self.messages: dict[str, str] = {}  # incident id -> its run's last state message (why it failed)
+        self.since: dict[str, str] = {}  # incident id -> when its run entered its current state (ISO)
 
     def close(self) -> None:
         self.vault.close()
@@ -119,6 +123,8 @@ class Storm:
                 states = await self._states(incidents, runs)
                 if all(states.get(i) in ("COMPLETED", "FAILED") for i in incidents):
                     break
+                if fault == "launcher-killed":
+                    await self._retry_orphaned_pending(incidents, runs, states, result)
                 await asyncio.sleep(0.5)
             if all(states.get(i) == "COMPLETED" for i in affected):
                 result.recovery_s = round(time.monotonic() - fault_at, 1)
@@ -195,6 +201,7 @@ class Storm:
             runs[run["name"]] = run["id"]
             out[run["name"]] = run["state"]["type"] if run.get("state") else "?"
             self.messages[run["name"]] = str((run.get("state") or {}).get("message") or "")[:300]
+            self.since[run["name"]] = str((run.get("state") or {}).get("timestamp") or "")
         return out
 
     async def _some_in_flight(self, incidents: list[str], runs: dict[str, str]) -> bool:
@@ -296,6 +303,32 @@ class Storm:
                         notify_launcher(d, run_id)
         result.notes.append(f"{retried} unfinished run(s) it had claimed marked Crashed, leases released, "
                             "retried")
+
+    async def _retry_orphaned_pending(self, incidents: list[str], runs: dict[str, str],
+                                      states: dict[str, str], result: StormResult) -> None:
+        """A run the killed launcher had claimed (Pending) in the instant before it logged the claim is
+        in neither its pid files nor its log. A live launcher forks within milliseconds of its claim, so
+        a run still Pending after ORPHANED_PENDING_S has nobody: crash and retry it, as for the others."""
+        from datetime import UTC, datetime
+
+        from waguard.launcher.pickup import notify_launcher
+
+        now = datetime.now(UTC)
+        for incident in incidents:
+            if states.get(incident) != "PENDING" or not self.since.get(incident):
+                continue
+            if (now - datetime.fromisoformat(self.since[incident])).total_seconds() < ORPHANED_PENDING_S:
+                continue
+            async with httpx.AsyncClient(base_url=self.api, timeout=10) as http:
+                for new in ({"type": "CRASHED", "name": "Crashed",
+                             "message": "claimed by a launcher that died (scaled-profile fault)"},
+                            {"type": "SCHEDULED", "name": "AwaitingRetry"}):
+                    (await http.post(f"/flow_runs/{runs[incident]}/set_state",
+                                     json={"state": new, "force": True})).raise_for_status()
+            for launcher in self.stack.launchers:
+                if launcher.proc is not None and launcher.proc.poll() is None:
+                    notify_launcher(Path(str((launcher.env or {})["WAGUARD_LAUNCHER__DIR"])), runs[incident])
+            result.notes.append(f"{incident}: left Pending by the killed launcher, retried")
 
     async def _intake_killed(self, templates: list[tuple[str, str]],
                              result: StormResult) -> tuple[list[str], float]:
