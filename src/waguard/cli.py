@@ -76,7 +76,7 @@ def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
-    from waguard.local.stack import identity_dir
+    from waguard.local.identities import identity_dir
     from waguard.operate.doctor import diagnose, render
 
     results = diagnose(settings, identities=args.identities or identity_dir(settings), project=args.project)

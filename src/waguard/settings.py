@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
@@ -315,10 +316,8 @@ class StateSettings(BaseModel):
             return value
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be empty (SQLite) or a postgresql://user@host:port/dbname URL")
-        netloc = value.split("://", 1)[1].split("/", 1)[0]
-        if ":" in netloc.split("@", 1)[0] and "@" in netloc:
-            raise ValueError("a password does not belong in the URL: give it in a passfile "
-                             "(?passfile=/path or PGPASSFILE)")
+        if urlsplit(value).password is not None:
+            raise ValueError("no password in the URL: give it in a passfile (?passfile=/path or PGPASSFILE)")
         return value
 
 

@@ -9,7 +9,6 @@ the Graph-probing checks can pass, so their failures above are not trivial.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from pydantic import SecretStr
 
 from tests.fixtures.meta import MetaSim
 from tests.fixtures.vault import OpenBao
+from tests.support.runs import until
 from waguard.drills.scenario import Expectation, load_scenarios
 from waguard.drills.scheduled import ConsumerTally, consume
 from waguard.drills.verify import NEEDS_IDS, CheckResult, Verifier
@@ -184,14 +184,6 @@ async def test_tokens_young_fails_until_vault_holds_a_valid_young_expiring_token
     assert not (await verify(setup, vault, world, expect))["tokens_young"].ok
 
 
-async def _until(condition: object, what: str, timeout_s: float = 30) -> None:
-    """Wait for a state of the consumer (never for a time): `condition()` true, or fail naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.parametrize("order", ["revoke-then-write", "write-then-revoke"])
 async def test_consumer_no_failed_calls_fails_when_the_old_token_died_before_the_consumer_moved_on(
         setup: tuple[Settings, StackUrls], vault: VaultClient, meta_sim: MetaSim, order: str) -> None:
@@ -205,18 +197,18 @@ async def test_consumer_no_failed_calls_fails_when_the_old_token_died_before_the
     tally, stop = ConsumerTally(), asyncio.Event()
     task = asyncio.create_task(consume(settings, vault, MESSAGING_TOKEN_PATH, stop, tally, pause_s=0.01))
     try:
-        await _until(lambda: tally.ok >= 2, "the consumer's first calls")
+        await until(lambda: tally.ok >= 2, "the consumer's first calls")
         new = meta_sim.sim.issue_token(MESSAGING_SYSTEM_USER, WA_SCOPES, lifetime_s=SIXTY_DAYS_S)
         if order == "revoke-then-write":
             meta_sim.sim.revoke_token("tok-messaging-service")
-            await _until(lambda: tally.failed >= 1, "a failed call with the revoked token")
+            await until(lambda: tally.failed >= 1, "a failed call with the revoked token")
             written = await vault.write_secret(MESSAGING_TOKEN_PATH, SecretStr(new.value))
         else:
             written = await vault.write_secret(MESSAGING_TOKEN_PATH, SecretStr(new.value))
-            await _until(lambda: written in tally.versions, "the consumer on the new version")
+            await until(lambda: written in tally.versions, "the consumer on the new version")
             meta_sim.sim.revoke_token("tok-messaging-service")
         ok_before = tally.ok
-        await _until(lambda: tally.ok > ok_before + 1, "calls with the new token")
+        await until(lambda: tally.ok > ok_before + 1, "calls with the new token")
     finally:
         stop.set()
         await task

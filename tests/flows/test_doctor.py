@@ -20,8 +20,8 @@ import yaml
 from pydantic import SecretStr
 
 from tests.fixtures.stack import ROOT
+from waguard.local.identities import identity_dir
 from waguard.local.processes import ServedApp, free_port
-from waguard.local.stack import identity_dir
 from waguard.meta.client import GraphClient
 from waguard.operate.checks import Check
 from waguard.operate.doctor import Doctor, render

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from flows.leaked_secret import leaked_secret
-from waguard.local.stack import identity_dir
+from waguard.local.identities import identity_dir
 from waguard.vault.client import VaultClient
 from waguard.vault.identities import credential_files, role_name, rotate_secret_id
 

@@ -2,11 +2,12 @@
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from waguard.errors import ConfigError
 from waguard.settings import Settings, load_settings
@@ -177,3 +178,16 @@ def test_waguard_variables_that_are_not_settings_are_left_alone(monkeypatch: pyt
     # WAGUARD_HOME is given to the deployment runner for prefect.yaml's pull step.
     monkeypatch.setenv("WAGUARD_HOME", "/srv/waguard")
     assert load_settings().mode == "drill"
+
+
+@pytest.mark.parametrize(("dsn", "why"), [
+    ("postgresql://waguard:hunter2@db:5432/waguard", "no password in the URL"),
+    ("postgresql://waguard:@db/waguard", "no password in the URL"),
+    ("mysql://waguard@db/waguard", "postgresql://"),
+])
+def test_a_state_dsn_with_a_password_or_another_scheme_is_refused(dsn: str, why: str) -> None:
+    from waguard.settings import StateSettings
+
+    with pytest.raises(ValidationError, match=re.escape(why)):
+        StateSettings(dsn=dsn)
+    assert StateSettings(dsn="postgresql://waguard@db:5432/waguard?passfile=/etc/pgpass").dsn

@@ -23,7 +23,8 @@ from waguard.drills.scenario import Scenario
 from waguard.drills.scheduled import ConsumerTally, consume, start_deployment
 from waguard.drills.verify import Verifier
 from waguard.drills.world import reset_world, send_signal
-from waguard.local.stack import StackUrls, identity_vault
+from waguard.local.identities import identity_vault
+from waguard.local.stack import StackUrls
 from waguard.playbook.timeline import IncidentRecord
 from waguard.settings import Settings
 from waguard.vault.client import VaultClient

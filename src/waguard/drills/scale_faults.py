@@ -38,7 +38,7 @@ from waguard.drills.faults import mutating_requests
 from waguard.drills.responder import Responder, approval_requests
 from waguard.drills.scenario import load_scenarios
 from waguard.drills.world import reset_world
-from waguard.local.stack import identity_vault
+from waguard.local.identities import identity_vault
 from waguard.vault.client import VaultClient
 
 if TYPE_CHECKING:

@@ -36,6 +36,10 @@ class PortInUse(WaguardError):
         self.service, self.host, self.port = service, host, port
 
 
+class StackError(WaguardError):
+    """The local stack could not start."""
+
+
 class ServiceDidNotStart(WaguardError):
     """A service did not answer its health check in time."""
 

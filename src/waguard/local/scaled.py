@@ -24,21 +24,12 @@ from functools import partial
 from pathlib import Path
 
 import httpx
-from pydantic import SecretStr
 
 from waguard.local.daemons import PostgresPlan, RedisPlan
 from waguard.local.haproxy import Backend, haproxy_process
-from waguard.local.monitoring import MonitoringPlan, missing_binaries, monitoring_processes
-from waguard.local.processes import ChildProcess, ServiceDidNotStart, free_port, wait_until_ok
-from waguard.local.stack import (
-    LocalStack,
-    StackError,
-    StackUrls,
-    _exe,
-    _write_private,
-    identity_env,
-    prefect_env,
-)
+from waguard.local.identities import identity_env
+from waguard.local.processes import ChildProcess, ServiceDidNotStart, StackError, free_port, wait_until_ok
+from waguard.local.stack import LocalStack, StackUrls, _exe, prefect_env
 from waguard.settings import Settings
 
 # The env var item 2 of issue 17 adds (waguard's shared state on PostgreSQL): set for every intake
@@ -238,23 +229,8 @@ class ScaledStack(LocalStack):
     def _intake_ops_url(self) -> str:
         return self.urls.intake
 
-    def _start_monitoring(self, home: Path, alertmanager_token: SecretStr) -> MonitoringPlan | None:
-        """As the embedded profile's, with Prometheus scraping every intake replica (not the balancer)."""
-        missing = missing_binaries()
-        if missing:
-            self.say(f"not starting detection: {', '.join(missing)} not installed (run scripts/sysdeps.sh)")
-            return None
-        s = self.settings.stack
-        token_file = home / "alertmanager-token"
-        _write_private(token_file, alertmanager_token.get_secret_value())
-        replicas = [c.health_url.removesuffix("/readyz") for c in self.intakes]
-        plan = MonitoringPlan(self.settings.detection_dir.resolve(), home, s.host, s.prometheus_port,
-                              s.alertmanager_port, self.urls.intake, replicas[0], token_file,
-                              more_metrics_urls=tuple(replicas[1:]))
-        self.say(f"starting Alertmanager on {plan.alertmanager_url} and Prometheus on {plan.prometheus_url}")
-        for child in monitoring_processes(plan):
-            self._children.append(child.start())
-        return plan
+    def _metrics_urls(self) -> list[str]:
+        return [c.health_url.removesuffix("/readyz") for c in self.intakes]
 
     def _launcher_children(self, home: Path) -> list[ChildProcess]:
         """`waguard worker` × launcher_count, each with its own run directory, all on the balanced API.

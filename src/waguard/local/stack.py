@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from waguard.errors import WaguardError
+from waguard.local.identities import identity_dir, identity_env
 from waguard.local.monitoring import MonitoringPlan, missing_binaries, monitoring_processes
 from waguard.local.processes import ChildProcess, ServedApp, ensure_port_free
-from waguard.settings import Settings, VaultSettings
-from waguard.vault.identities import Identity, login_env, login_settings, read_login, setup_identities
+from waguard.settings import Settings
+from waguard.vault.identities import setup_identities
 
 if TYPE_CHECKING:
     from waguard.meta.simulator.seed import Seed
@@ -201,8 +201,10 @@ class LocalStack:
         s = self.settings.stack
         token_file = home / "alertmanager-token"
         _write_private(token_file, alertmanager_token.get_secret_value())
+        metrics = self._metrics_urls()
         plan = MonitoringPlan(self.settings.detection_dir.resolve(), home, s.host, s.prometheus_port,
-                              s.alertmanager_port, self.urls.intake, self._intake_ops_url(), token_file)
+                              s.alertmanager_port, self.urls.intake, metrics[0], token_file,
+                              more_metrics_urls=tuple(metrics[1:]))
         self.say(f"starting Alertmanager on {plan.alertmanager_url} and Prometheus on {plan.prometheus_url}")
         for child in monitoring_processes(plan):
             self._children.append(child.start())
@@ -212,6 +214,10 @@ class LocalStack:
         """Where the intake answers /readyz and /metrics: its metrics address when one is set."""
         listen = self.settings.intake.metrics_listen
         return f"http://{listen}" if listen else self.urls.intake
+
+    def _metrics_urls(self) -> list[str]:
+        """Every intake Prometheus scrapes (the scaled profile: each replica, not the balancer)."""
+        return [self._intake_ops_url()]
 
     def _start_runner(self, home: Path) -> None:
         """Execute the deployments in prefect.yaml: the launcher, or Prefect's serve() runner if disabled."""
@@ -368,35 +374,9 @@ async def seed_vault(settings: Settings, credentials: dict[str, SecretStr]) -> N
     vault.close()
 
 
-def identity_dir(settings: Settings) -> Path:
-    """Where the local stack keeps each identity's role id and secret-id file (mode 0600)."""
-    return settings.stack.home.resolve() / "vault"
-
-
-def identity_env(settings: Settings, identity: Identity) -> dict[str, str]:
-    """Environment that logs a waguard process in as `identity` of this stack (playbook runs also get
-    the evidence identity for signing)."""
-    directory = identity_dir(settings)
-    login = read_login(directory, identity)
-    if login is None:
-        raise StackError(f"no {identity} login in {directory}: the stack's Vault was not set up")
-    evidence = read_login(directory, "evidence") if identity == "playbook" else None
-    return login_env(login, evidence=evidence)
-
-
-def identity_vault(settings: Settings, identity: Identity) -> VaultSettings:
-    """`settings.vault` logged in as `identity` of a running local stack; unchanged when it has none."""
-    login = read_login(identity_dir(settings), identity)
-    return login_settings(settings.vault, login) if login is not None else settings.vault
-
-
 def _write_private(path: Path, value: str) -> None:
     """Write a credential file readable by this user only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(value)
-
-
-class StackError(WaguardError):
-    """The local stack could not start."""

@@ -93,9 +93,7 @@ class RegistrationLedger:
             RegistrationBudgetExhausted: 10 attempts already sit in the window; nothing is recorded.
             ValueError: a malformed id, action or time; nothing is recorded.
         """
-        check_attempt(phone_number_id, now)
-        if action not in get_args(Action):
-            raise ValueError("action must be 'register' or 'deregister'")
+        check_attempt(phone_number_id, now, action)
         with self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -145,7 +143,10 @@ def _times_in_window(conn: sqlite3.Connection, phone_number_id: str, now: float)
     return [at for (at,) in rows]
 
 
-def check_attempt(phone_number_id: str, now: float) -> None:
+def check_attempt(phone_number_id: str, now: float, action: str | None = None) -> None:
+    """Refuse a malformed id, time or (when given) action before anything is recorded (both backends)."""
+    if action is not None and action not in get_args(Action):
+        raise ValueError("action must be 'register' or 'deregister'")
     if not isinstance(phone_number_id, str) or not phone_number_id.isdigit() or not phone_number_id.isascii():
         raise ValueError("phone_number_id must be a numeric Graph object id")
     if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):

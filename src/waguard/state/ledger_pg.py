@@ -10,7 +10,6 @@ do not wait on each other. A connection per call, as in the SQLite ledger: safe 
 from __future__ import annotations
 
 from contextlib import closing
-from typing import get_args
 
 import psycopg
 
@@ -52,9 +51,7 @@ class PostgresLedger:
             RegistrationBudgetExhausted: 10 attempts already sit in the window; nothing is recorded.
             ValueError: a malformed id, action or time; nothing is recorded.
         """
-        check_attempt(phone_number_id, now)
-        if action not in get_args(Action):
-            raise ValueError("action must be 'register' or 'deregister'")
+        check_attempt(phone_number_id, now, action)
         with closing(self._connection()) as conn, conn.transaction():
             # The upsert locks the number's row until commit: the count below cannot go stale.
             conn.execute(
