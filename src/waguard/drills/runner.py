@@ -25,8 +25,8 @@ from waguard.drills.verify import Verifier
 from waguard.drills.world import reset_world, send_signal
 from waguard.local.identities import identity_vault
 from waguard.local.stack import StackUrls
-from waguard.playbook.timeline import IncidentRecord
 from waguard.settings import Settings
+from waguard.state.backends import open_timelines
 from waguard.vault.client import VaultClient
 
 RUN_TIMEOUT_S = 300.0
@@ -188,7 +188,7 @@ class DrillRunner:
         result["approvals"] = responder.clicks  # who clicked what, and what the intake answered
         if result["incident_id"]:
             self._score(
-                result, IncidentRecord(self.settings.incidents_dir, result["incident_id"]).events(), t0
+                result, open_timelines(self.settings).open(result["incident_id"]).events(), t0
             )
         result["objectives_missed"] = scoring.missed_objectives(result, scenario.objectives.model_dump())
         result["objectives_met"] = not result["objectives_missed"]
@@ -200,7 +200,7 @@ class DrillRunner:
 
     def _findings(self, record_id: str) -> list[str]:
         """`kind target (severity)` of each finding a posture audit recorded on its timeline."""
-        events = IncidentRecord(self.settings.incidents_dir, record_id).events()
+        events = open_timelines(self.settings).open(record_id).events()
         audits = [e for e in events if e.step == "audit"]
         found = audits[-1].data.get("findings", []) if audits else []
         return [f"{f.get('kind')} {f.get('target')} ({f.get('severity')})" for f in found]

@@ -28,7 +28,7 @@ from waguard.evidence.stream import Staging, read_chunks, redact_stream
 from waguard.intake.audit import read_window
 from waguard.meta.client import GraphClient
 from waguard.playbook.policy import EvidencePolicy
-from waguard.playbook.timeline import IncidentRecord
+from waguard.playbook.timeline import IncidentTimeline
 from waguard.settings import EvidenceSettings
 from waguard.vault.client import VaultClient
 from waguard.vault.errors import VaultCasConflict, VaultSecretNotFound
@@ -40,7 +40,7 @@ LOG_PAGE = 200
 AUDIT_LEAD_S = 86_400.0
 
 
-def audit_since(incident: IncidentRecord) -> float | None:
+def audit_since(incident: IncidentTimeline) -> float | None:
     """Where the incident's audit window starts: its first timeline record less AUDIT_LEAD_S (None: no
     timeline yet, so the whole audit log is read)."""
     events = incident.events()
@@ -55,7 +55,7 @@ class EvidenceSources:
     """Everything one bundle collects. Holds clients and paths, never secret values."""
 
     incident_id: str
-    incident: IncidentRecord  # timeline
+    incident: IncidentTimeline  # timeline
     graph: GraphClient | None  # None: Meta state skipped
     waba_id: str
     business_id: str
@@ -141,14 +141,11 @@ def collect_meta(staging: Staging, state: Mapping[str, Any], redactor: Redactor)
         _json_member(staging, f"meta/{name}.json", f"meta:{name}", data, redactor)
 
 
-def collect_timeline(staging: Staging, incident: IncidentRecord, redactor: Redactor) -> TimelineInfo:
+def collect_timeline(staging: Staging, incident: IncidentTimeline, redactor: Redactor) -> TimelineInfo:
     """The incident timeline, redacted record by record. Records hold no secrets by construction; if
     redaction still changed one (a phone number as a target, say), the chain is rebuilt and the
     manifest says which records and what the incident's own head was."""
-    source = []
-    if incident.timeline_path.exists():
-        with incident.timeline_path.open() as f:
-            source = [json.loads(line) for line in f if line.strip()]
+    source = incident.raw()
     counts = Counts()
     redacted = [redactor.value(record, counts) for record in source]
     changed = [

@@ -1,6 +1,6 @@
 """`waguard incident list | show ID | cancel ID`: incidents from a terminal, without the Prefect CLI.
 
-An incident is its timeline under `settings.incidents_dir` (`waguard.playbook.timeline`) plus the
+An incident is its timeline (`waguard.playbook.timeline`, in the store `state.dsn` chooses) plus the
 Prefect runs working on it (flow-run parameter `incident_id`). Cancelling closes it everywhere, as a
 cancelled run does: each live run is set Cancelling through the Prefect API and waited for until it is
 Cancelled and its close entry is on the timeline (the flow's hook replaces the Slack buttons); a run
@@ -16,22 +16,22 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from waguard.errors import WaguardError
 from waguard.playbook.closing import close_incident, closed_by
 from waguard.playbook.names import FLOW_NAMES
-from waguard.playbook.timeline import INCIDENT_ID, IncidentRecord, TimelineEvent
+from waguard.playbook.timeline import INCIDENT_ID, IncidentTimeline, TimelineEvent
 from waguard.settings import Settings
+from waguard.state.backends import open_timelines
 
 RUN_IN_OPEN = re.compile(r"\brun ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b")
 CANCEL_MESSAGE = "cancelled by a responder (waguard incident cancel)"
 
 
 class IncidentNotFound(WaguardError):
-    """No incident with that id under incidents_dir."""
+    """No incident with that id in the timeline store."""
 
 
 class CancelTimedOut(WaguardError):
@@ -52,30 +52,23 @@ class Summary:
     live_runs: dict[str, str] = field(default_factory=dict)  # run id -> Prefect state
 
 
-def _dirs(settings: Settings) -> list[Path]:
-    root = settings.incidents_dir
-    if not root.is_dir():
-        return []
-    return sorted(
-        p for p in root.iterdir() if (p / "timeline.jsonl").is_file() and not p.name.endswith(".plan")
-    )
+def _names(settings: Settings) -> list[str]:
+    return [name for name in open_timelines(settings).ids() if not name.endswith(".plan")]
 
 
-def _incident_id(path: Path, state: dict[str, Any]) -> str:
-    """The id as runs know it (the directory name has ':' as '_'; the Slack view keeps the real id)."""
-    return str((state.get("slack_view") or {}).get("incident_id") or path.name)
+def _incident_id(name: str, state: dict[str, Any]) -> str:
+    """The id as runs know it (a file store's name has ':' as '_'; the Slack view keeps the real id)."""
+    return str((state.get("slack_view") or {}).get("incident_id") or name)
 
 
-def record_of(settings: Settings, incident_id: str) -> IncidentRecord:
+def record_of(settings: Settings, incident_id: str) -> IncidentTimeline:
     """The incident's record; never creates one for an id that has none."""
     if not INCIDENT_ID.match(incident_id):
         raise IncidentNotFound(f"{incident_id!r} is not an incident id (3-128 of letters, digits, . _ : -)")
-    path = settings.incidents_dir / incident_id.replace(":", "_")
-    if not (path / "timeline.jsonl").is_file():
-        raise IncidentNotFound(
-            f"no incident {incident_id} under {settings.incidents_dir} (waguard incident list shows them)"
-        )
-    return IncidentRecord(settings.incidents_dir, incident_id)
+    record = open_timelines(settings).open(incident_id)
+    if not record.exists():
+        raise IncidentNotFound(f"no incident {incident_id} (waguard incident list shows them)")
+    return record
 
 
 def runs_of(events: Sequence[TimelineEvent], state: dict[str, Any]) -> list[str]:
@@ -154,10 +147,11 @@ async def live_runs(settings: Settings, incident_id: str | None = None) -> dict[
 def list_incidents(settings: Settings) -> list[Summary]:
     live = asyncio.run(live_runs(settings))
     out = []
-    for path in _dirs(settings):
-        record = IncidentRecord(settings.incidents_dir, path.name)
+    timelines = open_timelines(settings)
+    for name in _names(settings):
+        record = timelines.open(name)
         state = record.state()
-        summary = summarise(_incident_id(path, state), record.events(), state)
+        summary = summarise(_incident_id(name, state), record.events(), state)
         summary.live_runs = live.get(summary.incident_id, {})
         out.append(summary)
     return sorted(out, key=lambda s: s.started_at, reverse=True)
@@ -204,7 +198,7 @@ async def cancel_incident(
     except IncidentNotFound:
         if not live:
             raise
-        record = IncidentRecord(settings.incidents_dir, incident_id)  # its runs have not started yet
+        record = open_timelines(settings).open(incident_id)  # its runs have not started yet
     report = CancelReport(incident_id)
     async with PrefectClient(settings.prefect.api_url) as client:
         waiting: set[str] = set()

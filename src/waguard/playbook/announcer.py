@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from waguard.playbook.approval import Announcer, Decision
-from waguard.playbook.timeline import IncidentRecord
+from waguard.playbook.timeline import IncidentTimeline
 from waguard.settings import Settings
 from waguard.slack.blocks import ApprovalRequest, IncidentView, StepLine
 from waguard.slack.client import MessageRef, SlackClient
@@ -18,7 +18,7 @@ class SlackAnnouncer(Announcer):
 
     slack: SlackClient
     settings: Settings
-    incident: IncidentRecord
+    incident: IncidentTimeline
     view: IncidentView
     run_id: str
     enabled: bool = True  # plan mode posts nothing

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from waguard.playbook.pause import WakeableForm, pause_until, wake_pause
 from waguard.playbook.policy import Decided, PlaybookPolicy, Severity, TimeoutAction, Verdict, Vote, tally
-from waguard.playbook.timeline import IncidentRecord
+from waguard.playbook.timeline import IncidentTimeline
 
 __all__ = ["ApprovalForm", "ApprovalGate", "Decision", "StoredVote", "gate_key", "submit_vote", "vote_prefix",
            "wake_pause"]
@@ -96,7 +96,7 @@ class ApprovalGate:
     policy: PlaybookPolicy
     severity: Severity
     initiator: str | None
-    incident: IncidentRecord
+    incident: IncidentTimeline
     announcer: Announcer = field(default_factory=Announcer)
     poll_interval_s: int = 2
     timeout_s: int | None = None         # overrides policy.approval_timeout_s (drills, tests)

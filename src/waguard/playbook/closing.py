@@ -16,10 +16,11 @@ import contextlib
 import logging
 from typing import Any
 
-from waguard.playbook.timeline import IncidentRecord
+from waguard.playbook.timeline import IncidentTimeline
 from waguard.settings import Settings, load_settings
 from waguard.slack.blocks import ApprovalRequest, IncidentView
 from waguard.slack.client import MessageRef, SlackClient
+from waguard.state.backends import open_timelines
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def quick_incident_id(flow_name: str, run_id: Any) -> str:
     return f"quick-{flow_name}-{run_id}"
 
 
-def closed_by(incident: IncidentRecord, run_id: str) -> bool:
+def closed_by(incident: IncidentTimeline, run_id: str) -> bool:
     return any(e.step == "close" and e.data.get("run") == run_id for e in incident.events())
 
 
@@ -45,7 +46,7 @@ async def slack_client(settings: Settings) -> SlackClient:
     return SlackClient.from_settings(settings.slack, token)
 
 
-async def close_incident(settings: Settings, incident: IncidentRecord, run_id: str, outcome: str,
+async def close_incident(settings: Settings, incident: IncidentTimeline, run_id: str, outcome: str,
                          message: str = "", slack: SlackClient | None = None) -> bool:
     """Close what run `run_id` left open on `incident`; False if it had closed already."""
     if closed_by(incident, run_id):
@@ -72,7 +73,7 @@ async def close_incident(settings: Settings, incident: IncidentRecord, run_id: s
     return True
 
 
-async def close_leftovers(settings: Settings, incident: IncidentRecord, this_run: str,
+async def close_leftovers(settings: Settings, incident: IncidentTimeline, this_run: str,
                           slack: SlackClient) -> list[str]:
     """Close earlier runs of this incident that left approvals open (their process died unhooked)."""
     from uuid import UUID
@@ -104,7 +105,7 @@ async def close_on_hook(flow: Any, flow_run: Any, state: Any) -> None:
     try:
         settings = load_settings()
         incident_id = params.get("incident_id") or quick_incident_id(flow.name, flow_run.id)
-        incident = IncidentRecord(settings.incidents_dir, incident_id)
+        incident = open_timelines(settings).open(incident_id)
         await close_incident(settings, incident, str(flow_run.id), outcome, state.message or "")
     except Exception as err:  # noqa: BLE001 - a hook must not raise; the next run closes instead
         log.error("waguard: could not close the incident of run %s (%s)", flow_run.id, type(err).__name__)

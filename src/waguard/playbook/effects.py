@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from waguard.meta import wire
-from waguard.playbook.timeline import IncidentRecord
+from waguard.playbook.timeline import IncidentTimeline
 
 
 class PlannedCall(BaseModel):
@@ -32,7 +32,7 @@ class Effects:
     A plain class for the same reason as `Ports`: tasks must append to the one list.
     """
 
-    def __init__(self, plan: bool, incident: IncidentRecord, graph_version: str) -> None:
+    def __init__(self, plan: bool, incident: IncidentTimeline, graph_version: str) -> None:
         self.plan, self.incident, self.graph_version = plan, incident, graph_version
         self.planned: list[PlannedCall] = []
 

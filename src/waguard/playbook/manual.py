@@ -15,7 +15,7 @@ from uuid import UUID
 from pydantic import Field
 
 from waguard.playbook.pause import WakeableForm, pause_until
-from waguard.playbook.timeline import IncidentRecord
+from waguard.playbook.timeline import IncidentTimeline
 from waguard.steps.report import VerificationFailed
 
 
@@ -30,7 +30,7 @@ class ManualStepDone(WakeableForm):
 class ManualStep:
     run_id: UUID
     step: str
-    incident: IncidentRecord
+    incident: IncidentTimeline
     check: Callable[[], Awaitable[bool]]  # reads the target: True once the outcome is there
     timeout_s: int
     poll_interval_s: int = 2

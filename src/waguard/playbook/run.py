@@ -29,10 +29,11 @@ from waguard.playbook.policy import Playbook, PlaybookPolicy, Severity, load_pol
 from waguard.playbook.ports import GraphKeys, Ports, open_ports
 from waguard.playbook.scope import Action, Scope, actions_from, covered_by
 from waguard.playbook.slot import Entrant, IncidentClosedWhileWaiting, SlotQueue, hold_slot
-from waguard.playbook.timeline import IncidentRecord
+from waguard.playbook.timeline import IncidentTimeline
 from waguard.playbook.updates import UpdateFeed, merge_targets
 from waguard.settings import Settings, load_settings
 from waguard.slack.blocks import IncidentView
+from waguard.state.backends import open_timelines
 from waguard.steps.report import StepReport
 
 Status = Literal["contained", "held", "denied", "planned", "failed"]
@@ -48,7 +49,7 @@ class PlaybookRun:
     settings: Settings
     policy: PlaybookPolicy
     account: Account  # the business, app and WABA this run acts on, and that WABA's ids
-    incident: IncidentRecord
+    incident: IncidentTimeline
     ports: Ports
     fx: Effects
     slack: SlackAnnouncer
@@ -286,7 +287,7 @@ async def playbook_run(playbook: Playbook, params: PlaybookParameters, *, title:
     # A run started without an incident (the UI's Quick run) is its own incident: no approval is shared.
     incident_id = incident_id or quick_incident_id(FLOW_NAMES[playbook], run_id)
     # Plan runs keep their own record so a preview never touches the real incident's timeline.
-    incident = IncidentRecord(settings.incidents_dir, f"{incident_id}.plan" if plan else incident_id)
+    incident = open_timelines(settings).open(f"{incident_id}.plan" if plan else incident_id)
     started = incident.state().get("started_at")
     if started is None:
         started = datetime.now(UTC).isoformat()

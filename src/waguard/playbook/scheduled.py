@@ -25,9 +25,10 @@ from waguard.playbook.effects import Effects
 from waguard.playbook.hygiene_policy import HygienePolicy, load_hygiene_policy
 from waguard.playbook.manual import ManualStep
 from waguard.playbook.ports import Ports, open_ports
-from waguard.playbook.timeline import IncidentRecord
+from waguard.playbook.timeline import IncidentTimeline
 from waguard.settings import Settings, load_settings
 from waguard.slack.blocks import IncidentView
+from waguard.state.backends import open_timelines
 from waguard.steps.report import StepReport
 
 
@@ -36,8 +37,8 @@ class ScheduledRun:
     deployment: str
     settings: Settings
     policy: HygienePolicy
-    record: IncidentRecord
-    state: IncidentRecord
+    record: IncidentTimeline
+    state: IncidentTimeline
     ports: Ports
     fx: Effects
     slack: SlackAnnouncer
@@ -95,8 +96,9 @@ async def scheduled_run(deployment: str, *, plan: bool = False,
     settings = settings or load_settings()
     policy = load_hygiene_policy(settings.runbooks_dir, settings.meta.waba_id)
     run_id = current_run_id()
-    record = IncidentRecord(settings.incidents_dir, f"{deployment}-{run_id}" + (".plan" if plan else ""))
-    state = IncidentRecord(settings.incidents_dir, f"{deployment}-state")
+    timelines = open_timelines(settings)
+    record = timelines.open(f"{deployment}-{run_id}" + (".plan" if plan else ""))
+    state = timelines.open(f"{deployment}-state")
     async with open_ports(settings) as ports:
         view = IncidentView(
             incident_id=record.incident_id,

@@ -4,20 +4,27 @@ Every step records what it did here, so a re-run of the same incident can see wh
 and a forensic reader can prove nothing was rewritten: each record carries the SHA-256 of the one
 before. Records hold ids, paths and outcomes, never secret values (callers pass Vault paths).
 
-Stored as files under `<incidents_dir>/<incident_id>/`: `timeline.jsonl` and `state.json`. One run
-per playbook and WABA at a time (a Prefect concurrency limit) keeps a single writer per incident.
+Two stores behind one interface (`IncidentTimeline`, opened through a `TimelineStore`, chosen by
+`waguard.state.backends.open_timelines` from the `state.dsn` setting): files under
+`<incidents_dir>/<incident_id>/` (`timeline.jsonl` and `state.json`; `IncidentRecord` here, one
+machine) or PostgreSQL tables shared by every launcher (`waguard.state.timeline_pg`). Both take a lock
+over read-last-then-append, so two writers racing on one incident (a crashed run's hook and its retry)
+still extend one unbroken chain.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -79,17 +86,103 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def next_event(records: list[dict[str, Any]], step: str, outcome: Outcome, detail: str, target: str | None,
+               actor: str | None, data: dict[str, Any] | None) -> TimelineEvent:
+    """The record that extends `records` (the whole timeline so far, or just its last record)."""
+    prev = record_digest(records[-1]) if records else GENESIS
+    seq = int(records[-1]["seq"]) + 1 if records else 0
+    return TimelineEvent(seq=seq, at=now_iso(), step=step, outcome=outcome, detail=detail, target=target,
+                         actor=actor, data=data or {}, prev=prev)
+
+
+def check_id(incident_id: str) -> None:
+    if not INCIDENT_ID.match(incident_id):
+        raise ValueError("incident_id must be 3-128 characters of letters, digits and . _ : -")
+
+
+class IncidentTimeline(Protocol):
+    """One incident's timeline and state, whichever store holds them. Contract:
+    tests/contract/test_timeline_store.py (both backends)."""
+
+    incident_id: str
+
+    def raw(self) -> list[dict[str, Any]]:
+        """The records exactly as stored, oldest first (what the evidence bundle and `verify` read)."""
+        ...
+
+    def exists(self) -> bool:
+        """The incident has a timeline (at least one record)."""
+        ...
+
+    def events(self) -> list[TimelineEvent]: ...
+
+    def append(self, step: str, outcome: Outcome, detail: str = "", *, target: str | None = None,
+               actor: str | None = "waguard", data: dict[str, Any] | None = None) -> TimelineEvent:
+        """Add a record chained to the last one; racing writers are serialised, never interleaved."""
+        ...
+
+    def verify(self) -> None:
+        """Raise TimelineBroken naming the first record that does not chain."""
+        ...
+
+    def last(self, step: str, outcome: Outcome | None = None,
+             target: str | None = None) -> TimelineEvent | None: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def remember(self, **values: Any) -> dict[str, Any]:
+        """Merge `values` into the state (top-level keys) and return the whole state."""
+        ...
+
+
+class TimelineStore(Protocol):
+    """Where the timelines live: `open` takes any well-formed id (ValueError otherwise) and creates
+    nothing until the first append or remember."""
+
+    def open(self, incident_id: str) -> IncidentTimeline: ...
+
+    def ids(self) -> list[str]:
+        """The stored names of every incident with a timeline (files: ':' stored as '_')."""
+        ...
+
+
+class ReadsTimeline:
+    """What both stores derive from `raw`."""
+
+    def raw(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def exists(self) -> bool:
+        return bool(self.raw())
+
+    def events(self) -> list[TimelineEvent]:
+        return [TimelineEvent.model_validate(r) for r in self.raw()]
+
+    def verify(self) -> None:
+        verify_chain(self.raw())
+
+    def last(
+        self, step: str, outcome: Outcome | None = None, target: str | None = None
+    ) -> TimelineEvent | None:
+        for event in reversed(self.events()):
+            if event.step == step and (outcome is None or event.outcome == outcome) and (
+                target is None or event.target == target
+            ):
+                return event
+        return None
+
+
 @dataclass
-class IncidentRecord:
-    """Files of one incident. Cheap to construct; every call reads or appends on disk."""
+class IncidentRecord(ReadsTimeline):
+    """Files of one incident (the file store). Cheap to construct (creates nothing); every call reads
+    or appends on disk. Writers lock the incident's directory (flock): processes on one machine do
+    not race."""
 
     root: Path
     incident_id: str
 
     def __post_init__(self) -> None:
-        if not INCIDENT_ID.match(self.incident_id):
-            raise ValueError("incident_id must be 3-128 characters of letters, digits and . _ : -")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        check_id(self.incident_id)
 
     @property
     def dir(self) -> Path:
@@ -103,41 +196,36 @@ class IncidentRecord:
     def state_path(self) -> Path:
         return self.dir / "state.json"
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)  # on first write: reading creates nothing
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     # --- timeline ---
 
-    def events(self) -> list[TimelineEvent]:
-        return [TimelineEvent.model_validate(r) for r in self._raw()]
-
-    def _raw(self) -> list[dict[str, Any]]:
+    def raw(self) -> list[dict[str, Any]]:
         if not self.timeline_path.exists():
             return []
         with self.timeline_path.open() as f:
             return [json.loads(line) for line in f if line.strip()]
 
+    def exists(self) -> bool:
+        return self.timeline_path.is_file()
+
     def append(self, step: str, outcome: Outcome, detail: str = "", *, target: str | None = None,
                actor: str | None = "waguard", data: dict[str, Any] | None = None) -> TimelineEvent:
-        records = self._raw()
-        prev = record_digest(records[-1]) if records else GENESIS
-        event = TimelineEvent(seq=len(records), at=now_iso(), step=step, outcome=outcome, detail=detail,
-                              target=target, actor=actor, data=data or {}, prev=prev)
-        with self.timeline_path.open("a") as f:
-            f.write(canonical(event.model_dump()).decode() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        with self._locked():
+            event = next_event(self.raw(), step, outcome, detail, target, actor, data)
+            with self.timeline_path.open("a") as f:
+                f.write(canonical(event.model_dump()).decode() + "\n")
+                f.flush()
+                os.fsync(f.fileno())
         return event
-
-    def verify(self) -> None:
-        verify_chain(self._raw())
-
-    def last(
-        self, step: str, outcome: Outcome | None = None, target: str | None = None
-    ) -> TimelineEvent | None:
-        for event in reversed(self.events()):
-            if event.step == step and (outcome is None or event.outcome == outcome) and (
-                target is None or event.target == target
-            ):
-                return event
-        return None
 
     # --- resumable state (small, non-secret: message refs, the incident's start time) ---
 
@@ -147,8 +235,24 @@ class IncidentRecord:
         return dict(json.loads(self.state_path.read_text()))
 
     def remember(self, **values: Any) -> dict[str, Any]:
-        state = {**self.state(), **values}
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, sort_keys=True, indent=1))
-        tmp.replace(self.state_path)
+        with self._locked():
+            state = {**self.state(), **values}
+            tmp = self.state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, sort_keys=True, indent=1))
+            tmp.replace(self.state_path)
         return state
+
+
+@dataclass
+class FileTimelines:
+    """The file store: one directory per incident under `root` (settings.incidents_dir)."""
+
+    root: Path
+
+    def open(self, incident_id: str) -> IncidentRecord:
+        return IncidentRecord(self.root, incident_id)
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "timeline.jsonl").is_file())

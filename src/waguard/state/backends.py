@@ -8,9 +8,11 @@ here only, where the intake and the Graph client are built; nothing else looks a
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 from waguard.meta.ledger import RegistrationLedger
+from waguard.playbook.timeline import FileTimelines, TimelineStore
 from waguard.settings import Settings
 from waguard.state.protocols import BudgetLedger, IntakeState
 
@@ -26,7 +28,7 @@ def open_intake_store(settings: Settings) -> IntakeState:
     if uses_postgres(settings):
         from waguard.state.intake_pg import PostgresIntakeStore  # psycopg only where it is used
 
-        return PostgresIntakeStore(settings.state.dsn)
+        return PostgresIntakeStore(settings.state.dsn, reconnect_s=settings.state.reconnect_s)
     # Imported here: waguard.intake imports the playbook ports, which import this module (a cycle).
     from waguard.intake.store import IntakeStore
 
@@ -38,8 +40,26 @@ def open_ledger(settings: Settings) -> BudgetLedger:
     if uses_postgres(settings):
         from waguard.state.ledger_pg import PostgresLedger
 
-        return PostgresLedger(settings.state.dsn)
+        return PostgresLedger(settings.state.dsn, reconnect_s=settings.state.reconnect_s)
     return RegistrationLedger.from_settings(settings.meta)
+
+
+_timeline_stores: dict[tuple[int, str], TimelineStore] = {}
+
+
+def open_timelines(settings: Settings) -> TimelineStore:
+    """The incident timelines: files under incidents_dir, or the shared database. One PostgreSQL store
+    (one connection) per process and DSN, opened on first use: a forked run opens its own instead of
+    sharing its parent's socket."""
+    if not uses_postgres(settings):
+        return FileTimelines(settings.incidents_dir)
+    key = (os.getpid(), settings.state.dsn)
+    store = _timeline_stores.get(key)
+    if store is None:
+        from waguard.state.timeline_pg import PostgresTimelines
+
+        store = _timeline_stores[key] = PostgresTimelines(settings.state.dsn)
+    return store
 
 
 def incident_openings(settings: Settings) -> Callable[[], list[tuple[str, str, float]]] | None:

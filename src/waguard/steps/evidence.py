@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from waguard.errors import only_retryable
 from waguard.evidence import BundleRef, EvidenceSources, Phase, write_bundle
 from waguard.playbook.policy import PlaybookPolicy
-from waguard.playbook.timeline import IncidentRecord
+from waguard.playbook.timeline import IncidentTimeline
 from waguard.settings import Settings
 
 STEP = "snapshot-evidence"
@@ -31,7 +31,7 @@ class EvidenceRun(Protocol):
     """What the task reads from a playbook run (waguard.playbook.run.PlaybookRun has all of it)."""
 
     incident_id: str
-    incident: IncidentRecord
+    incident: IncidentTimeline
     settings: Settings
     policy: PlaybookPolicy
     ports: Any  # .evidence_vault, .graph, .slack
