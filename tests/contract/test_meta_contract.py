@@ -28,6 +28,7 @@ from waguard.meta.client import GraphClient
 from waguard.meta.errors import (
     MetaInvalidRequest,
     MetaNotFound,
+    MetaPermissionDenied,
     MetaRegistrationLocked,
     MetaThrottled,
 )
@@ -334,3 +335,68 @@ async def test_generated_system_user_token_is_a_valid_system_user_token(backend:
     assert isinstance(new, SecretStr) and new.get_secret_value() != backend.token.get_secret_value()
     assert info.is_valid and info.type == "SYSTEM_USER" and info.user_id == SYSTEM_USER
     assert info.scopes == ["whatsapp_business_management"]
+
+
+# ---- two Business Managers ------------------------------------------------------------------------
+
+B_BUSINESS, B_APP, B_WABA = "2000000002", "1000000002", "3000000002"
+B_ADMIN, B_PERSON = "7000000021", "6000000021"
+B_TOKEN, B_SECRET = SecretStr("EAAGbusinessbtokenbusinessbtoken0123"), SecretStr("business-b-app-secret")
+
+
+def with_business_b(backend: Backend) -> None:
+    """A second business portfolio beside the demo one: its own app, WABA, person and system user."""
+    if backend.sim is None:
+        return
+    from waguard.meta.simulator import seed as S
+
+    seed = backend.sim.seed
+    scopes = ["whatsapp_business_management", "business_management"]
+    seed = seed.model_copy(update={
+        "other_businesses": [S.BusinessSeed(id=B_BUSINESS, name="Brand B")],
+        "other_apps": [S.AppSeed(id=B_APP, name="Brand B Bot", secret=B_SECRET.get_secret_value())],
+        "wabas": [*seed.wabas, S.WabaSeed(id=B_WABA, name="Brand B Support", business_id=B_BUSINESS)],
+        "business_users": [*seed.business_users, S.BusinessUserSeed(
+            id=B_PERSON, name="Bea Brand", email="bea@b.example", role="ADMIN", business_id=B_BUSINESS)],
+        "system_users": [*seed.system_users, S.SystemUserSeed(
+            id=B_ADMIN, name="brand-b-waguard", role="ADMIN", business_id=B_BUSINESS)],
+        "assigned_users": [*seed.assigned_users, S.AssignmentSeed(waba_id=B_WABA, user_id=B_ADMIN)],
+        "tokens": [*seed.tokens, S.TokenSeed(id="tok-b", value=B_TOKEN.get_secret_value(), user_id=B_ADMIN,
+                                             app_id=B_APP, scopes=scopes)],
+    })  # fmt: skip
+    backend.sim.admin.post("/_sim/seed", json=seed.model_dump(mode="json")).raise_for_status()
+
+
+async def test_each_business_reads_only_its_own_people_and_wabas(backend: Backend) -> None:
+    b_people = {"data": [{"id": B_PERSON, "name": "Bea Brand", "role": "ADMIN"}]}
+    a_people = {"data": [{"id": i, "name": n, "role": r} for i, n, r in (
+        ("6000000001", "Ana Alves", "ADMIN"), ("6000000002", "Ben Brooks", "ADMIN"),
+        ("6000000003", "Eve Evans", "EMPLOYEE"))]}  # fmt: skip
+    stranger = httpx.Response(403, json=envelope("(#200) Permissions error", 200))
+
+    def a_people_unless_b(request: httpx.Request) -> httpx.Response:  # B's token is a stranger in A
+        b_token = request.headers["authorization"] == f"Bearer {B_TOKEN.get_secret_value()}"
+        return stranger if b_token else httpx.Response(200, json=a_people)
+
+    def install(r: respx.Router) -> None:
+        r.get(f"/{B_BUSINESS}/business_users").mock(return_value=httpx.Response(200, json=b_people))
+        r.get(f"/{B_BUSINESS}/system_users").mock(return_value=httpx.Response(200, json={
+            "data": [{"id": B_ADMIN, "name": "brand-b-waguard", "role": "ADMIN"}]}))
+        r.get(f"/{B_WABA}/assigned_users", params={"business": B_BUSINESS}).mock(
+            return_value=httpx.Response(200, json=assigned_page((B_ADMIN, "brand-b-waguard"))))
+        r.get(f"/{B_WABA}/subscribed_apps").mock(return_value=stranger)
+        r.get(f"/{BUSINESS}/business_users").mock(side_effect=a_people_unless_b)
+
+    with_business_b(backend)
+    backend.on_respx(install)
+    async with backend.client(token=B_TOKEN, app_secret=B_SECRET) as b:
+        assert [u.id for u in await b.list_business_users(B_BUSINESS)] == [B_PERSON]
+        assert [u.id for u in await b.list_system_users(B_BUSINESS)] == [B_ADMIN]
+        assert [u.id for u in await b.list_assigned_users(B_WABA, B_BUSINESS)] == [B_ADMIN]
+        with pytest.raises(MetaPermissionDenied):
+            await b.list_business_users(BUSINESS)
+    async with backend.client() as a:  # the demo business's admin system user
+        assert {u.id for u in await a.list_business_users(BUSINESS)} == {"6000000001", "6000000002",
+                                                                          "6000000003"}
+        with pytest.raises(MetaPermissionDenied):  # B's WABA: the demo business's admin is a stranger there
+            await a.list_subscribed_apps(B_WABA)

@@ -109,10 +109,11 @@ def business_user_fields(call: Call, user_id: str) -> dict[str, Any]:
     """Every readable field of a business user."""
     sim = call.sim
     u = sim.business_users[user_id]
+    owner = sim.business_of("business_user", user_id)
     first, _, last = u.name.partition(" ")
     return {"id": u.id, "name": u.name, "email": u.email, "role": u.role, "tasks": list(u.tasks),
             "first_name": first, "last_name": last, "title": None, "two_fac_status": "two_fac_enabled",
-            "business": {"id": sim.business.id, "name": sim.business.name}}  # fmt: skip
+            "business": {"id": owner.id, "name": owner.name}}  # fmt: skip
 
 
 def system_user_fields(call: Call, user_id: str) -> dict[str, Any]:
@@ -120,23 +121,27 @@ def system_user_fields(call: Call, user_id: str) -> dict[str, Any]:
     sim = call.sim
     u = sim.system_users[user_id]
     creator = {"id": u.created_by, "name": sim.user_name(u.created_by)} if u.created_by else None
+    owner = sim.business_of("system_user", user_id)
     return {"id": u.id, "name": u.name, "role": u.role, "created_by": creator, "created_time": u.created_time,
-            "business": {"id": sim.business.id, "name": sim.business.name}}  # fmt: skip
+            "business": {"id": owner.id, "name": owner.name}}  # fmt: skip
 
 
 async def list_business_users(call: Call) -> Answer:
-    """GET /{business-id}/business_users."""
-    with call.sim.lock:
-        nodes = [business_user_fields(call, u) for u in call.sim.business_users]
+    """GET /{business-id}/business_users: that business's people only."""
+    sim = call.sim
+    with sim.lock:
+        people = [u for u in sim.business_users if sim.is_member(u, call.object_id)]
+        nodes = [business_user_fields(call, u) for u in people]
     fields = call.param("fields")
     rows = [rules.select_fields(n, fields, BUSINESS_USER_DEFAULT, "BusinessUser") for n in nodes]
     return Answer(rules.paginate(rows, call.params, call.page_url))
 
 
 async def list_system_users(call: Call) -> Answer:
-    """GET /{business-id}/system_users."""
-    with call.sim.lock:
-        nodes = [system_user_fields(call, u) for u in call.sim.system_users]
+    """GET /{business-id}/system_users: that business's system users only."""
+    sim = call.sim
+    with sim.lock:
+        nodes = [system_user_fields(call, u) for u in sim.system_users if sim.is_member(u, call.object_id)]
     fields = call.param("fields")
     rows = [rules.select_fields(n, fields, SYSTEM_USER_DEFAULT, "SystemUser") for n in nodes]
     return Answer(rules.paginate(rows, call.params, call.page_url))
@@ -167,11 +172,12 @@ async def business_user_setting_logs(call: Call) -> Answer:
     sim = call.sim
     with sim.lock:
         u = sim.business_users[call.object_id]
+        owner = sim.business_of("business_user", u.id)
         rows = []
         if u.added_time:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(u.added_time))
             rows.append({"id": f"{u.id}0001", "event_time": stamp, "event_type": "ADD_BUSINESS_USER",
-                         "actor": {"id": sim.business.id, "name": sim.business.name},
+                         "actor": {"id": owner.id, "name": owner.name},
                          "event_object": {"id": u.id, "name": u.name, "type": "BUSINESS_USER"},
                          "extra_data": {"role": u.role}})  # fmt: skip
     rows = [rules.select_fields(r, call.param("fields"), SETTING_LOG_DEFAULT, "BusinessSettingLogsData")
@@ -196,7 +202,7 @@ ASSIGNED_DEFAULT = ("id", "name", "tasks")
 
 def _business_param(call: Call) -> None:
     business = str(call.required("business"))
-    if business != call.sim.business.id:
+    if business != call.sim.business_of("waba", call.object_id).id:
         raise E.invalid_param("(#100) Param business must be the id of the business that owns this "
                               "WhatsApp Business Account")  # fmt: skip
 
@@ -207,18 +213,19 @@ async def list_assigned(call: Call) -> Answer:
     sim = call.sim
     with sim.lock:
         rows = []
+        owner = sim.business_of("waba", call.object_id)
         for user_id, tasks in sim.assignments[call.object_id].items():
             node = {"id": user_id, "name": sim.user_name(user_id), "tasks": list(tasks),
                     "permitted_tasks": list(tasks),
                     "user_type": "SYSTEM_USER" if user_id in sim.system_users else "BUSINESS_USER",
-                    "business": {"id": sim.business.id, "name": sim.business.name}}  # fmt: skip
+                    "business": {"id": owner.id, "name": owner.name}}  # fmt: skip
             rows.append(rules.select_fields(node, call.param("fields"), ASSIGNED_DEFAULT, "AssignedUser"))
     return Answer(rules.paginate(rows, call.params, call.page_url))
 
 
 def _user_param(call: Call) -> str:
     user_id = str(call.required("user"))
-    if user_id not in call.sim.business_users and user_id not in call.sim.system_users:
+    if not call.sim.is_member(user_id, call.sim.business_of("waba", call.object_id).id):
         raise E.invalid_param("(#100) Param user must be the id of a user of this business")
     return user_id
 

@@ -135,7 +135,7 @@ def _route(sim: SimState, method: str, segments: list[str], path: str) -> tuple[
 
 
 def _authorise(sim: SimState, op: Operation, token: TokenSeed | AppToken, waba_id: str | None,
-               has_proof: bool) -> None:  # fmt: skip
+               business_id: str, has_proof: bool) -> None:  # fmt: skip
     if op.proof and not has_proof:
         raise E.proof_missing()
     if isinstance(token, AppToken):
@@ -146,17 +146,18 @@ def _authorise(sim: SimState, op: Operation, token: TokenSeed | AppToken, waba_i
         return  # not a business asset (debug_token, the app node): any valid token of the app will do
     if op.scope not in token.scopes:
         raise E.permission(op.scope)
-    target = waba_id or sim.business.id
+    target = waba_id or business_id
     granted = [g for g in token.granular_scopes if g.scope == op.scope]
     if granted and all(g.target_ids and target not in g.target_ids for g in granted):
         raise E.permission()
-    # The token acts for its user: that user must still belong to the business and reach the WABA.
+    # The token acts for its user: that user must still belong to the object's business (another
+    # business's people are strangers there) and reach the WABA.
     user_id = token.user_id
-    if user_id not in sim.business_users and user_id not in sim.system_users:
+    if not sim.is_member(user_id, business_id):
         raise E.permission()
     if waba_id is not None and not sim.can_reach_waba(user_id, waba_id):
         raise E.permission()
-    if op.admin and not sim.is_admin(user_id):
+    if op.admin and not sim.is_admin(user_id, business_id):
         raise E.permission()
 
 
@@ -229,7 +230,8 @@ async def _serve(sim: SimState, request: Request) -> Response:
                 raise route_error
             assert routed.token is not None
             has_proof = bool(params.get("appsecret_proof"))
-            _authorise(sim, op, routed.token, waba_id, has_proof)
+            _authorise(sim, op, routed.token, waba_id, sim.business_of(kind, object_id).id,  # type: ignore[arg-type]
+                       has_proof)
             routed.counted = True
             throttled, usage = sim.count_call(routed.waba_ids, now)
             if throttled:

@@ -95,14 +95,16 @@ async def get_waba(call: Call) -> Answer:
         node = {"id": w.id, "name": w.name, "currency": w.currency, "timezone_id": w.timezone_id,
                 "message_template_namespace": f"ns_{w.id}", "account_review_status": "APPROVED",
                 "business_verification_status": "VERIFIED", "ownership_type": "SELF_OWNED",
-                "owner_business_info": {"id": sim.business.id, "name": sim.business.name}}  # fmt: skip
+                "owner_business_info": {"id": w.business_id or sim.business.id,
+                                        "name": sim.business_of("waba", w.id).name}}  # fmt: skip
     default = ("id", "name", "currency", "timezone_id", "message_template_namespace")
     return Answer(rules.select_fields(node, call.param("fields"), default, "WhatsAppBusinessAccount"))
 
 
 async def get_business(call: Call) -> Answer:
     """GET /{business-id}."""
-    node = {"id": call.sim.business.id, "name": call.sim.business.name, "verification_status": "verified"}
+    business = call.sim.businesses[call.object_id]
+    node = {"id": business.id, "name": business.name, "verification_status": "verified"}
     return Answer(rules.select_fields(node, call.param("fields"), ("id", "name"), "Business"))
 
 

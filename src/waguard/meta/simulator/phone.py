@@ -81,7 +81,8 @@ def number_fields(sim: SimState, n: PhoneNumberSeed, *, edge: bool = False) -> d
             "entities": [
                 {"entity_type": "PHONE_NUMBER", "id": n.id, "can_send_message": can},
                 {"entity_type": "WABA", "id": n.waba_id, "can_send_message": "AVAILABLE"},
-                {"entity_type": "BUSINESS", "id": sim.business.id, "can_send_message": "AVAILABLE"},
+                {"entity_type": "BUSINESS", "id": sim.business_of("waba", n.waba_id).id,
+                 "can_send_message": "AVAILABLE"},
                 {"entity_type": "APP", "id": sim.app.id, "can_send_message": "AVAILABLE"},
             ],
         },

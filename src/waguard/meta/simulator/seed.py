@@ -1,7 +1,9 @@
 """What the Meta simulator starts from: a pydantic `Seed`, loadable from a dict, YAML or JSON.
 
 One seed describes one app and one business portfolio with its WABAs, phone numbers, templates,
-people, system users, WABA assignments, webhook subscriptions and access tokens. The simulator may
+people, system users, WABA assignments, webhook subscriptions and access tokens; `other_businesses`
+and `other_apps` add more portfolios, each WABA and user naming its own (`business_id`, default the
+seed's `business`), so each business reads only its own people and WABAs. The simulator may
 hold secret values (token values, the app secret, PINs) in its state because it stands in for
 Meta; it never writes them to its request record (see `record.py`).
 
@@ -81,6 +83,8 @@ class WabaSeed(_Model):
     name: str
     currency: str = "USD"
     timezone_id: str = "1"
+    business_id: GraphId | None = Field(None, pattern=DIGITS, description="Its owner; None: the seed's "
+                                        "business.")
 
 
 class PhoneNumberSeed(_Model):
@@ -129,6 +133,8 @@ class BusinessUserSeed(_Model):
     email: str
     role: BusinessRole = "EMPLOYEE"
     tasks: list[str] = Field(default_factory=list)
+    business_id: GraphId | None = Field(None, pattern=DIGITS, description="Whose person; None: the seed's "
+                                        "business.")
     added_time: int = Field(0, ge=0, description="Unix seconds the person joined (their Business Settings "
                             "log's first entry); 0: before the log begins, so no entry.")
 
@@ -141,6 +147,8 @@ class SystemUserSeed(_Model):
     role: Literal["ADMIN", "EMPLOYEE"] = "ADMIN"
     created_by: GraphId | None = Field(None, description="Business user id of the creator.")
     created_time: str = "2025-01-01T00:00:00+0000"
+    business_id: GraphId | None = Field(None, pattern=DIGITS, description="Whose system user; None: the "
+                                        "seed's business.")
 
 
 class AssignmentSeed(_Model):
@@ -200,6 +208,9 @@ class Seed(_Model):
         default_factory=list, description="Apps of other businesses, each with its own secret: a token "
         "issued for one (`app_id`) is proved with that app's secret, and its webhooks signed with it.")
     business: BusinessSeed
+    other_businesses: list[BusinessSeed] = Field(
+        default_factory=list, description="More business portfolios: their WABAs and users name them "
+        "by `business_id`.")
     wabas: list[WabaSeed] = Field(default_factory=list)
     phone_numbers: list[PhoneNumberSeed] = Field(default_factory=list)
     templates: list[TemplateSeed] = Field(default_factory=list)
@@ -221,7 +232,8 @@ class Seed(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> Seed:
         """Graph ids are unique across object kinds and every reference points at a seeded object."""
-        ids = [self.app.id, *(a.id for a in self.other_apps), self.business.id]
+        ids = [self.app.id, *(a.id for a in self.other_apps), self.business.id,
+               *(b.id for b in self.other_businesses)]
         for group in (self.wabas, self.phone_numbers, self.templates, self.business_users, self.system_users):
             ids.extend(o.id for o in group)
         dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -241,10 +253,23 @@ class Seed(_Model):
             raise ValueError(f"assigned_users name unknown users: {unknown}")
         if unknown := sorted({t.user_id for t in self.tokens} - users):
             raise ValueError(f"tokens belong to unknown users: {unknown}")
+        self._owners_known()
         apps = {self.app.id, *(a.id for a in self.other_apps)}
         if unknown := sorted({t.app_id for t in self.tokens if t.app_id} - apps):
             raise ValueError(f"tokens name unknown apps: {unknown}")
         return self
+
+    def _owners_known(self) -> None:
+        """Every business_id names a seeded business; a WABA's users are people of its business."""
+        businesses = {self.business.id, *(b.id for b in self.other_businesses)}
+        owned: list[WabaSeed | BusinessUserSeed | SystemUserSeed] = [
+            *self.wabas, *self.business_users, *self.system_users]
+        if unknown := sorted({o.business_id for o in owned if o.business_id} - businesses):
+            raise ValueError(f"business_id names unknown businesses: {unknown}")
+        owner_of = {o.id: o.business_id or self.business.id for o in owned}
+        if strays := sorted(f"{a.user_id} on {a.waba_id}" for a in self.assigned_users
+                            if owner_of[a.user_id] != owner_of[a.waba_id]):
+            raise ValueError(f"assigned_users name users of another business than the WABA's: {strays}")
 
 
 def load_seed(source: Seed | Mapping[str, Any] | str | Path) -> Seed:

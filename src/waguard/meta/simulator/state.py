@@ -18,6 +18,7 @@ from waguard.meta.simulator.faults import Fault, FaultSpec, activate, take
 from waguard.meta.simulator.record import MASK, Masker, RequestLog
 from waguard.meta.simulator.seed import (
     AppSeed,
+    BusinessSeed,
     BusinessUserSeed,
     GranularScopeSeed,
     PhoneNumberSeed,
@@ -84,6 +85,7 @@ class SimState:
             self.app: AppSeed = s.app
             self.apps: dict[str, AppSeed] = {a.id: a for a in [s.app, *s.other_apps]}
             self.business = s.business
+            self.businesses: dict[str, BusinessSeed] = {b.id: b for b in [s.business, *s.other_businesses]}
             self.limits = s.limits
             self.default_version = s.default_version
             self.wabas: dict[str, WabaSeed] = {w.id: w for w in s.wabas}
@@ -132,7 +134,7 @@ class SimState:
         """Which kind of Graph object an id names, or None if it names nothing."""
         if object_id in self.apps:
             return "app"
-        if object_id == self.business.id:
+        if object_id in self.businesses:
             return "business"
         tables: tuple[tuple[Kind, dict[str, Any]], ...] = (
             ("waba", self.wabas), ("phone_number", self.numbers), ("template", self.templates),
@@ -153,19 +155,38 @@ class SimState:
             return self.templates[object_id].waba_id
         return None
 
+    def business_of(self, kind: Kind | None, object_id: str) -> BusinessSeed:
+        """The business portfolio an object belongs to (the seed's business for apps and unknowns)."""
+        if kind == "business":
+            return self.businesses[object_id]
+        owner = None
+        if (waba_id := self.waba_of(kind, object_id)) is not None:
+            owner = self.wabas[waba_id].business_id
+        elif user := self.business_users.get(object_id) or self.system_users.get(object_id):
+            owner = user.business_id
+        return self.businesses.get(owner or self.business.id, self.business)
+
     def user_name(self, user_id: str) -> str:
         """A person's or system user's name ('' if unknown)."""
         user = self.business_users.get(user_id) or self.system_users.get(user_id)
         return user.name if user else ""
 
-    def is_admin(self, user_id: str | None) -> bool:
-        """Whether a user is an admin of the business (person or system user)."""
+    def is_admin(self, user_id: str | None, business_id: str | None = None) -> bool:
+        """Whether a user is an admin (person or system user) of a business (default: the user's own)."""
         user = self.business_users.get(user_id or "") or self.system_users.get(user_id or "")
-        return user is not None and user.role == "ADMIN"
+        if user is None or user.role != "ADMIN":
+            return False
+        return business_id is None or (user.business_id or self.business.id) == business_id
+
+    def is_member(self, user_id: str | None, business_id: str) -> bool:
+        """Whether a person or system user belongs to this business."""
+        user = self.business_users.get(user_id or "") or self.system_users.get(user_id or "")
+        return user is not None and (user.business_id or self.business.id) == business_id
 
     def can_reach_waba(self, user_id: str | None, waba_id: str) -> bool:
-        """Business admins reach every WABA; others only WABAs they are assigned to."""
-        return self.is_admin(user_id) or (user_id or "") in self.assignments.get(waba_id, {})
+        """Admins of the WABA's business reach it; others only if assigned to it."""
+        owner = self.business_of("waba", waba_id).id
+        return self.is_admin(user_id, owner) or (user_id or "") in self.assignments.get(waba_id, {})
 
     # ---- tokens and the app secret ---------------------------------------------------------------
 
@@ -220,7 +241,9 @@ class SimState:
             wabas = [w for w in self.wabas if self.can_reach_waba(user_id, w)]
             granular = [GranularScopeSeed(scope=s, target_ids=wabas) for s in scopes if s in WHATSAPP_SCOPES]
             if "business_management" in scopes:
-                granular.append(GranularScopeSeed(scope="business_management", target_ids=[self.business.id]))
+                owner = self.business_of("system_user" if user_id in self.system_users else "business_user",
+                                         user_id)
+                granular.append(GranularScopeSeed(scope="business_management", target_ids=[owner.id]))
             value = "EAAG" + secrets.token_urlsafe(48).replace("-", "x").replace("_", "y")  # Meta's alphabet
             token = TokenSeed(
                 id=self.new_id("tok"), value=value, type=token_type, user_id=user_id,
@@ -353,6 +376,8 @@ class SimState:
                 "app": {**self.app.model_dump(), "secret": MASK,
                         "previous_secrets": len(self.previous_secrets)},
                 "business": self.business.model_dump(),
+                "other_businesses": [b.model_dump() for b in self.businesses.values()
+                                     if b is not self.business],
                 "wabas": [w.model_dump() for w in self.wabas.values()],
                 "phone_numbers": numbers,
                 "templates": [t.model_dump() for t in self.templates.values()],
