@@ -307,6 +307,8 @@ class StateSettings(BaseModel):
         "every intake replica and run (the scaled profile). No password in the URL: libpq reads it from "
         "a passfile (?passfile= or PGPASSFILE).",
     )
+    reconnect_s: float = Field(30.0, ge=0, description="How long a run or replica waits for a PostgreSQL "
+                               "server that is away (restart, failover) before failing with an error naming dsn.")
 
     @field_validator("dsn")
     @classmethod

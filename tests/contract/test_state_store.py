@@ -291,7 +291,7 @@ def test_an_unreachable_database_fails_at_start_naming_the_setting(pg_dsn: str) 
     missing_db = pg_dsn.rsplit("/", 1)[0] + "/no_such_database"
     for dsn in ("postgresql://waguard@127.0.0.1:1/waguard", missing_db):
         with pytest.raises(ConfigError, match="WAGUARD_STATE__DSN") as caught:
-            open_intake_store(Settings(state=StateSettings(dsn=dsn)))
+            open_intake_store(Settings(state=StateSettings(dsn=dsn, reconnect_s=0.5)))
         assert "127.0.0.1" in str(caught.value)
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import psycopg
 
 from waguard.intake.store import PRUNE_EVERY, Claim, PendingStart
-from waguard.state.postgres import connect, open_checked
+from waguard.state.postgres import RECONNECT_S, connect, open_checked
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS intake_nonces (
@@ -65,9 +65,9 @@ ALTER TABLE intake_incidents ADD COLUMN IF NOT EXISTS start_held_until DOUBLE PR
 class PostgresIntakeStore:
     """Nonce cache and incident map in one PostgreSQL database (waguard.state.protocols.IntakeState)."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, reconnect_s: float = RECONNECT_S) -> None:
         self._dsn = dsn
-        self._db = open_checked(dsn, role="intake", schema=SCHEMA)
+        self._db = open_checked(dsn, role="intake", schema=SCHEMA, reconnect_s=reconnect_s)
         self._tx: psycopg.Connection | None = None  # the connection of the transaction under way
         self._depth = 0
         self._inserts = 0
