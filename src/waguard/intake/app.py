@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from waguard.intake import strict_json
-from waguard.intake.audit import AuditLog, RejectionSampler, safe_id
+from waguard.intake.audit import RejectionSampler, safe_id
 from waguard.intake.businesses import Businesses
 from waguard.intake.dispatch import Dispatched, Dispatcher
 from waguard.intake.health import Readiness
@@ -42,7 +42,7 @@ from waguard.intake.starter import RunStarter
 from waguard.intake.verify import Rejected, verify_token
 from waguard.playbook.policy import PLAYBOOKS, Playbook, PlaybookPolicy, load_policy
 from waguard.settings import Settings
-from waguard.state.backends import incident_openings, open_intake_store
+from waguard.state.backends import incident_openings, open_audit_log, open_intake_store
 
 log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json",)
@@ -71,9 +71,7 @@ class IntakeService:
         state = settings.intake.state_dir
         self.store = open_intake_store(settings)  # SQLite under state_dir, or WAGUARD_STATE__DSN's database
         intake = settings.intake
-        self.audit = AuditLog(
-            state / "audit.jsonl", max_bytes=intake.audit_max_bytes, backups=intake.audit_backups
-        )
+        self.audit = open_audit_log(settings)  # rotated files under state_dir, or the shared table
         self.rejections = RejectionSampler(intake.rejection_sample_s)
         businesses = Businesses.load(settings)  # the business registry (ConfigError: names file and key)
         self.metrics = IntakeMetrics(registry, known_wabas=businesses.wabas(),
