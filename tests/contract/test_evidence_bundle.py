@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from tests.fixtures.vault import OpenBao
 from waguard.evidence import EvidenceSources, export_public_keys, verify_bundle, write_bundle
 from waguard.evidence.manifest import MANIFEST, SIGNATURE, TIMELINE, Manifest, sha256_hex
-from waguard.intake.audit import stamp
+from waguard.intake.audit import FileAuditReader, stamp
 from waguard.meta.client import GraphClient
 from waguard.playbook.policy import EvidencePolicy
 from waguard.playbook.timeline import IncidentRecord, canonical
@@ -120,7 +120,7 @@ async def plant(vault: VaultClient, prefix: str, root: Path, *, encrypt: bool = 
     sources = EvidenceSources(
         incident_id="INC-7", incident=incident, graph=graph, waba_id=WABA, business_id=BUSINESS,
         policy=EvidencePolicy(log_globs=[str(ci_log), str(root / "missing-*.log")], retention_days=30),
-        intake_audit_path=audit,
+        intake_audit=FileAuditReader(audit),
         slack_messages=[{"ts": "1714557600.000100", "user": "U0ONCALL",
                          "text": f"customer {PHONES[2]} reports spam; secret was {app_secret}"}],
         extra={"alert": {"source": "github", "secret_type": "meta_app_secret", "email": "dev@acme.example"}})

@@ -7,6 +7,7 @@ incident claimed by a replica that stopped before starting it is started by the 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tests.fixtures.intake import FakeClock, Harness, IntakeEnv, RecordingRuns, 
 from waguard.intake.app import create_app
 from waguard.intake.starter import RecordingStarter
 from waguard.settings import StateSettings
-from waguard.state.backends import incident_openings
+from waguard.state.backends import incident_openings, open_audit_reader
 from waguard.state.intake_pg import PostgresIntakeStore
 
 intake_env = fx.intake_env
@@ -71,6 +72,17 @@ async def test_a_delivery_taken_by_one_replica_is_a_replay_at_the_other(two: lis
     body = am_notification()
     assert (await post_am(two[0], body)).json()["outcome"] == "started"
     assert (await post_am(two[1], body)).json()["outcome"] == "duplicate"  # same bytes, other replica
+
+
+async def test_both_replicas_audit_into_one_log_that_evidence_reads(two: list[Harness], tmp_path: Path) -> None:
+    body = am_notification()
+    started = (await post_am(two[0], body)).json()
+    assert (await post_am(two[1], body)).json()["outcome"] == "duplicate"
+    reader = open_audit_reader(two[1].service.settings)  # what a run's evidence snapshot reads
+    records = [json.loads(line) for line in reader.read_window()]
+    assert [r["outcome"] for r in records if r["source"] == "alertmanager"] == ["started", "duplicate"]
+    assert started["incidents"][0]["incident_key"] in {r["incident_key"] for r in records}
+    assert not list(tmp_path.glob("replica-*/audit.jsonl*"))
 
 
 async def test_an_incident_left_pending_by_a_stopped_replica_is_started_by_the_other(

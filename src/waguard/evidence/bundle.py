@@ -112,7 +112,7 @@ async def _collect_all(sources: EvidenceSources, phase: Phase, created_at: str, 
     collect.collect_meta(staging, state, redactor)
     timeline = collect.collect_timeline(staging, sources.incident, redactor)
     # File work runs in a thread: redacting a 100 MB log must not stall the flow's event loop.
-    await asyncio.to_thread(collect.collect_audit, staging, sources.intake_audit_path, sources.incident_id,
+    await asyncio.to_thread(collect.collect_audit, staging, sources.intake_audit, sources.incident_id,
                             sources.flow_run_ids, redactor, errors, collect.audit_since(sources.incident))
     await collect.collect_flow_logs(staging, sources.flow_run_ids, redactor, errors)
     collect.collect_slack(staging, sources.slack_messages, redactor)

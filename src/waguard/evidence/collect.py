@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from waguard.evidence.manifest import TIMELINE, TimelineInfo, chain_head, rechain
 from waguard.evidence.redact import Counts, Redactor
 from waguard.evidence.stream import Staging, read_chunks, redact_stream
-from waguard.intake.audit import read_window
+from waguard.intake.audit import AuditReader
 from waguard.meta.client import GraphClient
 from waguard.playbook.policy import EvidencePolicy
 from waguard.playbook.timeline import IncidentTimeline
@@ -60,7 +60,7 @@ class EvidenceSources:
     waba_id: str
     business_id: str
     policy: EvidencePolicy  # log_globs, keep_message_bodies, retention_days
-    intake_audit_path: Path | None = None
+    intake_audit: AuditReader | None = None  # the intake's audit log (files, or the shared table)
     flow_run_ids: Sequence[UUID] = ()  # Prefect runs whose logs to include
     slack_messages: Sequence[dict[str, Any]] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)  # small JSON-able facts (e.g. the alert)
@@ -161,19 +161,19 @@ def collect_timeline(staging: Staging, incident: IncidentTimeline, redactor: Red
                         rechained=bool(changed), redacted_seqs=changed)
 
 
-def collect_audit(staging: Staging, path: Path | None, incident_id: str, run_ids: Sequence[UUID],
+def collect_audit(staging: Staging, audit: AuditReader | None, incident_id: str, run_ids: Sequence[UUID],
                   redactor: Redactor, errors: list[str], since: float | None = None) -> None:
     """The intake's audit entries for this incident (by `incident_key` or `run_id`), line by line, from
     `since` (Unix seconds; None: the whole log, rotated files included) onwards."""
-    if path is None:
+    if audit is None:
         return
-    if not path.exists():
-        errors.append(f"intake:audit: {path} does not exist (no delivery recorded yet)")
+    if (missing := audit.missing()) is not None:
+        errors.append(f"intake:audit: {missing}")
         return
     runs = {str(r) for r in run_ids}
-    with staging.member("intake/audit.jsonl", f"intake:{path}") as out:
+    with staging.member("intake/audit.jsonl", f"intake:{audit.source}") as out:
         skipped = 0
-        for line in read_window(path, since):
+        for line in audit.read_window(since):
             try:
                 entry = json.loads(line)
             except ValueError:

@@ -16,6 +16,10 @@ When `audit.jsonl` would pass `max_bytes` it becomes `audit.jsonl.1` (older ones
 `.<backups>`, the oldest is dropped). Records are appended in time order, so a reader that wants one
 time window (`read_window`) skips whole files that ended before it and stops at the first record
 after it.
+
+Several intake replicas share one log through the PostgreSQL writer and reader
+(waguard.state.audit_pg, chosen by `state.dsn` in waguard.state.backends); both implement
+`AuditWriter` and `AuditReader` below, with the same records and the same window semantics.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _AT = re.compile(rb'^\{\s*"at"\s*:\s*"([^"]+)"')
@@ -51,6 +55,59 @@ def _second(secs: int) -> str:
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode  # built once, not per record
+
+
+def encode_record(*, at: float, source: str, outcome: str, status: int, verification: str,
+                  body_sha256: str | None, delivery_id: str | None = None, incident_key: str | None = None,
+                  run_id: str | None = None, **extra: Any) -> str:
+    """One record as its JSON line (no newline); `at` first, as `stamp(at)`, so readers find it cheaply."""
+    record = {
+        "at": stamp(at),
+        "source": source, "delivery_id": delivery_id, "outcome": outcome, "status": status,
+        "verification": verification, "body_sha256": body_sha256, "incident_key": incident_key,
+        "run_id": run_id,
+    }
+    for k, v in extra.items():
+        if v is not None and v != [] and v != ():
+            record[k] = v
+    return str(_encode(record))
+
+
+class AuditWriter(Protocol):
+    """Where the intake writes: each record is stored before `write` returns."""
+
+    def write(self, *, at: float, source: str, outcome: str, status: int, verification: str,
+              body_sha256: str | None, delivery_id: str | None = None, incident_key: str | None = None,
+              run_id: str | None = None, **extra: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class AuditReader(Protocol):
+    """What evidence reads: records of every replica in time order, one window at a time."""
+
+    source: str  # where it reads, as the bundle's manifest names it
+
+    def missing(self) -> str | None:
+        """Why there is nothing to read (no log yet), or None."""
+        ...
+
+    def read_window(self, start: float | None = None, end: float | None = None) -> Iterator[bytes]:
+        """Raw record lines stamped from `start` to `end` (Unix seconds; None: open), oldest first."""
+        ...
+
+
+class FileAuditReader:
+    """The files of one intake's log (`AuditReader`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.source = path, str(path)
+
+    def missing(self) -> str | None:
+        return None if self.path.exists() else f"{self.path} does not exist (no delivery recorded yet)"
+
+    def read_window(self, start: float | None = None, end: float | None = None) -> Iterator[bytes]:
+        return read_window(self.path, start, end)
 
 
 class AuditLog:
@@ -82,16 +139,9 @@ class AuditLog:
               body_sha256: str | None, delivery_id: str | None = None, incident_key: str | None = None,
               run_id: str | None = None, **extra: Any) -> None:
         """Append one record (`at` is Unix seconds)."""
-        record = {
-            "at": stamp(at),
-            "source": source, "delivery_id": delivery_id, "outcome": outcome, "status": status,
-            "verification": verification, "body_sha256": body_sha256, "incident_key": incident_key,
-            "run_id": run_id,
-        }
-        for k, v in extra.items():
-            if v is not None and v != [] and v != ():
-                record[k] = v
-        line = (_encode(record) + "\n").encode()
+        line = (encode_record(at=at, source=source, outcome=outcome, status=status, verification=verification,
+                              body_sha256=body_sha256, delivery_id=delivery_id, incident_key=incident_key,
+                              run_id=run_id, **extra) + "\n").encode()
         with self._lock:
             if self._fd < 0:
                 return

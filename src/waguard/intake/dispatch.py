@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from waguard.intake.audit import AuditLog
+from waguard.intake.audit import AuditWriter
 from waguard.intake.metrics import IntakeMetrics
 from waguard.intake.params import build_parameters, incident_id
 from waguard.intake.routing import Route, Start
@@ -64,7 +64,7 @@ HOLD_S = 60.0
 class Dispatcher:
     """Claims incidents and starts their runs."""
 
-    def __init__(self, store: IntakeState, starter: RunStarter, audit: AuditLog, metrics: IntakeMetrics,
+    def __init__(self, store: IntakeState, starter: RunStarter, audit: AuditWriter, metrics: IntakeMetrics,
                  clock: Callable[[], float], retry_delays_s: Sequence[float] = RETRY_DELAYS_S) -> None:
         self.store, self.starter, self.audit, self.metrics = store, starter, audit, metrics
         self.clock = clock

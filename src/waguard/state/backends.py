@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from waguard.intake.audit import AuditLog, AuditReader, AuditWriter, FileAuditReader
 from waguard.meta.ledger import RegistrationLedger
 from waguard.playbook.timeline import FileTimelines, TimelineStore
 from waguard.settings import Settings
@@ -60,6 +61,30 @@ def open_timelines(settings: Settings) -> TimelineStore:
 
         store = _timeline_stores[key] = PostgresTimelines(settings.state.dsn)
     return store
+
+
+AUDIT_RECORD_BYTES = 300  # about one accepted delivery's record: the table keeps what the files would
+
+
+def open_audit_log(settings: Settings) -> AuditWriter:
+    """The intake's audit writer: its rotated files under intake.state_dir, or the shared table."""
+    intake = settings.intake
+    if uses_postgres(settings):
+        from waguard.state.audit_pg import PostgresAuditLog
+
+        keep = intake.audit_max_bytes * (intake.audit_backups + 1) // AUDIT_RECORD_BYTES
+        return PostgresAuditLog(settings.state.dsn, keep_records=keep)
+    return AuditLog(intake.state_dir / "audit.jsonl", max_bytes=intake.audit_max_bytes,
+                    backups=intake.audit_backups)
+
+
+def open_audit_reader(settings: Settings) -> AuditReader:
+    """Where evidence reads the intake's audit: this machine's files, or every replica's records."""
+    if uses_postgres(settings):
+        from waguard.state.audit_pg import PostgresAuditLog
+
+        return PostgresAuditLog(settings.state.dsn)
+    return FileAuditReader(settings.intake.state_dir / "audit.jsonl")
 
 
 def incident_openings(settings: Settings) -> Callable[[], list[tuple[str, str, float]]] | None:

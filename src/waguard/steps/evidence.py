@@ -23,6 +23,7 @@ from waguard.evidence import BundleRef, EvidenceSources, Phase, write_bundle
 from waguard.playbook.policy import PlaybookPolicy
 from waguard.playbook.timeline import IncidentTimeline
 from waguard.settings import Settings
+from waguard.state.backends import open_audit_reader
 
 STEP = "snapshot-evidence"
 
@@ -72,7 +73,7 @@ def sources_for(run: EvidenceRun, slack_messages: list[dict[str, Any]],
         incident_id=run.incident_id, incident=run.incident, graph=getattr(run.ports, "graph", None),
         waba_id=waba_id or (account.waba_id if account else settings.meta.waba_id),
         business_id=account.business_id if account else settings.meta.business_id, policy=run.policy.evidence,
-        intake_audit_path=Path(settings.intake.state_dir) / "audit.jsonl", flow_run_ids=[run.run_id],
+        intake_audit=open_audit_reader(settings), flow_run_ids=[run.run_id],
         slack_messages=slack_messages, extra=extra)
 
 
