@@ -191,3 +191,17 @@ def test_the_dsn_setting_chooses_the_backend(tmp_path: Path, pg_dsn: str) -> Non
     assert open_timelines(files).ids() == []  # nothing landed in the files
     assert [e.step for e in PostgresTimelines(pg_dsn).open(INC).events()] == [
         "snapshot", "approval", "deregister"]
+
+
+def test_a_postgres_timeline_carries_on_after_its_session_is_cut(pg_dsn: str) -> None:
+    store = PostgresTimelines(pg_dsn, reconnect_s=5)
+    try:
+        store.open(INC).append("open", "started")
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:  # as a PostgreSQL restart would
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name = 'waguard-timelines'")
+        store.open(INC).append("notify", "done")
+        store.open(INC).verify()
+        assert [e.step for e in store.open(INC).events()] == ["open", "notify"]
+    finally:
+        store.close()

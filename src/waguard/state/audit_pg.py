@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from waguard.intake.audit import encode_record, stamp
-from waguard.state.postgres import connect, open_checked, shown
+from waguard.state.postgres import RECONNECT_S, connect, open_checked, shown, while_away
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS intake_audit (
@@ -39,10 +39,10 @@ PAGE = 1000
 class PostgresAuditLog:
     """Writer (waguard.intake.audit.AuditWriter) and reader (AuditReader) of the shared audit table."""
 
-    def __init__(self, dsn: str, *, keep_records: int = 200_000) -> None:
-        self._dsn, self.keep_records = dsn, keep_records
+    def __init__(self, dsn: str, *, keep_records: int = 200_000, reconnect_s: float = RECONNECT_S) -> None:
+        self._dsn, self.keep_records, self._reconnect_s = dsn, keep_records, reconnect_s
         self.source = f"postgres:{shown(dsn)}#intake_audit"
-        open_checked(dsn, role="audit", schema=SCHEMA).close()
+        open_checked(dsn, role="audit", schema=SCHEMA, reconnect_s=reconnect_s).close()
         self._db: psycopg.Connection | None = None  # the writer's, opened on the first write
         self._lock = threading.Lock()
         self._writes = 0
@@ -92,10 +92,11 @@ class PostgresAuditLog:
 
     def read_window(self, start: float | None = None, end: float | None = None) -> Iterator[bytes]:
         """The records stamped from `start` to `end`, oldest first, on a connection of the caller's
-        own (evidence reads from a worker thread)."""
+        own (evidence reads from a worker thread; a server that is away is waited for at connect)."""
         lo = stamp(start) if start is not None else ""
         hi = stamp(end) if end is not None else "~"  # after every digit-led stamp
-        with connect(self._dsn, role="audit-reader") as conn, conn.transaction():
+        opened = while_away(self._dsn, self._reconnect_s, lambda: connect(self._dsn, role="audit-reader"))
+        with opened as conn, conn.transaction():
             cur = conn.cursor(name="audit_window")
             cur.itersize = PAGE
             cur.execute("SELECT record FROM intake_audit WHERE at >= %s AND at <= %s ORDER BY at, seq",

@@ -59,7 +59,8 @@ def open_timelines(settings: Settings) -> TimelineStore:
     if store is None:
         from waguard.state.timeline_pg import PostgresTimelines
 
-        store = _timeline_stores[key] = PostgresTimelines(settings.state.dsn)
+        store = _timeline_stores[key] = PostgresTimelines(settings.state.dsn,
+                                                          reconnect_s=settings.state.reconnect_s)
     return store
 
 
@@ -83,7 +84,7 @@ def open_audit_reader(settings: Settings) -> AuditReader:
     if uses_postgres(settings):
         from waguard.state.audit_pg import PostgresAuditLog
 
-        return PostgresAuditLog(settings.state.dsn)
+        return PostgresAuditLog(settings.state.dsn, reconnect_s=settings.state.reconnect_s)
     return FileAuditReader(settings.intake.state_dir / "audit.jsonl")
 
 

@@ -9,21 +9,26 @@ profile). Same records, chain and state as the files of waguard.playbook.timelin
   then reads the last record and inserts the next: two writers racing on one incident extend one chain,
   one after the other. The primary key would refuse a doubled seq even without the lock.
 
-A connection per store, used under a lock (runs call from Prefect's worker threads); a lost connection
-fails the call under way and is replaced on the next, like the intake's store.
+A connection per store, used under a lock (runs call from Prefect's worker threads). A server that is
+away (a restart under a run) is waited for, up to `reconnect_s`, each call on a new connection: a
+read repeats harmlessly; an append whose commit landed but whose answer was lost is written twice
+(the chain stays whole; the step shows twice), which beats a run failing in the middle of containment.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from waguard.playbook.timeline import Outcome, ReadsTimeline, TimelineEvent, canonical, check_id, next_event
-from waguard.state.postgres import connect, open_checked
+from waguard.state.postgres import RECONNECT_S, connect, open_checked, server_away, unavailable, while_away
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incident_timelines (
@@ -49,19 +54,30 @@ TABLES = ("incident_timelines", "timeline_records")
 class PostgresTimelines:
     """The PostgreSQL timeline store (waguard.playbook.timeline.TimelineStore)."""
 
-    def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
-        self._db = open_checked(dsn, role="timelines", schema=SCHEMA)
-        self.lock = threading.Lock()
+    def __init__(self, dsn: str, *, reconnect_s: float = RECONNECT_S) -> None:
+        self._dsn, self._reconnect_s = dsn, reconnect_s
+        self._db = open_checked(dsn, role="timelines", schema=SCHEMA, reconnect_s=reconnect_s)
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "PostgresTimelines()"
 
-    def conn(self) -> psycopg.Connection:
-        """The store's connection (call under `lock`), reopened if the server restarted."""
-        if self._db.closed or self._db.broken:
-            self._db = connect(self._dsn, role="timelines")
-        return self._db
+    def call(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """`work(connection)` under the store's lock, repeated on a new connection while the server is
+        away (bounded); then StateStoreUnavailable naming the setting."""
+
+        def attempt() -> T:
+            if self._db.closed or self._db.broken:
+                self._db = connect(self._dsn, role="timelines")
+            return work(self._db)
+
+        with self._lock:
+            try:
+                return while_away(self._dsn, self._reconnect_s, attempt)
+            except psycopg.Error as err:
+                if server_away(err):
+                    raise unavailable(self._dsn, self._reconnect_s, err) from None
+                raise
 
     def close(self) -> None:
         self._db.close()
@@ -71,9 +87,8 @@ class PostgresTimelines:
         return PostgresTimeline(self, incident_id)
 
     def ids(self) -> list[str]:
-        with self.lock:
-            rows = self.conn().execute(
-                "SELECT DISTINCT incident_id FROM timeline_records ORDER BY 1").fetchall()
+        rows = self.call(lambda conn: conn.execute(
+            "SELECT DISTINCT incident_id FROM timeline_records ORDER BY 1").fetchall())
         return [r[0] for r in rows]
 
 
@@ -87,16 +102,14 @@ class PostgresTimeline(ReadsTimeline):
         return f"PostgresTimeline({self.incident_id!r})"
 
     def raw(self) -> list[dict[str, Any]]:
-        with self._store.lock:
-            rows = self._store.conn().execute(
-                "SELECT record FROM timeline_records WHERE incident_id = %s ORDER BY seq",
-                (self.incident_id,)).fetchall()
+        rows = self._store.call(lambda conn: conn.execute(
+            "SELECT record FROM timeline_records WHERE incident_id = %s ORDER BY seq",
+            (self.incident_id,)).fetchall())
         return [json.loads(r[0]) for r in rows]
 
     def append(self, step: str, outcome: Outcome, detail: str = "", *, target: str | None = None,
                actor: str | None = "waguard", data: dict[str, Any] | None = None) -> TimelineEvent:
-        with self._store.lock:
-            conn = self._store.conn()
+        def attempt(conn: psycopg.Connection) -> TimelineEvent:
             with conn.transaction():
                 # The upsert takes the incident's row lock until commit: the last record cannot go stale.
                 conn.execute(
@@ -109,21 +122,20 @@ class PostgresTimeline(ReadsTimeline):
                                    actor, data)
                 conn.execute("INSERT INTO timeline_records (incident_id, seq, record) VALUES (%s, %s, %s)",
                              (self.incident_id, event.seq, canonical(event.model_dump()).decode()))
-        return event
+            return event
+
+        return self._store.call(attempt)
 
     def state(self) -> dict[str, Any]:
-        with self._store.lock:
-            row = self._store.conn().execute(
-                "SELECT state FROM incident_timelines WHERE incident_id = %s", (self.incident_id,)).fetchone()
+        row = self._store.call(lambda conn: conn.execute(
+            "SELECT state FROM incident_timelines WHERE incident_id = %s", (self.incident_id,)).fetchone())
         return dict(row[0]) if row else {}
 
     def remember(self, **values: Any) -> dict[str, Any]:
         # One statement: two writers' keys both land (a read-modify-write would lose one).
-        with self._store.lock:
-            row = self._store.conn().execute(
-                "INSERT INTO incident_timelines (incident_id, state) VALUES (%s, %s) "
-                "ON CONFLICT (incident_id) "
-                "DO UPDATE SET state = incident_timelines.state || excluded.state RETURNING state",
-                (self.incident_id, Jsonb(values))).fetchone()
+        row = self._store.call(lambda conn: conn.execute(
+            "INSERT INTO incident_timelines (incident_id, state) VALUES (%s, %s) ON CONFLICT (incident_id) "
+            "DO UPDATE SET state = incident_timelines.state || excluded.state RETURNING state",
+            (self.incident_id, Jsonb(values))).fetchone())
         assert row is not None
         return dict(row[0])
