@@ -36,6 +36,15 @@ from waguard.settings import Settings
 # replica and launcher when this version of waguard has it.
 STATE_DSN_ENV = "WAGUARD_STATE__DSN"
 APPLICATION_NAME = "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_APPLICATION_NAME"
+# Every Prefect client of the scaled profile (intakes, launchers, and the runs they fork) retries a 500
+# as it does a 503 (5 tries over about a minute). With PostgreSQL away, an API replica answers a request
+# that needs a new connection with 500 (asyncpg's refused connect is an OSError, which Prefect's
+# is_client_retryable_exception does not list; tests/contract/test_prefect_pg_outage.py), and a run whose
+# set_state got it crashed. Retrying set_state is safe: the client stamps each proposal with a
+# transition id, and a repeat of one that committed is answered REJECT with the committed state
+# (PreventDuplicateTransitions), which the engine and the launcher's claim both take as theirs. A retry
+# in HAProxy would not do: it resends at once, to a replica on the same database.
+CLIENT_RETRY_ENV = {"PREFECT_CLIENT_RETRY_EXTRA_CODES": "500"}
 
 
 def has_state_dsn() -> bool:
@@ -209,7 +218,7 @@ class ScaledStack(LocalStack):
             self.say("no shared-state setting in this waguard: each intake replica keeps its own SQLite")
         self.say(f"starting {self.intake_replicas} intake replicas behind {self.urls.intake}")
         base = {**prefect_env(self.settings), **identity_env(self.settings, "intake"),
-                **self.shared_state_env()}
+                **self.shared_state_env(), **CLIENT_RETRY_ENV}
         state_dir = self.settings.intake.state_dir.resolve()
         self.intakes = [ChildProcess(
             name=f"intake {i}",
@@ -245,7 +254,7 @@ class ScaledStack(LocalStack):
         dirs = [base_dir, *(base_dir.with_name(f"{base_dir.name}-{i}") for i in more)]
         self.say(f"starting {self.launcher_count} launchers ({', '.join(map(str, dirs))})")
         env = {**prefect_env(self.settings), **identity_env(self.settings, "playbook"),
-               **self.shared_state_env()}
+               **self.shared_state_env(), **CLIENT_RETRY_ENV}
         for d in dirs:
             (d / READY_FILE).unlink(missing_ok=True)
         self.launchers = [ChildProcess(
