@@ -66,7 +66,7 @@ def _new_flow_run(api: str) -> str:
                                                      "state": {"type": "PENDING"}}).json()["id"])
 
 
-def test_a_repeated_set_state_whose_first_try_committed_is_rejected_with_that_state(prefect_on_pg: str) -> None:
+def test_a_repeated_set_state_that_committed_is_rejected_with_that_state(prefect_on_pg: str) -> None:
     """Why retrying set_state is safe: Prefect's client stamps each proposal with a transition id, and
     PreventDuplicateTransitions answers a repeat with REJECT and the state the first try committed, which
     the engine (propose_state) and the launcher's claim (propose_pending) both take as theirs."""
