@@ -74,7 +74,8 @@ async def test_a_delivery_taken_by_one_replica_is_a_replay_at_the_other(two: lis
     assert (await post_am(two[1], body)).json()["outcome"] == "duplicate"  # same bytes, other replica
 
 
-async def test_both_replicas_audit_into_one_log_that_evidence_reads(two: list[Harness], tmp_path: Path) -> None:
+async def test_both_replicas_audit_into_one_log_that_evidence_reads(two: list[Harness],
+                                                                    tmp_path: Path) -> None:
     body = am_notification()
     started = (await post_am(two[0], body)).json()
     assert (await post_am(two[1], body)).json()["outcome"] == "duplicate"

@@ -2,7 +2,8 @@
 
 Places: what the Prefect API serves (parameters, states, run inputs, logs, artifacts) and, byte for
 byte, the whole Prefect home (its SQLite database and WAL included), the intake's state dir (audit log,
-replay database), the incident timelines, the stack's logs, the Meta registration ledger, every member
+replay database), the incident timelines, the stack's logs, the Meta registration ledger, with
+`state.dsn` set every table of the shared-state database (`waguard.drills.canary_db`), every member
 of every evidence bundle (an encrypted payload is scanned as the ciphertext it is) and every other file
 in the evidence tree, and the simulators' records (Meta requests, state and token list; Slack messages
 and requests). Endpoints that exist to hand out a secret (the Meta simulator's PIN read, reset-secret,
@@ -188,6 +189,10 @@ def local_texts(settings: Settings, prefect_home: Path, *, chunk: int = CHUNK,
     if settings.meta.ledger_path.is_file():
         yield from file_texts(settings.meta.ledger_path, "meta:ledger", **kw)
     yield from bundle_texts(settings.evidence.dir, **kw)
+    if settings.state.dsn:  # claims, nonces, audit, timelines and ledger of every replica and run
+        from waguard.drills.canary_db import database_texts
+
+        yield from database_texts(settings.state.dsn, chunk=chunk)
 
 
 async def scan_everywhere(settings: Settings, secrets: Sequence[str], *, meta_url: str, slack_url: str,

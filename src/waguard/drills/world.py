@@ -2,7 +2,8 @@
 
 Before each scenario the drill puts the Meta simulator back to the demo business plus the
 scenario's changes, writes a fresh messaging token into Vault (the credential that leaks), forgets
-the registration ledger that counted calls against the previous world, and clears the simulator's
+the registration ledger that counted calls against the previous world (its file, or with `state.dsn`
+its shared tables), and clears the simulator's
 request record and faults. The app secret and waguard's own token stay what Vault holds: the intake
 and the runner read them from there, and a leaked-secret scenario rotates them the way a person would.
 """
@@ -26,6 +27,7 @@ from waguard.drills.scenario import Scenario
 from waguard.intake.verify import hub_signature
 from waguard.local.stack import MESSAGING_TOKEN_PATH, PIN_PATH, StackUrls, with_messaging_service
 from waguard.settings import Settings
+from waguard.state.backends import forget_ledger
 from waguard.vault.client import VaultClient
 
 TIMEOUT_S = 30.0
@@ -107,8 +109,7 @@ async def reset_world(settings: Settings, urls: StackUrls, vault: VaultClient, s
                                   messaging.get_secret_value())
     body = resolve_times(_merge(seed.model_dump(mode="json"), scenario.seed), time.time())
     pins = {n["id"]: n["two_step_pin"] for n in body["phone_numbers"] if n.get("two_step_pin")}
-    for suffix in ("", "-wal", "-shm"):  # the ledger counted calls against the world we replace
-        settings.meta.ledger_path.with_name(settings.meta.ledger_path.name + suffix).unlink(missing_ok=True)
+    forget_ledger(settings)  # the ledger counted calls against the world we replace (file or shared tables)
     async with httpx.AsyncClient(base_url=urls.meta, timeout=TIMEOUT_S) as sim:
         for method, path, payload in (("POST", "/_sim/seed", body), ("DELETE", "/_sim/faults", None),
                                       ("DELETE", "/_sim/requests", None)):

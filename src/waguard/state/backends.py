@@ -64,6 +64,26 @@ def open_timelines(settings: Settings) -> TimelineStore:
     return store
 
 
+LEDGER_TABLES = ("registration_attempts", "registration_numbers")  # waguard.state.ledger_pg's
+
+
+def forget_ledger(settings: Settings) -> None:
+    """Forget every registration attempt (the drill's world reset: they counted against the world it
+    replaces): the SQLite file and its journal, or the shared ledger's tables."""
+    if uses_postgres(settings):
+        from psycopg import sql
+
+        from waguard.state.postgres import connect
+
+        with connect(settings.state.dsn, role="drill") as conn:
+            tables = sql.SQL(", ").join(map(sql.Identifier, LEDGER_TABLES))
+            conn.execute(sql.SQL("TRUNCATE {}").format(tables))
+        return
+    path = settings.meta.ledger_path
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
 AUDIT_RECORD_BYTES = 300  # about one accepted delivery's record: the table keeps what the files would
 
 
