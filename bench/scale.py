@@ -1,4 +1,4 @@
-"""Scale benchmark on the scaled profile (issue 17, item 5): many businesses, duplicate deliveries, two launchers.
+"""Scale benchmark on the scaled profile (issue 17, item 5): many businesses, repeats, two launchers.
 
     .venv/bin/python bench/scale.py [--businesses 10] [--wabas 5] [--incidents 200] [--deliveries 10]
                                     [--latency-ms 150] [--cap 4]
@@ -379,8 +379,9 @@ async def bench(stack: Any, fleet: Any, args: argparse.Namespace, home: Path) ->
               "(goal >= 1.7)")
         for i in [i for i in incidents if i not in contained][:5]:
             where = "present" if i.template_id in present else "gone"
-            print(f"    not contained: {i.key or i.template}: run {states.get(i.key or '', 'never started')}, "
-                  f"template {where}, deliveries {i.outcomes[:3]}")
+            run = states.get(i.key or "", "never started")
+            print(f"    not contained: {i.key or i.template}: run {run}, template {where}, "
+                  f"deliveries {i.outcomes[:3]}")
         for call in repeated[:5]:
             print(f"    repeated: {call}")
         if runs != len(incidents) or any(s != 1 for s in starts) or taken != deliveries:
