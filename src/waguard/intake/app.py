@@ -42,7 +42,7 @@ from waguard.intake.starter import RunStarter
 from waguard.intake.verify import Rejected, verify_token
 from waguard.playbook.policy import PLAYBOOKS, Playbook, PlaybookPolicy, load_policy
 from waguard.settings import Settings
-from waguard.state.backends import incident_openings, open_audit_log, open_intake_store
+from waguard.state.backends import incident_openings, open_audit_log, open_intake_store, shared_timelines
 
 log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json",)
@@ -78,7 +78,8 @@ class IntakeService:
                                      incidents_dir=settings.incidents_dir, default_waba=settings.meta.waba_id,
                                      store_path=state / "intake.sqlite3",
                                      detection_dir=settings.detection_dir,  # rules' `for:` (time to detect)
-                                     opened=incident_openings(settings))  # None: read the SQLite file
+                                     opened=incident_openings(settings),  # None: read the SQLite file
+                                     shared_timelines=shared_timelines(settings))  # None: the files
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.metrics.registry.register(PostureGauges(state))  # the scheduled audit's latest findings
         self.secrets = SecretCache(vault, clock)
