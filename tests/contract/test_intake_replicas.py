@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -134,3 +135,25 @@ async def test_an_incident_left_pending_by_a_killed_replica_is_started_by_the_li
 async def _never_answers(*_: object) -> str:
     await asyncio.Event().wait()
     raise AssertionError("unreachable")
+
+
+async def test_either_replica_exports_what_runs_wrote_to_the_shared_timelines(two: list[Harness],
+                                                                             pg_dsn: str) -> None:
+    """Runs on any machine write their timelines to PostgreSQL; the rules' "changed by waguard" gauge and
+    the time-to-contain histogram must come from there (not from a local directory no run writes)."""
+    from tests.detection.test_response_times import sample, scrape
+    from waguard.state.timeline_pg import PostgresTimelines
+
+    for h in two:
+        h.clock.now = time.time()  # the run's timeline is written in real time
+    [incident] = (await post_am(two[0], am_notification(waba="3000000001"))).json()["incidents"]
+    timelines = PostgresTimelines(pg_dsn)  # what the run process writes with WAGUARD_STATE__DSN set
+    record = timelines.open(incident["incident_key"])
+    record.append("open", "started", "template-abuse run", data={"waba_id": "3000000001"})
+    record.append("deregister-numbers", "done", "1 deregistered", data={"acted": ["5000000011"]})
+    record.append("close", "done", "contained")
+    timelines.close()
+    m = await scrape(two[1])
+    assert sample(m, "waguard_playbook_action_last_seconds", waba_id="3000000001",
+                  action="number_deregistered") is not None
+    assert sample(m, "waguard_incident_time_to_contain_seconds_count", playbook="template_abuse") == 1.0

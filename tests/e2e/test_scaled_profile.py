@@ -25,8 +25,9 @@ import pytest
 from tests.fixtures.stack import stack_env
 from waguard.drills.scale_faults import Storm
 from waguard.local.daemons import DaemonError, postgres_bin
-from waguard.local.scaled import EventRoundTrip, ScaledStack
-from waguard.settings import load_settings
+from waguard.local.scaled import STATE_DSN_ENV, EventRoundTrip, ScaledStack
+from waguard.settings import StateSettings, load_settings
+from waguard.state.backends import open_timelines
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,6 +129,18 @@ def test_both_api_replicas_and_the_services_process_answer_through_haproxy(scale
     assert httpx.get(f"{scaled.urls.intake}/readyz", timeout=5).status_code == 200
 
 
+def test_run_timelines_land_in_the_shared_database_not_in_files(scaled: ScaledStack) -> None:
+    """Issue 17 item 2: a run a launcher forks inherits WAGUARD_STATE__DSN and keeps its timeline in
+    PostgreSQL, where every launcher (a retry on another machine) and `waguard incident` read it."""
+    run_id = _run_audit(scaled)
+    dsn = scaled.shared_state_env()[STATE_DSN_ENV]
+    shared = scaled.settings.model_copy(update={"state": StateSettings(dsn=dsn)})
+    record = open_timelines(shared).open(f"posture-audit-{run_id}")
+    record.verify()
+    assert [e.step for e in record.events()][:1] == ["open"], record.events()
+    assert not list(scaled.settings.incidents_dir.glob("**/timeline.jsonl"))
+
+
 def test_incidents_over_two_intakes_end_contained_or_failed_safe_with_one_launcher_killed_mid_run(
     scaled: ScaledStack,
 ) -> None:
@@ -138,7 +151,8 @@ def test_incidents_over_two_intakes_end_contained_or_failed_safe_with_one_launch
     under load: 19 contained, 1 failed safe; the reason was not recorded then, it is printed now.)"""
     storm = Storm(scaled, say=lambda _m: None)
     try:
-        result = asyncio.run(storm.run("launcher-killed", INCIDENTS, timeout_s=120))
+        # Prefect finds the dead runs by their silence: up to 3 heartbeats (90 s) after the kill.
+        result = asyncio.run(storm.run("launcher-killed", INCIDENTS, timeout_s=300))
     finally:
         storm.close()
     print(f"\n{result.line()} ({result.total_s} s in all; {'; '.join(result.notes)})")
@@ -146,6 +160,33 @@ def test_incidents_over_two_intakes_end_contained_or_failed_safe_with_one_launch
     assert result.repeated == []
     assert result.affected > 0 and result.recovery_s is not None
     assert all(c.proc is not None and c.proc.poll() is None for c in scaled.launchers)  # restarted
+
+
+def test_runs_send_heartbeats_and_the_recovery_automations_exist_once(scaled: ScaledStack) -> None:
+    """What recovers a dead launcher's runs (waguard.launcher.recovery): each run process forked by a
+    launcher emits prefect.flow-run.heartbeat, read back from the API, and `waguard up` created the
+    automations once, again after a second ensure (idempotent)."""
+    from prefect.client.orchestration import PrefectClient
+
+    from waguard.launcher.recovery import recovery_automations
+
+    run_id = _run_audit(scaled)
+    query = {"filter": {"event": {"name": ["prefect.flow-run.heartbeat"]},
+                        "resource": {"id": [f"prefect.flow-run.{run_id}"]}}, "limit": 5}
+    deadline = time.monotonic() + 60  # the services process persists events in batches
+    while (total := httpx.post(f"{_api(scaled)}/events/filter", timeout=10, json=query)
+           .raise_for_status().json()["total"]) == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert total >= 1, f"run {run_id} sent no heartbeat"
+
+    async def names_after_a_second_ensure() -> list[str]:
+        await scaled._ensure_recovery()  # what `waguard up` did at start, once more
+        async with PrefectClient(_api(scaled)) as client:
+            return [a.name for a in await client.read_automations()]
+
+    names = asyncio.run(names_after_a_second_ensure())
+    for automation in recovery_automations([], []):
+        assert names.count(automation.name) == 1, names
 
 
 def test_runs_complete_each_executed_by_one_launcher_also_with_one_launcher_killed(

@@ -13,7 +13,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from waguard.intake.response_times import ResponseTimes
+from waguard.intake.response_times import ResponseTimes, SharedTimelines
 from waguard.intake.run_actions import PlaybookActions
 from waguard.intake.signals import MetaSignals
 
@@ -26,13 +26,15 @@ class IntakeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, *, known_wabas: Iterable[str] = (),
                  incidents_dir: Path | None = None, default_waba: str = "",
                  store_path: Path | None = None, detection_dir: Path | None = None,
-                 opened: Callable[[], list[tuple[str, str, float]]] | None = None) -> None:
+                 opened: Callable[[], list[tuple[str, str, float]]] | None = None,
+                 shared_timelines: SharedTimelines | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.meta = MetaSignals(r, known_wabas)
         if incidents_dir is not None:
-            r.register(PlaybookActions(incidents_dir, default_waba))
-        self.response = ResponseTimes(r, store_path, incidents_dir, detection_dir, opened)  # detect / contain
+            r.register(PlaybookActions(incidents_dir, default_waba, shared_timelines))
+        self.response = ResponseTimes(r, store_path, incidents_dir, detection_dir, opened,  # detect / contain
+                                      shared_timelines)
         self.deliveries = Counter("waguard_intake_deliveries", "Deliveries by source and outcome.",
                                   ["source", "outcome"], registry=r)
         self.signature_failures = Counter(

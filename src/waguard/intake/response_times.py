@@ -11,7 +11,8 @@
   other processes that already write their timelines, so this is read at scrape time, like
   `run_actions.py`: the incidents the intake opened (its SQLite store, read-only) joined with their
   timelines, each timeline parsed again only when it changed. It is a histogram of every contained
-  incident still on disk, so it is right from the first scrape after a restart.
+  incident still on disk, so it is right from the first scrape after a restart. With `state.dsn` set
+  both come from the shared database instead (`SharedTimelines`: runs on every machine write there).
 
 The practice's objective is MTTD < 15 minutes: `histogram_quantile(0.5, ...)` over these, or the
 share of incidents under the 900 s bucket.
@@ -26,7 +27,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from prometheus_client import CollectorRegistry, Histogram
@@ -110,6 +111,17 @@ def contained_at(records: list[dict[str, Any]]) -> float | None:
     return _unix((done[-1] if done else closes[-1]).get("at"))
 
 
+class SharedTimelines(Protocol):
+    """Timelines in the shared database, as the scrape-time collectors read them
+    (waguard.state.timeline_pg.PostgresTimelines)."""
+
+    def versions(self) -> dict[str, int]:
+        """Incident id -> how many records its timeline has (one query: what changed since a scrape)."""
+        ...
+
+    def records(self, incident_id: str) -> list[dict[str, Any]]: ...
+
+
 def read_timeline(path: Path) -> list[dict[str, Any]]:
     records = []
     with path.open() as f:
@@ -127,10 +139,13 @@ class TimeToContain(Collector):
     """Scrape-time histogram of alert received -> contained, from the store and the timelines."""
 
     def __init__(self, store_path: Path, incidents_dir: Path,
-                 opened: Callable[[], list[tuple[str, str, float]]] | None = None) -> None:
+                 opened: Callable[[], list[tuple[str, str, float]]] | None = None,
+                 shared: SharedTimelines | None = None) -> None:
         self.store_path, self.incidents_dir = store_path, incidents_dir
         self._opened = opened  # the shared store's reader (waguard.state.backends), else the SQLite file
+        self._shared = shared  # the shared timelines, else the files under incidents_dir
         self._cache: dict[Path, tuple[tuple[int, int], float | None]] = {}
+        self._shared_cache: dict[str, tuple[int, float | None]] = {}
 
     def opened(self) -> list[tuple[str, str, float]]:
         """(incident id, playbook, opened) of every incident the intake opened (read-only)."""
@@ -157,10 +172,26 @@ class TimeToContain(Collector):
             self._cache[path] = cached
         return cached[1]
 
+    def _contained_shared(self, shared: SharedTimelines) -> Callable[[str], float | None]:
+        versions = shared.versions()  # once per scrape; a timeline is read again only when it grew
+
+        def contained(incident_id: str) -> float | None:
+            version = versions.get(incident_id)
+            if version is None:
+                return None
+            cached = self._shared_cache.get(incident_id)
+            if cached is None or cached[0] != version:
+                cached = (version, contained_at(shared.records(incident_id)))
+                self._shared_cache[incident_id] = cached
+            return cached[1]
+
+        return contained
+
     def samples(self) -> dict[str, list[float]]:
         by_playbook: dict[str, list[float]] = {}
+        contained = self._contained if self._shared is None else self._contained_shared(self._shared)
         for incident_id, playbook, opened in self.opened():
-            at = self._contained(incident_id)
+            at = contained(incident_id)
             if at is not None:
                 by_playbook.setdefault(playbook, []).append(max(0.0, at - opened))
         return by_playbook
@@ -176,8 +207,8 @@ class TimeToContain(Collector):
         )
         try:
             samples = self.samples()
-        except (OSError, sqlite3.Error) as err:  # the scrape still answers
-            log.warning("intake: cannot read incidents for %s: %s", CONTAIN, err)
+        except Exception as err:  # noqa: BLE001 - the scrape still answers (a file, SQLite or PostgreSQL error)
+            log.warning("intake: cannot read incidents for %s: %s", CONTAIN, type(err).__name__)
             samples = {}
         for playbook, values in sorted(samples.items()):
             counts = [sum(1 for v in values if v <= b) for b in BUCKETS]
@@ -195,6 +226,7 @@ class ResponseTimes:
     def __init__(
         self, registry: CollectorRegistry, store_path: Path | None, incidents_dir: Path | None,
         detection_dir: Path | None = None, opened: Callable[[], list[tuple[str, str, float]]] | None = None,
+        shared: SharedTimelines | None = None,
     ) -> None:
         self.pending = rule_pending_s(detection_dir)
         self.detect = Histogram(
@@ -205,7 +237,7 @@ class ResponseTimes:
             registry=registry,
         )
         if store_path is not None and incidents_dir is not None:
-            registry.register(TimeToContain(store_path, incidents_dir, opened))
+            registry.register(TimeToContain(store_path, incidents_dir, opened, shared))
 
     def detected(self, playbook: str, source: str, payload: Any, received: float) -> None:
         started = signal_started_at(source, payload, self.pending)

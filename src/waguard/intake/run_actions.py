@@ -6,7 +6,8 @@ change a run recorded. Runs are separate processes that already write every step
 incident's timeline (`<incidents_dir>/<incident>/timeline.jsonl`), so the intake reads those at scrape
 time instead of taking a second, unauthenticated report from each run. A timeline is parsed again only
 when its size or modification time changed. A gauge of time (not a counter) is right from the first
-scrape after either process restarts.
+scrape after either process restarts. With `state.dsn` set the timelines are read from the shared
+database instead (runs on every machine write there), each again only when it grew.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from waguard.intake.response_times import read_timeline
+from waguard.intake.response_times import SharedTimelines, read_timeline
 
 log = logging.getLogger("waguard.intake")
 
@@ -67,12 +68,30 @@ def timeline_actions(records: list[dict[str, Any]], default_waba: str) -> Latest
 class PlaybookActions(Collector):
     """A custom collector: scans the incident timelines when Prometheus scrapes."""
 
-    def __init__(self, incidents_dir: Path, default_waba: str) -> None:
+    def __init__(self, incidents_dir: Path, default_waba: str, shared: SharedTimelines | None = None) -> None:
         self.incidents_dir = incidents_dir
         self.default_waba = default_waba
+        self._shared = shared
         self._cache: dict[Path, tuple[tuple[int, int], Latest]] = {}
+        self._shared_cache: dict[str, tuple[int, Latest]] = {}
+
+    def _latest_shared(self, shared: SharedTimelines) -> Latest:
+        merged: Latest = {}
+        versions = {i: v for i, v in shared.versions().items() if not i.endswith(".plan")}
+        for incident_id, version in versions.items():
+            cached = self._shared_cache.get(incident_id)
+            if cached is None or cached[0] != version:
+                cached = (version, timeline_actions(shared.records(incident_id), self.default_waba))
+                self._shared_cache[incident_id] = cached
+            for key, at in cached[1].items():
+                merged[key] = max(at, merged.get(key, 0.0))
+        for gone in set(self._shared_cache) - set(versions):
+            del self._shared_cache[gone]
+        return merged
 
     def latest(self) -> Latest:
+        if self._shared is not None:
+            return self._latest_shared(self._shared)
         merged: Latest = {}
         seen: set[Path] = set()
         for path in sorted(self.incidents_dir.glob("*/timeline.jsonl")):
@@ -109,8 +128,8 @@ class PlaybookActions(Collector):
         )
         try:
             latest = self.latest()
-        except OSError as err:  # the scrape still answers; the rules see the series go stale
-            log.warning("intake: cannot read incident timelines in %s: %s", self.incidents_dir, err)
+        except Exception as err:  # noqa: BLE001 - the scrape still answers; the rules see the series go stale
+            log.warning("intake: cannot read incident timelines: %s", type(err).__name__)
             latest = {}
         for (waba, action), at in sorted(latest.items()):
             family.add_metric([waba, action], at)

@@ -2,7 +2,8 @@
 
 Empty: the SQLite files of one machine, as before (intake.state_dir/intake.sqlite3, meta.ledger_path).
 A postgresql:// URL: the shared database, for every intake replica and every run. The choice is made
-here only, where the intake and the Graph client are built; nothing else looks at the setting.
+here only (the intake's store and audit log, the ledger, the timelines, the drill's reset); nothing
+else looks at the setting.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from waguard.intake.audit import AuditLog, AuditReader, AuditWriter, FileAuditReader
 from waguard.meta.ledger import RegistrationLedger
 from waguard.playbook.timeline import FileTimelines, TimelineStore
 from waguard.settings import Settings
 from waguard.state.protocols import BudgetLedger, IntakeState
+
+if TYPE_CHECKING:  # the intake's collectors (prometheus_client) stay out of every run's imports
+    from waguard.intake.response_times import SharedTimelines
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +111,17 @@ def open_audit_reader(settings: Settings) -> AuditReader:
 
         return PostgresAuditLog(settings.state.dsn, reconnect_s=settings.state.reconnect_s)
     return FileAuditReader(settings.intake.state_dir / "audit.jsonl")
+
+
+def shared_timelines(settings: Settings) -> SharedTimelines | None:
+    """For the intake's scrape-time readers of the runs' timelines: the shared database's, on a store
+    of their own that does not wait for a server that is away (a scrape answers without them); None
+    with files, which the collectors read under incidents_dir themselves."""
+    if not uses_postgres(settings):
+        return None
+    from waguard.state.timeline_pg import PostgresTimelines
+
+    return PostgresTimelines(settings.state.dsn, reconnect_s=0)
 
 
 def incident_openings(settings: Settings) -> Callable[[], list[tuple[str, str, float]]] | None:

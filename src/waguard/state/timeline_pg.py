@@ -86,6 +86,15 @@ class PostgresTimelines:
         check_id(incident_id)
         return PostgresTimeline(self, incident_id)
 
+    def versions(self) -> dict[str, int]:
+        """Incident id -> records in its timeline (the intake's scrape-time readers: what changed)."""
+        rows = self.call(lambda conn: conn.execute(
+            "SELECT incident_id, count(*) FROM timeline_records GROUP BY incident_id").fetchall())
+        return {i: int(n) for i, n in rows}
+
+    def records(self, incident_id: str) -> list[dict[str, Any]]:
+        return self.open(incident_id).raw()
+
     def ids(self) -> list[str]:
         rows = self.call(lambda conn: conn.execute(
             "SELECT DISTINCT incident_id FROM timeline_records ORDER BY 1").fetchall())
