@@ -240,13 +240,38 @@ def alert_route(source: str, note: AlertNotification, cfg: AlertRouting) -> Rout
         labelled = [cfg.severities[a.labels[cfg.severity_label]] for a in alerts
                     if a.labels.get(cfg.severity_label) in cfg.severities]
         severity = route.severity or worst(labelled, cfg.default_severity)
-        try:
-            PARAMETER_MODELS[playbook].model_validate({**_DUMMY, **params})
-        except ValidationError:
+        if not _valid(playbook, params):
             notes.append(f"alert labels give invalid parameters for {playbook}; not started")
             continue
         starts.append(Start(playbook, key, severity, f"{source}:{name}", params))
     return Route(starts=tuple(starts), notes=tuple(notes))
+
+
+VALIDITY_KEPT = 4096  # parameter sets whose validity is remembered (cleared whole when full)
+_validity: dict[tuple[Playbook, tuple[tuple[str, type, Any], ...]], bool] = {}
+
+
+def _valid(playbook: Playbook, params: dict[str, Any]) -> bool:
+    """Whether `params` pass the playbook's parameter model. The answer depends on the values only, and
+    an alert group repeats the same few label sets, so it is remembered per (playbook, parameters)."""
+    try:
+        key = (playbook, tuple(sorted((k, type(v), tuple(v) if isinstance(v, list) else v)  # 1 is not True
+                                      for k, v in params.items())))
+        known = _validity.get(key)
+    except TypeError:  # a value that cannot be a key (a dict from the policy): validated each time
+        key, known = None, None
+    if known is not None:
+        return known
+    try:
+        PARAMETER_MODELS[playbook].model_validate({**_DUMMY, **params})
+        valid = True
+    except ValidationError:
+        valid = False
+    if key is not None:
+        if len(_validity) >= VALIDITY_KEPT:
+            _validity.clear()
+        _validity[key] = valid
+    return valid
 
 
 @functools.cache

@@ -145,8 +145,11 @@ class Sources:
         # Every registered app's secrets, checked all (constant time, no early exit): which one signed
         # says which app the delivery is for; the WABAs it names are checked against it once parsed.
         apps = self.registry.apps
-        found = await asyncio.gather(*(self.secrets.app_secrets_at(a.secret_path, a.window_path)
-                                       for a in apps))
+        if len(apps) == 1:  # the usual case: one cached read, no task for gather to schedule
+            found = [await self.secrets.app_secrets_at(apps[0].secret_path, apps[0].window_path)]
+        else:
+            found = await asyncio.gather(*(self.secrets.app_secrets_at(a.secret_path, a.window_path)
+                                           for a in apps))
         keys = [value for values in found for value in values]
         owners = [(app.app_id, n) for app, values in zip(apps, found, strict=True)
                   for n in range(len(values))]
