@@ -228,3 +228,36 @@ def test_an_alert_is_answered_while_1000_idle_connections_are_held(
         finally:
             for s in idle:
                 s.close()
+
+
+def one_answer(s: socket.socket) -> bytes:
+    """One response on a connection kept open (its head, then Content-Length bytes)."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        raw += s.recv(65536)
+    top, _, rest = raw.partition(b"\r\n\r\n")
+    length = next(int(v) for k, _, v in (line.partition(b":") for line in top.split(b"\r\n"))
+                  if k.strip().lower() == b"content-length")
+    while len(rest) < length:
+        rest += s.recv(65536)
+    return top + b"\r\n\r\n" + rest
+
+
+@pytest.mark.parametrize(("after", "reason"), [("head", b"header-timeout"), ("body", b"body-timeout")])
+def test_limits_hold_for_the_next_request_on_a_kept_connection(
+    served: Served, after: str, reason: bytes
+) -> None:
+    """A connection's timer is moved lazily from request to request: a slow request after a quick
+    one on the same connection is still cut off."""
+    body = dumps(am_notification(group="KeptConn", waba="911"))
+    auth = f"Authorization: Bearer {served.token}\r\n"
+    with served.connect() as s:
+        for _ in range(3):
+            s.sendall(head(auth + "\r\n", length=len(body)) + body)
+            assert status(one_answer(s)) == 200
+        if after == "head":
+            s.sendall(head("X-Half: "))
+        else:
+            s.sendall(head(auth + "\r\n", length=500) + b'{"receiver":')
+        raw = answer(s)
+    assert status(raw) == 408 and reason in raw
