@@ -151,7 +151,8 @@ def test_incidents_over_two_intakes_end_contained_or_failed_safe_with_one_launch
     under load: 19 contained, 1 failed safe; the reason was not recorded then, it is printed now.)"""
     storm = Storm(scaled, say=lambda _m: None)
     try:
-        result = asyncio.run(storm.run("launcher-killed", INCIDENTS, timeout_s=120))
+        # Prefect finds the dead runs by their silence: up to 3 heartbeats (90 s) after the kill.
+        result = asyncio.run(storm.run("launcher-killed", INCIDENTS, timeout_s=300))
     finally:
         storm.close()
     print(f"\n{result.line()} ({result.total_s} s in all; {'; '.join(result.notes)})")
@@ -159,6 +160,33 @@ def test_incidents_over_two_intakes_end_contained_or_failed_safe_with_one_launch
     assert result.repeated == []
     assert result.affected > 0 and result.recovery_s is not None
     assert all(c.proc is not None and c.proc.poll() is None for c in scaled.launchers)  # restarted
+
+
+def test_runs_send_heartbeats_and_the_recovery_automations_exist_once(scaled: ScaledStack) -> None:
+    """What recovers a dead launcher's runs (waguard.launcher.recovery): each run process forked by a
+    launcher emits prefect.flow-run.heartbeat, read back from the API, and `waguard up` created the
+    automations once, again after a second ensure (idempotent)."""
+    from prefect.client.orchestration import PrefectClient
+
+    from waguard.launcher.recovery import recovery_automations
+
+    run_id = _run_audit(scaled)
+    query = {"filter": {"event": {"name": ["prefect.flow-run.heartbeat"]},
+                        "resource": {"id": [f"prefect.flow-run.{run_id}"]}}, "limit": 5}
+    deadline = time.monotonic() + 60  # the services process persists events in batches
+    while (total := httpx.post(f"{_api(scaled)}/events/filter", timeout=10, json=query)
+           .raise_for_status().json()["total"]) == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert total >= 1, f"run {run_id} sent no heartbeat"
+
+    async def names_after_a_second_ensure() -> list[str]:
+        await scaled._ensure_recovery()  # what `waguard up` did at start, once more
+        async with PrefectClient(_api(scaled)) as client:
+            return [a.name for a in await client.read_automations()]
+
+    names = asyncio.run(names_after_a_second_ensure())
+    for automation in recovery_automations([], []):
+        assert names.count(automation.name) == 1, names
 
 
 def test_runs_complete_each_executed_by_one_launcher_also_with_one_launcher_killed(

@@ -8,10 +8,10 @@ while those runs are under way; the storm then waits until every incident is con
 simulator's request record: no destructive call may appear twice.
 
     launcher-killed   SIGKILL of one launcher, its zygote and its run processes (the machine died).
-                      Nothing is left to report those runs: as Prefect's zombie automation would
-                      (prefect-fast-start-and-scale.md B.4), they are marked Crashed, their slot
-                      leases (recorded in the dead launcher's run directory) released, and retried;
-                      the other launcher runs them again and each resumes from its timeline.
+                      Nothing here touches its runs: the scaled profile's Prefect automations
+                      (waguard.launcher.recovery) crash them once their heartbeats stop (or their
+                      claim never started), their slot leases lapse, and they are scheduled again;
+                      the other launcher runs them and each resumes from its timeline.
     api-replica-stopped, postgres-restarted, redis-restarted: the process stopped (and restarted).
     intake-killed     with both API replicas down, intake 1 takes the alerts (claimed, not started)
                       and is SIGKILLed; the APIs come back and intake 2's sweep starts them.
@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -51,7 +50,6 @@ FAULTS = ("launcher-killed", "api-replica-stopped", "postgres-restarted", "redis
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-ORPHANED_PENDING_S = 15.0  # a live launcher forks a claimed run within milliseconds
 
 
 @dataclass
@@ -123,8 +121,6 @@ class Storm:
                 states = await self._states(incidents, runs)
                 if all(states.get(i) in ("COMPLETED", "FAILED") for i in incidents):
                     break
-                if fault == "launcher-killed":
-                    await self._retry_orphaned_pending(incidents, runs, states, result)
                 await asyncio.sleep(0.5)
             if all(states.get(i) == "COMPLETED" for i in affected):
                 result.recovery_s = round(time.monotonic() - fault_at, 1)
@@ -261,74 +257,24 @@ class Storm:
         return next(c for c in self.stack._children if c.name == name)
 
     async def _kill_launcher(self, result: StormResult) -> None:
-        """SIGKILL the launcher holding the most runs, with its zygote and runs; then crash, free and
-        retry those runs as the zombie automation and the UI's Retry would."""
+        """SIGKILL the launcher holding the most runs, with its zygote and its runs (each leads its own
+        process group). What happens to those runs next is the product's business: nothing here
+        marks, frees or retries them."""
+        from waguard.launcher.rundir import pid_of
+
         dirs = [Path(str((c.env or {})["WAGUARD_LAUNCHER__DIR"])) for c in self.stack.launchers]
         held = [sorted(p.stem for p in (d / "runs").glob("*.pid")) for d in dirs]
         victim = max(range(len(dirs)), key=lambda i: len(held[i]))
         launcher = self.stack.launchers[victim]
         assert launcher.proc is not None
-        # Its runs: those forked (a pid file) and those claimed (Pending) but not forked yet: its log
-        # names each claim it won.
-        log = launcher.log_path.read_text(errors="replace")
-        claimed = re.findall(r"run ([0-9a-f-]{36}) \(.*\): claimed", log)
-        run_ids = sorted({*held[victim], *claimed})
-        from waguard.launcher.pickup import notify_launcher
-        from waguard.launcher.rundir import leases_of, pid_of
-
-        pids = [pid for r in run_ids if (pid := pid_of(dirs[victim], r)) is not None]
+        pids = [pid for r in held[victim] if (pid := pid_of(dirs[victim], r)) is not None]
         os.killpg(launcher.proc.pid, signal.SIGKILL)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)  # each run leads its own process group
+                os.killpg(pid, signal.SIGKILL)
         launcher.proc.wait(timeout=10)
-        result.notes.append(f"{launcher.name} killed with {len(held[victim])} run process(es)")
-        retried = 0
-        async with httpx.AsyncClient(base_url=self.api, timeout=10) as http:
-            for run_id in run_ids:
-                for lease in leases_of(dirs[victim], run_id):
-                    await http.post("/v2/concurrency_limits/decrement-with-lease",
-                                    json={"lease_id": str(lease)})
-                state = (await http.get(f"/flow_runs/{run_id}")).json()["state"]["type"]
-                if state in FINAL:
-                    continue
-                for new in ({"type": "CRASHED", "name": "Crashed",
-                             "message": "its launcher died (scaled-profile fault)"},
-                            {"type": "SCHEDULED", "name": "AwaitingRetry"}):
-                    (await http.post(f"/flow_runs/{run_id}/set_state",
-                                     json={"state": new, "force": True})).raise_for_status()
-                retried += 1
-                for i, d in enumerate(dirs):
-                    if i != victim:
-                        notify_launcher(d, run_id)
-        result.notes.append(f"{retried} unfinished run(s) it had claimed marked Crashed, leases released, "
-                            "retried")
-
-    async def _retry_orphaned_pending(self, incidents: list[str], runs: dict[str, str],
-                                      states: dict[str, str], result: StormResult) -> None:
-        """A run the killed launcher had claimed (Pending) in the instant before it logged the claim is
-        in neither its pid files nor its log. A live launcher forks within milliseconds of its claim, so
-        a run still Pending after ORPHANED_PENDING_S has nobody: crash and retry it, as for the others."""
-        from datetime import UTC, datetime
-
-        from waguard.launcher.pickup import notify_launcher
-
-        now = datetime.now(UTC)
-        for incident in incidents:
-            if states.get(incident) != "PENDING" or not self.since.get(incident):
-                continue
-            if (now - datetime.fromisoformat(self.since[incident])).total_seconds() < ORPHANED_PENDING_S:
-                continue
-            async with httpx.AsyncClient(base_url=self.api, timeout=10) as http:
-                for new in ({"type": "CRASHED", "name": "Crashed",
-                             "message": "claimed by a launcher that died (scaled-profile fault)"},
-                            {"type": "SCHEDULED", "name": "AwaitingRetry"}):
-                    (await http.post(f"/flow_runs/{runs[incident]}/set_state",
-                                     json={"state": new, "force": True})).raise_for_status()
-            for launcher in self.stack.launchers:
-                if launcher.proc is not None and launcher.proc.poll() is None:
-                    notify_launcher(Path(str((launcher.env or {})["WAGUARD_LAUNCHER__DIR"])), runs[incident])
-            result.notes.append(f"{incident}: left Pending by the killed launcher, retried")
+        result.notes.append(f"{launcher.name} killed with {len(held[victim])} run process(es); "
+                            "their recovery left to Prefect's automations")
 
     async def _intake_killed(self, templates: list[tuple[str, str]],
                              result: StormResult) -> tuple[list[str], float]:

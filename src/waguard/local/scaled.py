@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from waguard.launcher.recovery import HEARTBEAT_ENV
 from waguard.local.daemons import PostgresPlan, RedisPlan
 from waguard.local.haproxy import Backend, haproxy_process
 from waguard.local.identities import identity_env
@@ -210,7 +211,21 @@ class ScaledStack(LocalStack):
         t0 = time.monotonic()
         self._start_together([*self._intake_children(home), *self._launcher_children(home)])
         wait_until_ok(f"{self.urls.intake}/readyz", 10, service="HAProxy's intake frontend")
+        asyncio.run(self._ensure_recovery())
         self.started_s["intakes+launchers"] = time.monotonic() - t0
+
+    async def _ensure_recovery(self) -> None:
+        """Prefect's automations that crash a dead launcher's runs and run them again
+        (waguard.launcher.recovery); the deployments' flows are known once the launchers registered them."""
+        from prefect.client.orchestration import PrefectClient
+
+        from waguard.launcher.recovery import ensure_recovery_automations
+        from waguard.playbook.names import FLOW_NAMES
+
+        async with PrefectClient(self.urls.prefect_api) as client:
+            flows = {(await client.read_flow(d.flow_id)).name for d in await client.read_deployments()}
+            names = await ensure_recovery_automations(client, flows, FLOW_NAMES.values())
+        self.say(f"Prefect automations for runs of a dead launcher: {', '.join(names)}")
 
     def _intake_children(self, home: Path) -> list[ChildProcess]:
         s = self.settings.stack
@@ -253,8 +268,9 @@ class ScaledStack(LocalStack):
         more = range(2, self.launcher_count + 1)
         dirs = [base_dir, *(base_dir.with_name(f"{base_dir.name}-{i}") for i in more)]
         self.say(f"starting {self.launcher_count} launchers ({', '.join(map(str, dirs))})")
+        # Heartbeats from every run, for the automations that recover a dead launcher's runs.
         env = {**prefect_env(self.settings), **identity_env(self.settings, "playbook"),
-               **self.shared_state_env(), **CLIENT_RETRY_ENV}
+               **self.shared_state_env(), **CLIENT_RETRY_ENV, **HEARTBEAT_ENV}
         for d in dirs:
             (d / READY_FILE).unlink(missing_ok=True)
         self.launchers = [ChildProcess(
