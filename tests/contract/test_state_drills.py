@@ -95,3 +95,20 @@ def test_the_world_reset_forgets_the_registration_ledger(backend: str, tmp_path:
     forget_ledger(settings)
     assert open_ledger(settings).remaining("5000000001", T0 + 10) == REGISTRATION_LIMIT
     assert open_ledger(settings).history("5000000001") == []
+
+
+def test_a_behaviour_drill_sees_the_alert_whichever_replica_audited_it(pg_dsn: str) -> None:
+    """The drill waits for the intake's audit record of its alert; with replicas that is the shared table."""
+    from waguard.drills.behaviour import received_at
+
+    fired = 1_800_000_100.0
+    replicas = [PostgresAuditLog(pg_dsn) for _ in range(2)]
+    replicas[0].write(at=fired - 60, source="alertmanager", outcome="started", status=200, verification="ok",
+                      body_sha256=None, incident_key="alertmanager:WabaTwoStepResetRequested:aaaa")
+    replicas[1].write(at=fired + 4, source="alertmanager", outcome="started", status=200, verification="ok",
+                      body_sha256=None, incident_key="alertmanager:WabaTwoStepResetRequested:cccc")
+    for r in replicas:
+        r.close()
+    reader = PostgresAuditLog(pg_dsn)
+    assert received_at(reader, "WabaTwoStepResetRequested", fired) == pytest.approx(fired + 4, abs=0.01)
+    assert received_at(reader, "WabaSendVolumeSpike", fired) is None

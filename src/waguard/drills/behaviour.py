@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from waguard.drills.scenario import Behaviour, Webhook
+from waguard.intake.audit import AuditReader, FileAuditReader
 
 POLL_S = 1.0
 RESOLVED_NOTE = "the group resolved"
@@ -125,27 +126,28 @@ def _unix(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def received_at(audit_path: Path, alert: str, fired_at: float) -> float | None:
+def received_at(audit: AuditReader | Path, alert: str, fired_at: float) -> float | None:
     """When the intake took Alertmanager's notification of `alert` (its audit record), if it has (pure read).
 
+    `audit`: the intake's audit log (a file path, or any reader: the shared table of every replica).
     A started or joined incident names the alert in its key; an alert without a playbook is recorded
     with a note. Resolved notifications of earlier groups are not this alert."""
-    if not audit_path.exists():
+    reader = FileAuditReader(audit) if isinstance(audit, Path) else audit
+    if reader.missing() is not None:
         return None
-    with audit_path.open() as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("source") != "alertmanager" or record.get("status") != 200:
-                continue
-            at = _unix(str(record.get("at")))
-            if at < fired_at - 1:
-                continue
-            key, note = str(record.get("incident_key") or ""), str(record.get("note") or "")
-            if f":{alert}:" in key or (record.get("outcome") == "recorded" and RESOLVED_NOTE not in note):
-                return at
+    for line in reader.read_window(fired_at - 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("source") != "alertmanager" or record.get("status") != 200:
+            continue
+        at = _unix(str(record.get("at")))
+        if at < fired_at - 1:
+            continue
+        key, note = str(record.get("incident_key") or ""), str(record.get("note") or "")
+        if f":{alert}:" in key or (record.get("outcome") == "recorded" and RESOLVED_NOTE not in note):
+            return at
     return None
 
 
@@ -160,7 +162,7 @@ async def fired_at(alertmanager_url: str, alert: str, since: float) -> float | N
 
 
 async def wait_for_alert(
-    alertmanager_url: str, audit_path: Path, alert: str, since: float, timeout_s: float
+    alertmanager_url: str, audit_path: AuditReader | Path, alert: str, since: float, timeout_s: float
 ) -> tuple[float, float]:
     """(fired, received): wait until the intake has received `alert`, fired after `since`."""
     deadline = time.monotonic() + timeout_s

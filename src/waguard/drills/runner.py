@@ -26,7 +26,7 @@ from waguard.drills.world import reset_world, send_signal
 from waguard.local.identities import identity_vault
 from waguard.local.stack import StackUrls
 from waguard.settings import Settings
-from waguard.state.backends import open_timelines
+from waguard.state.backends import open_audit_reader, open_timelines
 from waguard.vault.client import VaultClient
 
 RUN_TIMEOUT_S = 300.0
@@ -236,7 +236,7 @@ class DrillRunner:
 
         async def watch() -> tuple[float, float]:
             try:
-                return await wait_for_alert(alertmanager, self.settings.intake.state_dir / "audit.jsonl",
+                return await wait_for_alert(alertmanager, open_audit_reader(self.settings),  # every replica's
                                             behaviour.alert, t0, behaviour.timeout_s)
             finally:
                 stop.set()
