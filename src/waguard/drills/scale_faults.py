@@ -128,7 +128,7 @@ class Storm:
             stop.set()
             await approving
             await self._heal(fault)
-        await self._score(result, incidents, templates, states)
+        await self._score(result, incidents, templates, states, runs)
         result.total_s = round(time.monotonic() - t0, 1)
         return result
 
@@ -214,7 +214,7 @@ class Storm:
             await asyncio.sleep(0.2)
 
     async def _score(self, result: StormResult, incidents: list[str], templates: list[tuple[str, str]],
-                     states: dict[str, str]) -> None:
+                     states: dict[str, str], runs: dict[str, str]) -> None:
         async with httpx.AsyncClient(base_url=self.urls.meta, timeout=30) as sim:
             present = {t["id"] for t in (await sim.get("/_sim/state")).json()["templates"]}
             records = (await sim.get("/_sim/requests")).json()["requests"]
@@ -229,6 +229,22 @@ class Storm:
                 result.unresolved.append(f"{incident}: run {state or 'never started'}, template "
                                          f"{'still present' if tid in present else 'gone'}")
         result.repeated = repeated_calls(records)
+        crashed = await self._crashes(runs)
+        if crashed:
+            result.notes.append(f"{len(crashed)} run(s) crashed and scheduled again: "
+                                + "; ".join(f"{r[:8]}: {why}" for r, why in sorted(crashed.items())))
+
+    async def _crashes(self, runs: dict[str, str]) -> dict[str, str]:
+        """run id -> the message of its first Crashed state, for each run that crashed on the way."""
+        out: dict[str, str] = {}
+        async with httpx.AsyncClient(base_url=self.api, timeout=10) as http:
+            for run_id in runs.values():
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    history = (await http.get("/flow_run_states/", params={"flow_run_id": run_id})).json()
+                    why = [str(h.get("message") or "")[:80] for h in history if h.get("type") == "CRASHED"]
+                    if why:
+                        out[run_id] = why[0]
+        return out
 
     # -- the faults ----------------------------------------------------------------------------
 
