@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -240,6 +241,7 @@ def main() -> int:
     from waguard.local.stack import LocalStack
     from waguard.settings import load_settings
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C: the stack below is stopped
     os.environ.update(stack_env(Path(tempfile.mkdtemp(prefix="waguard-bench-drill-"))))
     settings = load_settings()
     stack = LocalStack(settings, say=lambda line: print(f"  {line}", flush=True))
