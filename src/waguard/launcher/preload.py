@@ -60,8 +60,8 @@ def complete_models() -> int:
     """
     import pydantic
 
-    def subclasses(cls: type) -> list[type]:
-        found = []
+    def subclasses(cls: type[pydantic.BaseModel]) -> list[type[pydantic.BaseModel]]:
+        found: list[type[pydantic.BaseModel]] = []
         for sub in cls.__subclasses__():
             found += [sub, *subclasses(sub)]
         return found
