@@ -237,9 +237,11 @@ def main() -> int:
     args = parser.parse_args()
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from waguard.local.processes import interrupt_on_sigterm
     from waguard.local.stack import LocalStack
     from waguard.settings import load_settings
 
+    interrupt_on_sigterm()  # the stack below is stopped, as on Ctrl-C
     os.environ.update(stack_env(Path(tempfile.mkdtemp(prefix="waguard-bench-drill-"))))
     settings = load_settings()
     stack = LocalStack(settings, say=lambda line: print(f"  {line}", flush=True))

@@ -53,7 +53,9 @@ def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
     from waguard.drills.command import drill
+    from waguard.local.processes import interrupt_on_sigterm
 
+    interrupt_on_sigterm()  # the drill's `finally` stops the stack it started
     return drill(settings, scenarios=args.scenarios, everything=args.all, faults=args.fault or [],
                  report_path=args.report, human=args.responder == "human", delay_s=args.delay,
                  require_objectives=args.require_objectives)

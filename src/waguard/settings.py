@@ -197,6 +197,8 @@ class LauncherSettings(BaseModel):
         description="Fallback poll for runs created elsewhere (Prefect UI, retries), seconds.",
     )
     limit: int = Field(32, ge=1, le=1000, description="Most runs one launcher executes at once.")
+    work_pool: str = Field("waguard", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                           description="The Prefect work pool every launcher pulls playbook runs from.")
 
 
 class EvidenceSettings(BaseModel):

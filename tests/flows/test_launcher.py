@@ -22,6 +22,7 @@ from waguard.launcher import notify_launcher, pid_of
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "launcher-test-hold/launcher-test"
+POOL = "launcher-test-pool"
 pytestmark = pytest.mark.slow
 
 
@@ -41,7 +42,7 @@ def launcher(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> I
     spec.write_text("deployments:\n  - name: launcher-test\n    entrypoint: tests/support/launcher_flows.py:hold\n")
     launcher_dir = home / "run"
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "WAGUARD_LAUNCHER__DIR": str(launcher_dir),
-           "WAGUARD_LAUNCHER__POLL_S": "0.5"}
+           "WAGUARD_LAUNCHER__POLL_S": "0.5", "WAGUARD_LAUNCHER__WORK_POOL": POOL}
     with open(home / "launcher.log", "wb") as log:
         proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "waguard"), "worker", "--project", str(ROOT),
                                  "--spec", str(spec)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -59,7 +60,7 @@ async def start(launcher_dir: Path, marker_dir: Path, key: str, slot: str | None
 
     run = await arun_deployment(DEPLOYMENT, parameters={"marker_dir": str(marker_dir), "key": key, "slot": slot},
                                 timeout=0)
-    notify_launcher(launcher_dir, run.id)  # as the intake does
+    notify_launcher(launcher_dir, run.id, run.deployment_id)  # as the intake does
     return run.id
 
 
@@ -128,6 +129,50 @@ async def test_a_killed_run_crashes_alone_frees_its_slot_and_its_rerun_executes(
     notify_launcher(launcher_dir, runs[0])
     assert (await wait_state(runs[0], lambda s: s.is_final(), "the re-run to finish")).is_completed()
     assert pids(tmp_path, "victim", attempt=2)[0] != victim_pid
+
+
+async def test_a_run_nobody_announced_is_pulled_from_the_work_pool(launcher: tuple[Path, int],
+                                                                     tmp_path: Path) -> None:
+    """A run made in the UI or by an automation sends no datagram: the launcher finds it in its work
+    pool, where it is listed as an online worker."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import WorkerStatus
+    from prefect.deployments import arun_deployment
+
+    (tmp_path / "release").write_text("")
+    run = await arun_deployment(DEPLOYMENT, parameters={"marker_dir": str(tmp_path), "key": "unannounced"},
+                                timeout=0)
+    assert (await wait_state(run.id, lambda s: s.is_final(), "the pulled run to finish")).is_completed()
+    assert (tmp_path / "unannounced.1.pid").exists()
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(DEPLOYMENT)
+        workers = await client.read_workers_for_work_pool(POOL)
+    assert deployment.work_pool_name == POOL
+    assert [w.status for w in workers if w.name.endswith(f"-{launcher[1]}")] == [WorkerStatus.ONLINE]
+
+
+async def test_a_hint_naming_the_wrong_deployment_hands_the_run_back(launcher: tuple[Path, int],
+                                                                       tmp_path: Path) -> None:
+    """The launcher claims a hinted run while it reads it; when the read shows another deployment's run
+    (a forged or mistaken hint), the claim is handed back to Scheduled and nothing executes."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import arun_deployment
+
+    from tests.support.launcher_flows import hold
+
+    launcher_dir, _ = launcher
+    (tmp_path / "release").write_text("")
+    await (await hold.ato_deployment(name="nobody-serves-this")).aapply()
+    run = await arun_deployment("launcher-test-hold/nobody-serves-this", timeout=0,
+                                parameters={"marker_dir": str(tmp_path), "key": "misnamed"})
+    async with get_client() as client:
+        served = await client.read_deployment_by_name(DEPLOYMENT)
+        notify_launcher(launcher_dir, run.id, served.id)
+        until(lambda: f"run {run.id}: the hint named deployment" in (launcher_dir.parent / "launcher.log").read_text(),
+              "the launcher to read the run and hand it back")
+        states = await client.read_flow_run_states(run.id)
+    assert [st.type.value for st in states][-2:] == ["PENDING", "SCHEDULED"], states
+    assert not (tmp_path / "misnamed.1.pid").exists()
 
 
 async def test_a_run_cancelled_through_the_api_stops_its_process(launcher: tuple[Path, int], tmp_path: Path) -> None:

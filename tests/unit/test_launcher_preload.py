@@ -44,3 +44,18 @@ def test_lazy_imports_of_project_modules_are_preloaded_transitively(tmp_path: Pa
     loaded, failed = done.stdout.strip().split("] [")
     assert loaded == "['proj', 'proj.deeper', 'proj.evidence', 'proj.flow', 'proj.relative'"
     assert failed == "'proj.broken']"  # reported; the run imports it itself, as before
+
+
+def test_models_are_built_before_the_fork_not_in_each_run() -> None:
+    """Prefect defers its models' validators to their first use; the zygote builds them so a forked run
+    does not rebuild the same schemas when it first reads its flow run."""
+    code = textwrap.dedent("""
+        from prefect.client.schemas.objects import FlowRun, State
+        assert not FlowRun.__pydantic_complete__  # deferred: built on first validation
+        from waguard.launcher.preload import complete_models
+        assert complete_models() > 100
+        assert FlowRun.__pydantic_complete__ and State.__pydantic_complete__
+        assert complete_models() == 0  # nothing left to build
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

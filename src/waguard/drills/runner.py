@@ -129,7 +129,8 @@ class DrillRunner:
                     result["deployment_run_id"] = str(first.id)
                     self.say(f"  {scenario.start.deployment} run {first.id} started, as its schedule would")
                 else:
-                    await send_signal(self.settings, self.urls, self.vault, scenario)
+                    t0 = (await send_signal(self.settings, self.urls, self.vault, scenario))["sent_at"]
+                    result["marks"]["anomaly"] = t0
                 if scenario.playbook is None:
                     await self._nothing_started(result, t0)
                 else:

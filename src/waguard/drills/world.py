@@ -126,7 +126,8 @@ async def send_signal(settings: Settings, urls: StackUrls, vault: VaultClient, s
     """Deliver the scenario's signal to the intake with its source's real signature; return the answer.
 
     Every send is a fresh delivery (new delivery id, new event time), so a repeated drill is a new
-    detection, not a replay.
+    detection, not a replay. The answer's `sent_at` is the moment the alert left (the request itself,
+    after the drill read its signing key and built its client): where a drill's detection time starts.
     """
     if scenario.signal is None:
         raise ValueError(f"{scenario.name} has no signal: its anomaly is a behaviour (drills/behaviour.py)")
@@ -136,6 +137,7 @@ async def send_signal(settings: Settings, urls: StackUrls, vault: VaultClient, s
         if scenario.signal.source == "meta":
             for entry in payload.get("entry", []):
                 entry["time"] = now
+            sent_at = time.time()
             r = await http.post(f"{urls.meta}/_sim/webhooks/deliver",
                                 json={"callback_url": f"{urls.intake}/webhooks/whatsapp", "payload": payload})
             r.raise_for_status()
@@ -143,7 +145,8 @@ async def send_signal(settings: Settings, urls: StackUrls, vault: VaultClient, s
             if sent.get("status") != 200:
                 raise RuntimeError(f"the intake answered the Meta webhook with {sent.get('status')}: "
                                    f"{sent.get('error')}")
-            return {"outcome": "delivered-by-meta-simulator", "body_sha256": sent["body_sha256"]}
+            return {"outcome": "delivered-by-meta-simulator", "body_sha256": sent["body_sha256"],
+                    "sent_at": sent_at}
         if scenario.signal.source == "github":
             # Each drill is a genuinely new event: GitHub's replay key is the alert and its updated_at.
             if isinstance(payload.get("alert"), dict):
@@ -155,6 +158,7 @@ async def send_signal(settings: Settings, urls: StackUrls, vault: VaultClient, s
             headers = {"X-GitHub-Event": "secret_scanning_alert", "X-GitHub-Delivery": str(uuid.uuid4()),
                        "X-Hub-Signature-256": hub_signature(key, body), "Content-Type": "application/json",
                        "User-Agent": "GitHub-Hookshot/waguard-drill"}
+            sent_at = time.time()
             r = await http.post(f"{urls.intake}/alerts/github", content=body, headers=headers)
         else:
             stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -164,6 +168,7 @@ async def send_signal(settings: Settings, urls: StackUrls, vault: VaultClient, s
             token = (
                 await vault.read_secret(settings.intake.alertmanager_token_path)
             ).value.get_secret_value()
+            sent_at = time.time()
             r = await http.post(
                 f"{urls.intake}/alerts/alertmanager",
                 content=body,
@@ -178,4 +183,4 @@ async def send_signal(settings: Settings, urls: StackUrls, vault: VaultClient, s
             f"the intake refused the drill's {scenario.signal.source} signal: HTTP {r.status_code} "
             f"{r.text[:200]}"
         )
-    return r.json()
+    return {**r.json(), "sent_at": sent_at}

@@ -1,7 +1,7 @@
 """The launcher: registers waguard's deployments, picks up their runs, claims each once, forks it.
 
-    intake ──datagram──▶ notify.sock ─┐
-    poll every poll_s (UI, retries) ──┴─▶ read run ─▶ propose Pending (the claim) ─▶ FlowRunExecutor
+    intake ──datagram──▶ notify.sock ─────────┐
+    work pool, every poll_s (UI, retries) ──┴─▶ read run ─▶ propose Pending (the claim) ─▶ FlowRunExecutor
                                                                                    └─ ForkStarter ─┐
                                                                          run ◀─fork─ zygote ◀──────┘
 
@@ -9,13 +9,19 @@ The claim is Prefect's own rule: the server accepts Pending once per run (Preven
 so two launchers, or a launcher and a `serve()` runner, never execute the same run. This process
 talks to the API and owns the children's exit statuses (it is their subreaper); the zygote, which
 forks them, never talks to anything.
+
+Every launcher registers the deployments in one Prefect work pool (settings.launcher.work_pool) and
+pulls its runs from there, heartbeating as one of the pool's workers: the UI lists each launcher and
+when it was last seen, and the pool is READY while at least one polls it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,6 +55,8 @@ class LauncherConfig:
     spec: Path | None = None  # prefect.yaml-style file naming the deployments; default <project>/prefect.yaml
     poll_s: float = 2.0
     limit: int = 32
+    work_pool: str = "waguard"
+    heartbeat_s: float = 10.0  # as a work-pool worker; Prefect marks it offline after 3 missed beats
 
 
 async def load_deployments(project: Path, spec: Path) -> list[tuple[str, Any, Any]]:
@@ -73,6 +81,7 @@ class Launcher:
     deployments: dict[UUID, Deployment] = field(default_factory=dict)
     inflight: set[UUID] = field(default_factory=set)
     started_at: dict[UUID, float] = field(default_factory=dict)  # monotonic time each run was heard of
+    hints: dict[UUID, UUID] = field(default_factory=dict)  # run id -> the deployment its sender named
     _queue: asyncio.Queue[UUID] = field(default_factory=asyncio.Queue)
 
     @property
@@ -101,8 +110,9 @@ class Launcher:
         log.info(
             "zygote %s ready: %d flow(s) preloaded in %ss", info["pid"], len(info["flows"]), info["import_s"]
         )
+        await ensure_work_pool(self.config.work_pool)
         for entrypoint, flow, deployment in specs:
-            deployment_id = await deployment.aapply()
+            deployment_id = await deployment.aapply(work_pool_name=self.config.work_pool)
             self.deployments[deployment_id] = Deployment(f"{flow.name}/{deployment.name}", entrypoint, flow)
         notify = NotifySocket(self.dir, self.heard)
         try:
@@ -126,9 +136,11 @@ class Launcher:
             (self.dir / READY_FILE).unlink(missing_ok=True)
             self.zygote.stop()
 
-    def heard(self, flow_run_id: UUID) -> None:
+    def heard(self, flow_run_id: UUID, deployment_id: UUID | None = None) -> None:
         """A run id from the notify socket or the poll: look at it soon."""
         self.started_at.setdefault(flow_run_id, time.monotonic())
+        if deployment_id in self.deployments:
+            self.hints[flow_run_id] = deployment_id
         self._queue.put_nowait(flow_run_id)
 
     async def _until_signal(self, stop: anyio.Event) -> None:
@@ -146,13 +158,22 @@ class Launcher:
                 tg.start_soon(self._launch, flow_run_id)
 
     async def _poll(self) -> None:
-        """The fallback: runs created anywhere else (UI, retries, automations, a missed datagram)."""
+        """The fallback: runs created anywhere else (UI, retries, automations, a missed datagram), pulled
+        from the work pool. A run of a deployment this launcher did not load (another version's) is left
+        to the launcher that did."""
+        name = f"launcher-{socket.gethostname()}-{os.getpid()}"
+        beat = 0.0
         while True:
             try:
-                runs = await self.ctx.client.get_scheduled_flow_runs_for_deployments(
-                    list(self.deployments), scheduled_before=datetime.now(UTC) + timedelta(seconds=1))
-                for run in runs:
-                    if run.id not in self.inflight:
+                if time.monotonic() - beat >= self.config.heartbeat_s:
+                    await self.ctx.client.send_worker_heartbeat(
+                        self.config.work_pool, name, heartbeat_interval_seconds=self.config.heartbeat_s)
+                    beat = time.monotonic()
+                due = await self.ctx.client.get_scheduled_flow_runs_for_work_pool(
+                    self.config.work_pool, scheduled_before=datetime.now(UTC) + timedelta(seconds=1))
+                for response in due:
+                    run = response.flow_run
+                    if run.deployment_id in self.deployments and run.id not in self.inflight:
                         self.heard(run.id)
             except Exception as err:  # keep polling: the API may be restarting
                 log.warning("poll for scheduled runs failed: %s: %s", type(err).__name__, err)
@@ -166,43 +187,96 @@ class Launcher:
         finally:
             self.inflight.discard(flow_run_id)
             self.started_at.pop(flow_run_id, None)
+            self.hints.pop(flow_run_id, None)
 
     async def _claim_and_execute(self, flow_run_id: UUID) -> None:
+        if flow_run_id in self.hints:
+            async with self.capacity:
+                run = await self._read_while_claiming(flow_run_id, self.hints[flow_run_id])
+                if run is not None:
+                    await self._execute(run)
+            return
         from prefect.exceptions import ObjectNotFound
 
         try:
             run = await self.ctx.client.read_flow_run(flow_run_id)
         except ObjectNotFound:
             return
+        if self._ours_and_due(run) is None:
+            return  # not ours, already claimed or finished, or a run for later (the poll hands it over)
+        async with self.capacity:
+            if await self.proposer.propose_pending(run):  # else another launcher or runner claimed it
+                await self._execute(run)
+
+    def _ours_and_due(self, run: Any) -> Deployment | None:
+        """The deployment of a Scheduled run this launcher executes and that is due; else None."""
         deployment = self.deployments.get(run.deployment_id) if run.deployment_id else None
         if deployment is None or run.state is None or not run.state.is_scheduled():
-            return  # not ours, or already claimed / finished
+            return None
         scheduled = run.state.state_details.scheduled_time
         if scheduled is not None and scheduled > datetime.now(UTC) + timedelta(seconds=1):
-            return  # a run for later: the poll hands it over when it is due
-        async with self.capacity:
-            if not await self.proposer.propose_pending(run):
-                return  # another launcher or runner claimed it
-            claimed = time.monotonic()
-            # No re-read after the claim: a run cancelled meanwhile is refused at Submitting by the server.
-            assert self.zygote is not None  # started in run() before any run is handed over
-            starter = ForkStarter(
-                zygote=self.zygote,
-                entrypoint=deployment.entrypoint,
-                deployment_name=deployment.name,
-                launcher_dir=self.dir,
-                control_channel=self.ctx.control_channel,
-                release_leases=self.release_leases,
+            return None
+        return deployment
+
+    async def _read_while_claiming(self, flow_run_id: UUID, hinted: UUID) -> Any | None:
+        """Claim (Pending) and read the run at once; the run if the claim was ours and it is the hinted
+        deployment's due run. A claim the read does not bear out is handed back to Scheduled."""
+        from prefect.exceptions import Abort, ObjectNotFound
+        from prefect.states import Pending, Scheduled
+        from prefect.utilities.engine import propose_state
+
+        async def claim() -> Any | None:
+            try:
+                state = await propose_state(self.ctx.client, Pending(), flow_run_id=flow_run_id)
+            except (Abort, ObjectNotFound):  # claimed by another launcher, or no such run
+                return None
+            return state if state.is_pending() else None
+
+        run, claimed = await asyncio.gather(self.ctx.client.read_flow_run(flow_run_id), claim(),
+                                            return_exceptions=True)
+        if isinstance(claimed, BaseException) or claimed is None:
+            if isinstance(claimed, BaseException) and not isinstance(claimed, Exception):
+                raise claimed
+            return None
+        if isinstance(run, BaseException):  # claimed but unreadable: let the next poll find it again
+            await propose_state(self.ctx.client, Scheduled(), flow_run_id=flow_run_id, force=True)
+            log.warning("run %s: claimed but could not be read (%s); handed back", flow_run_id, run)
+            return None
+        before = run.model_copy(update={"state": run.state if run.state and run.state.is_scheduled()
+                                        else Scheduled(scheduled_time=run.expected_start_time)})
+        if run.deployment_id != hinted or self._ours_and_due(before) is None:
+            await propose_state(self.ctx.client, Scheduled(scheduled_time=run.expected_start_time),
+                                flow_run_id=flow_run_id, force=True)
+            log.error("run %s: the hint named deployment %s, the run is %s's (or not due): handed back",
+                      flow_run_id, hinted, run.deployment_id)
+            return None
+        return run.model_copy(update={"state": claimed})
+
+    async def _execute(self, run: Any) -> None:
+        flow_run_id, deployment = run.id, self.deployments[run.deployment_id]
+        claimed = time.monotonic()
+        # No re-read after the claim: a cancel that lands meanwhile reaches the process through Prefect's
+        # cancellation observer, as for any run this context executes.
+        assert self.zygote is not None  # started in run() before any run is handed over
+        starter = ForkStarter(
+            zygote=self.zygote,
+            entrypoint=deployment.entrypoint,
+            deployment_name=deployment.name,
+            launcher_dir=self.dir,
+            control_channel=self.ctx.control_channel,
+            release_leases=self.release_leases,
+        )
+        # No separate Submitting proposal (one API call less before the fork): Pending was the claim.
+        executor = self.ctx.create_executor(run, starter=starter, resolve_flow=self._resolve_flow,
+                                            propose_submitting=False)
+        heard = self.started_at.get(flow_run_id, claimed)
+        log.info("run %s (%s): claimed %.0f ms after it was heard of", flow_run_id, deployment.name,
+                 (claimed - heard) * 1000)
+        result = await executor.submit()
+        if result is not None and result.crash_unreported:
+            log.error(
+                "run %s: exited %s and could not be marked Crashed", flow_run_id, result.status_code
             )
-            executor = self.ctx.create_executor(run, starter=starter, resolve_flow=self._resolve_flow)
-            heard = self.started_at.get(flow_run_id, claimed)
-            log.info("run %s (%s): claimed %.0f ms after it was heard of", flow_run_id, deployment.name,
-                     (claimed - heard) * 1000)
-            result = await executor.submit()
-            if result is not None and result.crash_unreported:
-                log.error(
-                    "run %s: exited %s and could not be marked Crashed", flow_run_id, result.status_code
-                )
 
     async def _resolve_flow(self, run: Any) -> Any:
         """The flow whose on_crashed / on_cancellation hooks Prefect runs here, in the launcher."""
@@ -226,10 +300,27 @@ class Launcher:
         return released
 
 
+async def ensure_work_pool(name: str) -> None:
+    """The pool the launchers pull from, created once (by whichever launcher starts first). Its type is
+    Prefect's `process`, so a stock `prefect worker start --pool <name>` could also serve it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
+
+    async with get_client() as client:
+        try:
+            await client.create_work_pool(WorkPoolCreate(
+                name=name, type="process", description="waguard's playbook runs, pulled by its launchers",
+                base_job_template=ProcessWorker.get_default_base_job_template()))
+        except ObjectAlreadyExists:
+            pass
+
+
 def run_worker(settings: Any, *, project: Path, spec: Path | None = None) -> int:
     """`waguard worker`: the launcher in the foreground until SIGTERM or Ctrl-C."""
     config = LauncherConfig(project=project.resolve(), launcher_dir=settings.launcher.dir.resolve(),
                             spec=spec.resolve() if spec else None, poll_s=settings.launcher.poll_s,
-                            limit=settings.launcher.limit)
+                            limit=settings.launcher.limit, work_pool=settings.launcher.work_pool)
     anyio.run(Launcher(config).run)
     return 0

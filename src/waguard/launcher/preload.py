@@ -45,8 +45,37 @@ def preload(project: Path, entrypoints: list[str]) -> tuple[dict[str, Any], dict
             misses[entrypoint] = f"{type(err).__name__}: {err}"
     waguard_root = Path(__file__).resolve().parents[1]
     misses |= import_lazy_imports([project.resolve(), waguard_root])
+    complete_models()
     _preloaded = frozenset(sys.modules)
     return flows, misses
+
+
+def complete_models() -> int:
+    """Build every pydantic model's validator now, once, instead of in each run.
+
+    Prefect's models defer their build (`defer_build=True`) to the first validation; in a forked run
+    that first validation is reading its own flow run, so every run rebuilt the same schemas
+    (measured: about a fifth of a forked run's time before its Running proposal). About 260 models,
+    0.2 s here. Returns how many were built.
+    """
+    import pydantic
+
+    def subclasses(cls: type[pydantic.BaseModel]) -> list[type[pydantic.BaseModel]]:
+        found: list[type[pydantic.BaseModel]] = []
+        for sub in cls.__subclasses__():
+            found += [sub, *subclasses(sub)]
+        return found
+
+    built = 0
+    for model in set(subclasses(pydantic.BaseModel)):
+        if getattr(model, "__pydantic_complete__", True):
+            continue
+        try:
+            model.model_rebuild(force=True)
+            built += 1
+        except Exception:  # noqa: BLE001 - a model that cannot build yet builds (or fails) when first used
+            continue
+    return built
 
 
 def _type_checking_only(node: ast.If) -> bool:

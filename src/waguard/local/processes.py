@@ -200,3 +200,15 @@ def running(*services: ServedApp | ChildProcess) -> Iterator[None]:
     finally:
         for s in reversed(started):
             s.stop()
+
+
+def interrupt_on_sigterm() -> None:
+    """The first SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so the caller's `finally` stops the
+    stack it started; later ones are ignored, so a second signal (a supervisor's, `timeout`'s) cannot
+    cut that stop short. By default SIGTERM ended the process at once and left every service running."""
+
+    def first(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, first)
