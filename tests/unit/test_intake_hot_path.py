@@ -40,3 +40,29 @@ def test_what_is_remembered_is_bounded() -> None:
     assert 0 < len(routing._validity) <= routing.VALIDITY_KEPT
     assert not started("still-not-digits")
 
+
+
+def test_meta_signal_series_past_the_cap_fold_into_other_and_known_ones_keep_counting() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from waguard.intake.detect import MetaDelivery
+    from waguard.intake.signals import OTHER, MetaSignals
+
+    registry = CollectorRegistry()
+    signals = MetaSignals(registry, max_series=2)
+
+    def flagged(template: str) -> None:
+        change = {"field": "message_template_status_update",
+                  "value": {"event": "FLAGGED", "message_template_id": 5, "message_template_name": template}}
+        signals.observe(MetaDelivery.model_validate(
+            {"object": "whatsapp_business_account", "entry": [{"id": "100", "changes": [change]}]}))
+
+    def count(template: str, waba: str = "100", template_id: str = "5") -> float | None:
+        return registry.get_sample_value("waguard_meta_template_status_updates_total", {
+            "waba_id": waba, "template_id": template_id, "template": template, "event": "FLAGGED"})
+
+    for name in ["a", "b", "c", "d", "a", "b", "c"]:
+        flagged(name)
+    assert (count("a"), count("b")) == (2.0, 2.0)  # the first two series, each child reused
+    assert count("c") is None and count("d") is None
+    assert count(OTHER, OTHER, OTHER) == 3.0  # c, d, c: past the cap, every id folded

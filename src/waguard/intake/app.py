@@ -116,9 +116,9 @@ class IntakeService:
     async def read(self, scope: Scope, receive: Receive, source: str,
                    content_types: tuple[str, ...]) -> Inbound:
         """`receive` on the plain ASGI parts (the alert webhooks are served without Starlette)."""
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:  # raw ASGI headers: cheaper than Starlette's view
-            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        # Raw ASGI headers (cheaper than Starlette's view), the first of a repeated name kept.
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+                   for name, value in reversed(scope["headers"])}
         limit = self.settings.intake.max_body_bytes
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):

@@ -13,7 +13,6 @@ labels; the run's parameters then carry the one WABA they resolve to (`waguard.p
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from waguard.intake.detect import MetaDelivery
@@ -134,8 +133,10 @@ class Businesses:
             return Route(closes=route.closes, notes=route.notes + (
                 "the alert does not say which business's credential leaked (several are registered); "
                 "not started",))
-        return dataclasses.replace(route, starts=tuple(_on(s, found) for s in route.starts))
+        return Route(tuple(_on(s, found) for s in route.starts), route.closes, route.notes)
 
 
 def _on(start: Start, found: Found) -> Start:
-    return dataclasses.replace(start, parameters={**start.parameters, "waba_id": found.waba.waba_id})
+    # Built directly: dataclasses.replace reads the fields' definitions on every call.
+    return Start(start.playbook, start.key, start.severity, start.source,
+                 {**start.parameters, "waba_id": found.waba.waba_id})

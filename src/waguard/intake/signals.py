@@ -99,7 +99,7 @@ class MetaSignals:
         self, registry: CollectorRegistry, known_wabas: Iterable[str] = (), max_series: int = 20_000
     ) -> None:
         self.max_series = max_series
-        self._series: dict[int, set[tuple[str, ...]]] = {}
+        self._series: dict[int, dict[tuple[str, ...], Any]] = {}  # metric -> labels -> child
         self._unknown_logged: set[tuple[str, str]] = set()
 
         def counter(name: str, doc: str, labels: list[str]) -> Counter:
@@ -169,13 +169,16 @@ class MetaSignals:
 
     def _inc(self, metric: Counter, ids: tuple[str, ...], rest: tuple[str, ...] = ()) -> None:
         """Increment one series; past `max_series` label sets, new ids are counted as `other`."""
-        seen = self._series.setdefault(id(metric), set())
+        children = self._series.setdefault(id(metric), {})
         labels = (*ids, *rest)
-        if labels not in seen:
-            if len(seen) >= self.max_series:
+        child = children.get(labels)
+        if child is None:  # labels() costs a few us: each series' child is looked up once
+            if len(children) >= self.max_series:
                 labels = (*(OTHER for _ in ids), *rest)
-            seen.add(labels)
-        metric.labels(*labels).inc()
+                child = children.get(labels)
+            if child is None:
+                child = children[labels] = metric.labels(*labels)
+        child.inc()
 
     def observe(self, delivery: MetaDelivery) -> None:
         """Count every change of a verified, first-seen delivery."""

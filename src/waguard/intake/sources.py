@@ -108,6 +108,10 @@ class Sources:
     def __post_init__(self) -> None:
         if self.businesses is None:
             self.businesses = Businesses.load(self.settings)
+        self._verifiers = {"alertmanager": self.verify_alertmanager, "github": self.verify_github,
+                           "grafana": self.verify_grafana, "meta": self.verify_meta}
+        self._interpreters = {"alertmanager": self.interpret_alertmanager, "github": self.interpret_github,
+                              "grafana": self.interpret_grafana, "meta": self.interpret_meta}
 
     @property
     def registry(self) -> Businesses:
@@ -115,12 +119,10 @@ class Sources:
         return self.businesses
 
     def verifier(self, source: str) -> Callable[[Inbound], Awaitable[str]]:
-        return {"alertmanager": self.verify_alertmanager, "github": self.verify_github,
-                "grafana": self.verify_grafana, "meta": self.verify_meta}[source]
+        return self._verifiers[source]
 
     def interpreter(self, source: str) -> Callable[[Inbound, Any], Awaitable[Interpreted]]:
-        return {"alertmanager": self.interpret_alertmanager, "github": self.interpret_github,
-                "grafana": self.interpret_grafana, "meta": self.interpret_meta}[source]
+        return self._interpreters[source]
 
     # -- verification -------------------------------------------------------------------------------
 

@@ -228,19 +228,20 @@ class IntakeStore:
             build: given a generation, the incident id and run parameters for a new incident.
         """
         with self.transaction():
+            # A join (most deliveries) in one statement: the latest generation, if open and not quiet.
+            joined = self._db.execute(
+                "UPDATE incidents SET last_seen = ?, deliveries = deliveries + 1 "
+                "WHERE base = ? AND playbook = ? AND closed = 0 AND ? - last_seen <= ? AND generation = "
+                "(SELECT max(generation) FROM incidents WHERE base = ? AND playbook = ?) "
+                "RETURNING generation, incident_id, run_id",
+                (now, base, playbook, now, quiet_s, base, playbook)).fetchall()
+            if joined:
+                generation, incident_id, run_id = joined[0]
+                return Claim(incident_id, playbook, generation, False, run_id, {})
             row = self._db.execute(
-                "SELECT generation, incident_id, closed, last_seen, run_id FROM incidents "
-                "WHERE base = ? AND playbook = ? ORDER BY generation DESC LIMIT 1",
+                "SELECT max(generation) FROM incidents WHERE base = ? AND playbook = ?",
                 (base, playbook)).fetchone()
-            if row is not None:
-                generation, incident_id, closed, last_seen, run_id = row
-                if not closed and now - last_seen <= quiet_s:
-                    self._db.execute(
-                        "UPDATE incidents SET last_seen = ?, deliveries = deliveries + 1 "
-                        "WHERE incident_id = ?",
-                        (now, incident_id))
-                    return Claim(incident_id, playbook, generation, False, run_id, {})
-            generation = (row[0] + 1) if row is not None else 1
+            generation = (row[0] or 0) + 1
             incident_id, params = build(generation)
             self._open_runs.clear()
             self._db.execute(
