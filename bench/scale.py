@@ -82,6 +82,7 @@ class Phase:
     ended_at: float = 0.0  # wall clock, last run's end
     states: dict[str, str] = field(default_factory=dict)
     peak: list[int] = field(default_factory=list)  # most runs held at once, per launcher
+    died: list[str] = field(default_factory=list)  # launchers that exited during the phase
 
     @property
     def per_minute(self) -> float:
@@ -147,6 +148,9 @@ class Bench:
             while time.monotonic() < deadline:
                 for n, d in enumerate(self.launcher_dirs):
                     phase.peak[n] = max(phase.peak[n], live_runs(d))
+                phase.died = self.dead_launchers(phase.launchers)
+                if phase.died:  # its runs would wait for Prefect's recovery automations, or forever
+                    break
                 runs = await self._runs(keys)
                 phase.states = {k: r["state"]["type"] for k, r in runs.items()}
                 if len(runs) == len(keys) and all(s in FINAL for s in phase.states.values()):
@@ -243,6 +247,14 @@ class Bench:
         return out
 
     # -- launchers -------------------------------------------------------------------------------
+
+    def dead_launchers(self, running: int) -> list[str]:
+        """The first `running` launchers that have exited, with their exit status."""
+        out = []
+        for child in self.stack.launchers[:running]:
+            if child.proc is not None and child.proc.poll() is not None:
+                out.append(f"{child.name} exited with status {child.proc.returncode} (see {child.log_path})")
+        return out
 
     def stop_launcher(self, n: int) -> None:
         self.stack.launchers[n].stop()
@@ -353,6 +365,11 @@ async def bench(stack: Any, fleet: Any, args: argparse.Namespace, home: Path) ->
             print(f"  phase {phase.name}: {phase.launchers} launcher(s), {len(phase.incidents)} incidents, "
                   f"{done} runs completed, {phase.per_minute:.1f} contained/min "
                   f"({phase.ended_at - phase.started_at:.1f} s), peak runs per launcher {phase.peak}")
+            for line in phase.died:
+                print(f"    died: {line}")
+            if phase.died:
+                missed.append(f"a launcher died in phase {phase.name}")
+                break
         runs = await b.runs_created_since(t0 - 5)
         present, records, state = await b.simulator()
         five, prefect_requests, locked = prefect_errors(offsets)
@@ -366,7 +383,7 @@ async def bench(stack: Any, fleet: Any, args: argparse.Namespace, home: Path) ->
         repeated = repeated_calls(records)
         budget = over_budget(records, int(state["limits"]["registration_attempts"]))
         a, bb = phases
-        ratio = bb.per_minute / a.per_minute if a.per_minute else 0.0
+        ratio = bb.per_minute / a.per_minute if a.per_minute and bb.ended_at else 0.0
         print(f"  deliveries: {taken}/{deliveries} taken by the intakes; incidents started once: "
               f"{sum(s == 1 for s in starts)}/{len(incidents)}; template-abuse runs created: {runs}")
         print(f"  contained and verified: {len(contained)}/{len(incidents)} (run Completed, template gone); "
