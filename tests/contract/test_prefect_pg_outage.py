@@ -129,3 +129,24 @@ def _record(answers: list[int]) -> Any:
         if "/set_state" in str(response.request.url):
             answers.append(response.status_code)
     return hook
+
+
+def test_runs_starting_together_on_a_new_waba_all_get_its_slot_limit(prefect_on_pg: str) -> None:
+    """Seen on the scaled profile: four re-runs started in the same instant on a WABA whose slot limit
+    did not exist yet; Prefect's upsert reads then creates, so two of them got 409 and failed."""
+    import asyncio
+
+    from prefect.client.orchestration import PrefectClient
+
+    from waguard.playbook.slot import ensure_slot_limit
+
+    name = f"waguard:template_abuse:{uuid.uuid4().hex[:10]}"
+
+    async def together() -> list[Any]:
+        async with PrefectClient(prefect_on_pg) as client:
+            return await asyncio.gather(*(ensure_slot_limit(client, name) for _ in range(8)),
+                                        return_exceptions=True)
+
+    assert [r for r in asyncio.run(together()) if isinstance(r, BaseException)] == []
+    limits = httpx.post(f"{prefect_on_pg}/v2/concurrency_limits/filter", json={}).json()
+    assert [(lim["name"], lim["limit"]) for lim in limits if lim["name"] == name] == [(name, 1)]

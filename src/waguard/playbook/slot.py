@@ -34,7 +34,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.concurrency._asyncio import AcquireConcurrencySlotTimeoutError
 from prefect.concurrency.asyncio import concurrency
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 
 SLOT_INPUT = "waguard-slot"
 BEAT_S = 10
@@ -133,6 +133,16 @@ class SlotQueue:
 Announce = Callable[[Entrant | None, int], Awaitable[None]]
 
 
+async def ensure_slot_limit(client: Any, slot: str) -> None:
+    """The slot's global concurrency limit (1 holder), created if missing. Prefect's upsert reads, then
+    creates: runs starting together on a new WABA all create, and all but one get 409 (seen with
+    re-runs of a dead launcher's runs). The limit exists either way: read it again to check its size."""
+    try:
+        await client.upsert_global_concurrency_limit_by_name(slot, 1)
+    except ObjectAlreadyExists:
+        await client.upsert_global_concurrency_limit_by_name(slot, 1)
+
+
 @contextlib.asynccontextmanager
 async def hold_slot(queue: SlotQueue, *, announce: Announce, closed: Callable[[], bool],
                     acquired: Callable[[float], Awaitable[None]],
@@ -147,7 +157,7 @@ async def hold_slot(queue: SlotQueue, *, announce: Announce, closed: Callable[[]
             slot is then freed at once instead of when its lease lapses).
     """
     async with get_client() as client:
-        await client.upsert_global_concurrency_limit_by_name(queue.slot, 1)
+        await ensure_slot_limit(client, queue.slot)
     started = queue.clock()
     await queue.mark("waiting")
     said: tuple[Any, int] | None = None
