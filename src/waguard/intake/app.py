@@ -33,9 +33,10 @@ from waguard.intake import strict_json
 from waguard.intake.audit import RejectionSampler, safe_id
 from waguard.intake.businesses import Businesses
 from waguard.intake.dispatch import Dispatched, Dispatcher
-from waguard.intake.health import Readiness
+from waguard.intake.health import Readiness, ops_routes
+from waguard.intake.health import create_ops_app as create_ops_app  # re-exported: server.py, tests
 from waguard.intake.keys import SecretCache, SecretReader, SecretsUnavailable
-from waguard.intake.metrics import CONTENT_TYPE, IntakeMetrics
+from waguard.intake.metrics import IntakeMetrics
 from waguard.intake.plain_asgi import IntakeApp
 from waguard.intake.posture_gauges import PostureGauges
 from waguard.intake.routing import ROUTING_FILE, RoutingPolicy, load_routing
@@ -308,31 +309,6 @@ async def _flush_every(service: IntakeService, period_s: float) -> None:
     while True:
         await asyncio.sleep(period_s)
         service.flush_rejections()
-
-
-def ops_routes(service: IntakeService, *, metrics: bool = True) -> list[Route]:
-    """/healthz (liveness: the process answers), /readyz (a delivery could be taken now; 503 naming
-    what is down otherwise) and, unless it is served apart, /metrics."""
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        checks = await service.readiness.check()
-        failing = sorted(name for name, state in checks.items() if state != "ok")
-        body = {"status": "not-ready" if failing else "ready", "failing": failing, "checks": checks}
-        return JSONResponse(body, status_code=503 if failing else 200)
-
-    async def render(request: Request) -> Response:
-        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
-
-    routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
-    return routes + ([Route("/metrics", render, methods=["GET"])] if metrics else [])
-
-
-def create_ops_app(public: Starlette) -> Starlette:
-    """The app for `intake.metrics_listen`: health and metrics of `public`'s service, no webhooks."""
-    return Starlette(routes=ops_routes(public.state.intake))
 
 
 def _client(request: Request) -> str:

@@ -14,7 +14,13 @@ import asyncio
 import time
 from typing import Any
 
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
 from waguard.intake.keys import SecretReader
+from waguard.intake.metrics import CONTENT_TYPE
 from waguard.vault.errors import VaultSecretNotFound
 
 CHECK_TIMEOUT_S = 2.0
@@ -54,3 +60,31 @@ class Readiness:
         except Exception as err:  # noqa: BLE001
             return f"down: {type(err).__name__}"
         return "ok"
+
+
+# --- the routes (`service` is the app's IntakeService) ---------------------------------------------
+
+
+def ops_routes(service: Any, *, metrics: bool = True) -> list[Route]:
+    """/healthz (liveness: the process answers), /readyz (a delivery could be taken now; 503 naming
+    what is down otherwise) and, unless it is served apart, /metrics."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = await service.readiness.check()
+        failing = sorted(name for name, state in checks.items() if state != "ok")
+        body = {"status": "not-ready" if failing else "ready", "failing": failing, "checks": checks}
+        return JSONResponse(body, status_code=503 if failing else 200)
+
+    async def render(request: Request) -> Response:
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    routes = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+    return routes + ([Route("/metrics", render, methods=["GET"])] if metrics else [])
+
+
+def create_ops_app(public: Starlette) -> Starlette:
+    """The app for `intake.metrics_listen`: health and metrics of `public`'s service, no webhooks."""
+    return Starlette(routes=ops_routes(public.state.intake))
