@@ -27,7 +27,8 @@ in creation order: any 2 x --cap = 8 consecutive incidents are on 8 different WA
 for a slot while the launchers have work. With 200 incidents each WABA has 4, 2 per phase, 50 apart.
 
 Goals: exactly one run per incident (runs of template-abuse created during the bench = incidents;
-exactly one `started` answer per incident among its deliveries); every incident contained and verified
+exactly one `started` answer per incident among its deliveries), each executed once (Prefect's
+run_count: entries into Running, a resume after approval not counted); every incident contained and verified
 (run Completed, its template gone from the simulator, every other template present); no destructive
 Graph call repeated (simulator request record); no register/deregister over Meta's budget (template
 abuse makes none: the check is that there are none over); no concurrent runs above the cap on any
@@ -81,6 +82,7 @@ class Phase:
     started_at: float = 0.0  # wall clock, first delivery
     ended_at: float = 0.0  # wall clock, last run's end
     states: dict[str, str] = field(default_factory=dict)
+    run_counts: dict[str, int] = field(default_factory=dict)  # times each run entered Running
     peak: list[int] = field(default_factory=list)  # most runs held at once, per launcher
     died: list[str] = field(default_factory=list)  # launchers that exited during the phase
 
@@ -153,6 +155,7 @@ class Bench:
                     break
                 runs = await self._runs(keys)
                 phase.states = {k: r["state"]["type"] for k, r in runs.items()}
+                phase.run_counts = {k: int(r.get("run_count") or 0) for k, r in runs.items()}
                 if len(runs) == len(keys) and all(s in FINAL for s in phase.states.values()):
                     ends = [r["end_time"] for r in runs.values() if r.get("end_time")]
                     phase.ended_at = max(datetime.fromisoformat(e).timestamp() for e in ends)
@@ -381,11 +384,15 @@ async def bench(stack: Any, fleet: Any, args: argparse.Namespace, home: Path) ->
                      and i.template_id not in present]
         others = {t["id"] for t in state["templates"] if not t["name"].startswith("phish_")}
         repeated = repeated_calls(records)
+        # Prefect counts each entry into Running (a resume after approval is not one): a run executed
+        # twice (claimed again by a second launcher after the first finished it) counts 2.
+        twice = sorted(k for p in phases for k, n in p.run_counts.items() if n > 1)
         budget = over_budget(records, int(state["limits"]["registration_attempts"]))
         a, bb = phases
         ratio = bb.per_minute / a.per_minute if a.per_minute and bb.ended_at else 0.0
         print(f"  deliveries: {taken}/{deliveries} taken by the intakes; incidents started once: "
-              f"{sum(s == 1 for s in starts)}/{len(incidents)}; template-abuse runs created: {runs}")
+              f"{sum(s == 1 for s in starts)}/{len(incidents)}; template-abuse runs created: {runs}; "
+              f"runs executed more than once: {len(twice)}")
         print(f"  contained and verified: {len(contained)}/{len(incidents)} (run Completed, template gone); "
               f"other templates present: {len(others)}")
         print(f"  repeated destructive calls: {len(repeated)}; register/deregister over budget: "
@@ -403,6 +410,8 @@ async def bench(stack: Any, fleet: Any, args: argparse.Namespace, home: Path) ->
             print(f"    repeated: {call}")
         if runs != len(incidents) or any(s != 1 for s in starts) or taken != deliveries:
             missed.append("not exactly one run per incident")
+        if twice:
+            missed.append(f"{len(twice)} run(s) executed more than once")
         if len(contained) != len(incidents):
             missed.append(f"{len(incidents) - len(contained)} incident(s) not contained")
         if repeated:
