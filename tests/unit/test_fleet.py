@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
+from pydantic import ValidationError
 
 from waguard.drills.fleet import make_fleet
 from waguard.drills.world import _merge
@@ -49,3 +51,17 @@ def test_the_fleet_seed_keeps_each_business_to_itself() -> None:
     assert not sim.can_reach_waba(first.admin_id, second.wabas[0])
     assert not sim.can_reach_waba("7000000001", first.wabas[0])  # the demo business's admin
     assert sim.business_of("phone_number", first.number_of(first.wabas[0])).id == first.business_id
+
+
+def test_a_seed_assigning_one_business_user_to_another_business_waba_is_refused() -> None:
+    fleet = make_fleet(2, 1)
+    first, second = fleet.businesses
+    seed = demo_seed(app_secret="demo-app-secret", system_user_token="EAAGdemotokendemotokendemo0123")
+    changes = fleet.seed_changes()
+    changes["assigned_users"].append({"waba_id": second.wabas[0], "user_id": first.admin_id})
+    with pytest.raises(ValidationError, match="another business than the WABA's"):
+        Seed.model_validate(_merge(seed.model_dump(mode="json"), changes))
+    changes = fleet.seed_changes()
+    changes["wabas"][0]["business_id"] = "2999999"
+    with pytest.raises(ValidationError, match="unknown businesses"):
+        Seed.model_validate(_merge(seed.model_dump(mode="json"), changes))
