@@ -276,7 +276,7 @@ class Storm:
         """SIGKILL the launcher holding the most runs, with its zygote and its runs (each leads its own
         process group). What happens to those runs next is the product's business: nothing here
         marks, frees or retries them."""
-        from waguard.launcher.rundir import pid_of
+        from waguard.launcher.rundir import forget_run, pid_of
 
         dirs = [Path(str((c.env or {})["WAGUARD_LAUNCHER__DIR"])) for c in self.stack.launchers]
         held = [sorted(p.stem for p in (d / "runs").glob("*.pid")) for d in dirs]
@@ -289,7 +289,9 @@ class Storm:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         launcher.proc.wait(timeout=10)
-        result.notes.append(f"{launcher.name} killed with {len(held[victim])} run process(es); "
+        for r in held[victim]:  # its files went with its machine: never signal those pids again
+            forget_run(dirs[victim], r)
+        result.notes.append(f"{launcher.name} killed with {len(pids)} run process(es); "
                             "their recovery left to Prefect's automations")
 
     async def _intake_killed(self, templates: list[tuple[str, str]],
