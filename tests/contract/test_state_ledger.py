@@ -123,4 +123,4 @@ def test_the_dsn_setting_chooses_the_ledger(tmp_path: Path, pg_dsn: str) -> None
     shared.reserve(PN, "register", T0)
     assert RegistrationLedger(tmp_path / "ledger.sqlite3").history(PN) == []  # not the file
     with pytest.raises(ConfigError, match="WAGUARD_STATE__DSN"):
-        open_ledger(Settings(state=StateSettings(dsn="postgresql://waguard@127.0.0.1:1/x")))
+        open_ledger(Settings(state=StateSettings(dsn="postgresql://waguard@127.0.0.1:1/x", reconnect_s=0.5)))
