@@ -310,7 +310,7 @@ class StateSettings(BaseModel):
         "a passfile (?passfile= or PGPASSFILE).",
     )
     reconnect_s: float = Field(30.0, ge=0, description="How long a run or replica waits for a PostgreSQL "
-                               "server that is away (restart, failover) before failing with an error naming dsn.")
+                               "server that is away (restart, failover) before failing, naming dsn.")
 
     @field_validator("dsn")
     @classmethod
