@@ -60,10 +60,6 @@ def test_claim_through_pending_is_once_per_run() -> None:
     from prefect.server.schemas.states import StateType
 
     assert params(StateProposer.propose_pending) == ["self", "flow_run"]
-    # A hinted run is claimed with propose_state itself, while the launcher reads it (launcher.py).
-    from prefect.utilities.engine import propose_state
-
-    assert params(propose_state) == ["client", "state", "flow_run_id", "force"]
     assert params(StateProposer.__init__) == ["self", "client"]
     assert {StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.CANCELLED} <= set(
         PreventPendingTransitions.FROM_STATES)

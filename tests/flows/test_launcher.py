@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -60,7 +61,7 @@ async def start(launcher_dir: Path, marker_dir: Path, key: str, slot: str | None
 
     run = await arun_deployment(DEPLOYMENT, parameters={"marker_dir": str(marker_dir), "key": key, "slot": slot},
                                 timeout=0)
-    notify_launcher(launcher_dir, run.id, run.deployment_id)  # as the intake does
+    notify_launcher(launcher_dir, run.id)  # as the intake does
     return run.id
 
 
@@ -151,28 +152,22 @@ async def test_a_run_nobody_announced_is_pulled_from_the_work_pool(launcher: tup
     assert [w.status for w in workers if w.name.endswith(f"-{launcher[1]}")] == [WorkerStatus.ONLINE]
 
 
-async def test_a_hint_naming_the_wrong_deployment_hands_the_run_back(launcher: tuple[Path, int],
-                                                                       tmp_path: Path) -> None:
-    """The launcher claims a hinted run while it reads it; when the read shows another deployment's run
-    (a forged or mistaken hint), the claim is handed back to Scheduled and nothing executes."""
-    from prefect.client.orchestration import get_client
-    from prefect.deployments import arun_deployment
-
-    from tests.support.launcher_flows import hold
-
+async def test_a_datagram_for_a_finished_run_does_not_execute_it_again(launcher: tuple[Path, int],
+                                                                        tmp_path: Path) -> None:
+    """Prefect accepts Pending from a Completed run: a launcher that claimed before reading would run a
+    finished incident again when a repeated start (the same idempotency key) announces it once more."""
     launcher_dir, _ = launcher
     (tmp_path / "release").write_text("")
-    await (await hold.ato_deployment(name="nobody-serves-this")).aapply()
-    run = await arun_deployment("launcher-test-hold/nobody-serves-this", timeout=0,
-                                parameters={"marker_dir": str(tmp_path), "key": "misnamed"})
-    async with get_client() as client:
-        served = await client.read_deployment_by_name(DEPLOYMENT)
-        notify_launcher(launcher_dir, run.id, served.id)
-        until(lambda: f"run {run.id}: the hint named deployment" in (launcher_dir.parent / "launcher.log").read_text(),
-              "the launcher to read the run and hand it back")
-        states = await client.read_flow_run_states(run.id)
-    assert [st.type.value for st in states][-2:] == ["PENDING", "SCHEDULED"], states
-    assert not (tmp_path / "misnamed.1.pid").exists()
+    run_id = await start(launcher_dir, tmp_path, "once")
+    assert (await wait_state(run_id, lambda s: s.is_final(), "the run to finish")).is_completed()
+    log = launcher_dir.parent / "launcher.log"
+    until(lambda: re.search(f"run {run_id}: process \\d+ exited", log.read_text()),
+          "the launcher to reap the run (until then it is in flight, and a datagram for it is not read)")
+    notify_launcher(launcher_dir, run_id)  # announced again
+    until(lambda: f"run {run_id}: COMPLETED, not Scheduled: left alone" in log.read_text(),
+          "the launcher to look at the run again")
+    assert (await state_of(run_id)).is_completed()
+    assert not (tmp_path / "once.2.pid").exists()
 
 
 async def test_a_run_cancelled_through_the_api_stops_its_process(launcher: tuple[Path, int], tmp_path: Path) -> None:

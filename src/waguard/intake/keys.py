@@ -1,8 +1,11 @@
 """Secrets the intake verifies with, read from Vault and cached briefly.
 
 A short TTL (default 5 s) keeps verification off Vault's hot path while a rotation is still picked up
-within seconds. Concurrent misses for one path share one read, and a missing secret is cached too
-(as None) so a flood of forged deliveries cannot turn into a flood of Vault reads.
+within seconds; a signature that fails against secrets read at least a second ago re-reads them once
+(`refresh_stale`), so the first delivery Meta signs with a just-rotated secret is not refused, and a
+flood of forged signatures costs at most one read of each secret a second. Concurrent misses for one
+path share one read, and a missing secret is cached too (as None) so a flood of forged deliveries
+cannot turn into a flood of Vault reads.
 
 Each Meta app's secret has a rotation window: while the leaked-secret playbook keeps
 `{"previous_version": n, "until": "<ISO-8601 UTC>"}` at the app's window path
@@ -33,6 +36,7 @@ from waguard.vault.models import VersionedSecret
 
 log = logging.getLogger(__name__)
 DEFAULT_TTL_S = 5.0
+REFRESH_AFTER_S = 1.0  # a failed signature re-reads current secrets at most this often
 
 
 class SecretReader(Protocol):
@@ -100,6 +104,17 @@ class SecretCache:
             raise
         finally:
             self._inflight.pop(key, None)
+
+    def refresh_stale(self, min_age_s: float = REFRESH_AFTER_S) -> bool:
+        """Forget current values read at least `min_age_s` ago, so the next `get` reads Vault again;
+        True if there was any. For a failed signature: the sender may already sign with a secret
+        rotated after the read. Pinned versions (a rotation window's previous one) never change."""
+        read_before = self._clock() - min_age_s
+        stale = [key for key, (expires, _) in self._entries.items()
+                 if key[1] is None and expires - self._ttl <= read_before]
+        for key in stale:
+            del self._entries[key]
+        return bool(stale)
 
     async def values(self, path: str) -> list[SecretStr]:
         """The current value at `path` as a one-element list, or [] when there is none."""

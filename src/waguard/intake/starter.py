@@ -80,9 +80,7 @@ class PrefectRunStarter:
         if self.launcher_dir is not None:
             from waguard.launcher.pickup import notify_launcher
 
-            # One non-blocking datagram that never raises; naming the deployment lets the launcher claim
-            # the run while it reads it.
-            notify_launcher(self.launcher_dir, run.id, run.deployment_id)
+            notify_launcher(self.launcher_dir, run.id)  # one non-blocking datagram; never raises
         return str(run.id)
 
     async def _create(self, client: Any, name: str, parameters: dict[str, Any], idempotency_key: str) -> Any:

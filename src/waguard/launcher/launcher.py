@@ -81,7 +81,6 @@ class Launcher:
     deployments: dict[UUID, Deployment] = field(default_factory=dict)
     inflight: set[UUID] = field(default_factory=set)
     started_at: dict[UUID, float] = field(default_factory=dict)  # monotonic time each run was heard of
-    hints: dict[UUID, UUID] = field(default_factory=dict)  # run id -> the deployment its sender named
     _queue: asyncio.Queue[UUID] = field(default_factory=asyncio.Queue)
 
     @property
@@ -136,11 +135,9 @@ class Launcher:
             (self.dir / READY_FILE).unlink(missing_ok=True)
             self.zygote.stop()
 
-    def heard(self, flow_run_id: UUID, deployment_id: UUID | None = None) -> None:
+    def heard(self, flow_run_id: UUID) -> None:
         """A run id from the notify socket or the poll: look at it soon."""
         self.started_at.setdefault(flow_run_id, time.monotonic())
-        if deployment_id in self.deployments:
-            self.hints[flow_run_id] = deployment_id
         self._queue.put_nowait(flow_run_id)
 
     async def _until_signal(self, stop: anyio.Event) -> None:
@@ -187,15 +184,11 @@ class Launcher:
         finally:
             self.inflight.discard(flow_run_id)
             self.started_at.pop(flow_run_id, None)
-            self.hints.pop(flow_run_id, None)
 
     async def _claim_and_execute(self, flow_run_id: UUID) -> None:
-        if flow_run_id in self.hints:
-            async with self.capacity:
-                run = await self._read_while_claiming(flow_run_id, self.hints[flow_run_id])
-                if run is not None:
-                    await self._execute(run)
-            return
+        """Read, then claim. The read comes first on purpose: Prefect accepts Pending from a finished run
+        (only Pending, Running and Cancelling/Cancelled runs refuse it), so a claim proposed without
+        knowing the run is Scheduled would execute a finished run again (a repeated start's datagram)."""
         from prefect.exceptions import ObjectNotFound
 
         try:
@@ -203,6 +196,8 @@ class Launcher:
         except ObjectNotFound:
             return
         if self._ours_and_due(run) is None:
+            if run.state is not None and not run.state.is_scheduled():
+                log.info("run %s: %s, not Scheduled: left alone", flow_run_id, run.state.type.value)
             return  # not ours, already claimed or finished, or a run for later (the poll hands it over)
         async with self.capacity:
             if await self.proposer.propose_pending(run):  # else another launcher or runner claimed it
@@ -217,40 +212,6 @@ class Launcher:
         if scheduled is not None and scheduled > datetime.now(UTC) + timedelta(seconds=1):
             return None
         return deployment
-
-    async def _read_while_claiming(self, flow_run_id: UUID, hinted: UUID) -> Any | None:
-        """Claim (Pending) and read the run at once; the run if the claim was ours and it is the hinted
-        deployment's due run. A claim the read does not bear out is handed back to Scheduled."""
-        from prefect.exceptions import Abort, ObjectNotFound
-        from prefect.states import Pending, Scheduled
-        from prefect.utilities.engine import propose_state
-
-        async def claim() -> Any | None:
-            try:
-                state = await propose_state(self.ctx.client, Pending(), flow_run_id=flow_run_id)
-            except (Abort, ObjectNotFound):  # claimed by another launcher, or no such run
-                return None
-            return state if state.is_pending() else None
-
-        run, claimed = await asyncio.gather(self.ctx.client.read_flow_run(flow_run_id), claim(),
-                                            return_exceptions=True)
-        if isinstance(claimed, BaseException) or claimed is None:
-            if isinstance(claimed, BaseException) and not isinstance(claimed, Exception):
-                raise claimed
-            return None
-        if isinstance(run, BaseException):  # claimed but unreadable: let the next poll find it again
-            await propose_state(self.ctx.client, Scheduled(), flow_run_id=flow_run_id, force=True)
-            log.warning("run %s: claimed but could not be read (%s); handed back", flow_run_id, run)
-            return None
-        before = run.model_copy(update={"state": run.state if run.state and run.state.is_scheduled()
-                                        else Scheduled(scheduled_time=run.expected_start_time)})
-        if run.deployment_id != hinted or self._ours_and_due(before) is None:
-            await propose_state(self.ctx.client, Scheduled(scheduled_time=run.expected_start_time),
-                                flow_run_id=flow_run_id, force=True)
-            log.error("run %s: the hint named deployment %s, the run is %s's (or not due): handed back",
-                      flow_run_id, hinted, run.deployment_id)
-            return None
-        return run.model_copy(update={"state": claimed})
 
     async def _execute(self, run: Any) -> None:
         flow_run_id, deployment = run.id, self.deployments[run.deployment_id]

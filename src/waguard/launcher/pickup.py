@@ -2,13 +2,8 @@
 
 The sender (the intake, a drill) never waits and never fails on it: no launcher listening is the
 normal fallback case, and the launcher's own poll picks the run up a little later. The message is
-only a hint: the launcher reads the run from Prefect and claims it through Pending.
-
-A sender that knows the run's deployment adds its id ("<run id> <deployment id>"): the launcher then
-claims the run while it reads it instead of after, one API round trip less before the fork. The
-read still decides: a run that turns out not to be that deployment's, or not due yet, is handed back
-to Scheduled. Only the launcher's own user can send (the socket is 0600), and that user holds the
-same Prefect credential the launcher does, so a forged hint grants nothing the sender lacked.
+only a hint: the launcher reads the run from Prefect and claims it through Pending, so a forged or
+repeated id can at most make it look at a run that is already waiting to execute.
 """
 
 from __future__ import annotations
@@ -19,40 +14,29 @@ from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
 
-MAX_DATAGRAM = 128  # two UUIDs, a space and a newline
+MAX_DATAGRAM = 64  # a UUID and a newline
 
 
 def socket_path(launcher_dir: Path) -> Path:
     return launcher_dir / "notify.sock"
 
 
-def notify_launcher(launcher_dir: Path, flow_run_id: str | UUID,
-                    deployment_id: str | UUID | None = None) -> bool:
-    """Tell a launcher on this machine about a new run (and, if known, its deployment). Returns True if
-    a launcher took the datagram."""
+def notify_launcher(launcher_dir: Path, flow_run_id: str | UUID) -> bool:
+    """Tell a launcher on this machine about a new run. Returns True if a launcher took the datagram."""
     path = socket_path(launcher_dir)
-    message = f"{flow_run_id} {deployment_id}" if deployment_id else str(flow_run_id)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.setblocking(False)
-            s.sendto(message.encode(), str(path))
+            s.sendto(str(flow_run_id).encode(), str(path))
         return True
     except OSError:  # no launcher, a stale socket, a full queue: the poll will find the run
         return False
 
 
-def parse_hint(data: bytes) -> tuple[UUID, UUID | None]:
-    """(run id, deployment id or None) from a datagram; ValueError if it is not one or two UUIDs."""
-    parts = data.decode("ascii", "replace").split()
-    if not 1 <= len(parts) <= 2:
-        raise ValueError("a hint is a run id, optionally followed by its deployment id")
-    return UUID(parts[0]), UUID(parts[1]) if len(parts) == 2 else None
-
-
 class NotifySocket:
-    """The launcher's end: a bound datagram socket; each message calls `on_run(run id, deployment id)`."""
+    """The launcher's end: a bound datagram socket whose messages call `on_run(flow_run_id)`."""
 
-    def __init__(self, launcher_dir: Path, on_run: Callable[[UUID, UUID | None], None]) -> None:
+    def __init__(self, launcher_dir: Path, on_run: Callable[[UUID], None]) -> None:
         self.path = socket_path(launcher_dir)
         self.on_run = on_run
         self.sock: socket.socket | None = None
@@ -80,7 +64,7 @@ class NotifySocket:
             except (BlockingIOError, InterruptedError):
                 return
             with contextlib.suppress(ValueError):
-                self.on_run(*parse_hint(data))
+                self.on_run(UUID(data.decode("ascii", "replace").strip()))
 
     def close(self) -> None:
         import asyncio
