@@ -27,8 +27,8 @@ in creation order: any 2 x --cap = 8 consecutive incidents are on 8 different WA
 for a slot while the launchers have work. With 200 incidents each WABA has 4, 2 per phase, 50 apart.
 
 Goals: exactly one run per incident (runs of template-abuse created during the bench = incidents;
-exactly one `started` answer per incident among its deliveries), each executed once (Prefect's
-run_count: entries into Running, a resume after approval not counted); every incident contained and verified
+exactly one `started` answer per incident among its deliveries), each executed once (one fork per
+run in the launchers' logs); every incident contained and verified
 (run Completed, its template gone from the simulator, every other template present); no destructive
 Graph call repeated (simulator request record); no register/deregister over Meta's budget (template
 abuse makes none: the check is that there are none over); no concurrent runs above the cap on any
@@ -82,7 +82,7 @@ class Phase:
     started_at: float = 0.0  # wall clock, first delivery
     ended_at: float = 0.0  # wall clock, last run's end
     states: dict[str, str] = field(default_factory=dict)
-    run_counts: dict[str, int] = field(default_factory=dict)  # times each run entered Running
+    run_ids: dict[str, str] = field(default_factory=dict)  # incident key -> flow run id
     peak: list[int] = field(default_factory=list)  # most runs held at once, per launcher
     died: list[str] = field(default_factory=list)  # launchers that exited during the phase
 
@@ -155,7 +155,7 @@ class Bench:
                     break
                 runs = await self._runs(keys)
                 phase.states = {k: r["state"]["type"] for k, r in runs.items()}
-                phase.run_counts = {k: int(r.get("run_count") or 0) for k, r in runs.items()}
+                phase.run_ids = {k: str(r["id"]) for k, r in runs.items()}
                 if len(runs) == len(keys) and all(s in FINAL for s in phase.states.values()):
                     ends = [r["end_time"] for r in runs.values() if r.get("end_time")]
                     phase.ended_at = max(datetime.fromisoformat(e).timestamp() for e in ends)
@@ -317,23 +317,44 @@ def over_budget(records: list[dict[str, Any]], limit: int) -> list[str]:
 
 def log_offsets(home: Path) -> dict[Path, int]:
     logs = home / "logs"
-    return {p: p.stat().st_size for p in [logs / "haproxy.log", *logs.glob("prefect-*.log")] if p.exists()}
+    paths = [logs / "haproxy.log", *logs.glob("prefect-*.log"), *logs.glob("launcher-*.log")]
+    return {p: p.stat().st_size for p in paths if p.exists()}
 
 
-def prefect_errors(offsets: dict[Path, int]) -> tuple[int, int, int]:
-    """(5xx answered by Prefect through HAProxy, its requests, `database is locked` lines) since offsets."""
-    five, total, locked = 0, 0, 0
+def since(path: Path, start: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(start)
+        return f.read().decode(errors="replace")
+
+
+def prefect_errors(offsets: dict[Path, int]) -> tuple[int, int, int, int]:
+    """Since the offsets: (5xx answered by a Prefect replica through HAProxy, 503s HAProxy answered with
+    no replica up, Prefect requests through HAProxy, `database is locked` lines in Prefect's logs)."""
+    five, no_server, total, locked = 0, 0, 0, 0
     for path, start in offsets.items():
-        with open(path, "rb") as f:
-            f.seek(start)
-            text = f.read().decode(errors="replace")
+        if path.name.startswith("launcher-"):
+            continue
+        text = since(path, start)
         locked += text.count("database is locked")
         if path.name == "haproxy.log":
             for m in HAPROXY_LINE.finditer(text):
                 if m.group(1) == "prefect":
                     total += 1
-                    five += int(m.group(4)) >= 500
-    return five, total, locked
+                    if int(m.group(4)) >= 500:
+                        no_server += m.group(3) == "<NOSRV>"
+                        five += m.group(3) != "<NOSRV>"
+    return five, no_server, total, locked
+
+
+def forks_per_run(offsets: dict[Path, int]) -> dict[str, int]:
+    """flow run id -> how many times a launcher forked a process for it (its logs, since the offsets).
+    More than once without a crash: two launchers executed the run, one after the other."""
+    counts: dict[str, int] = {}
+    for path, start in offsets.items():
+        if path.name.startswith("launcher-"):
+            for run_id in re.findall(r"run ([0-9a-f-]{36}): forked as pid", since(path, start)):
+                counts[run_id] = counts.get(run_id, 0) + 1
+    return counts
 
 
 def registry_dir(home: Path, fleet: Any) -> Path:
@@ -375,7 +396,7 @@ async def bench(stack: Any, fleet: Any, args: argparse.Namespace, home: Path) ->
                 break
         runs = await b.runs_created_since(t0 - 5)
         present, records, state = await b.simulator()
-        five, prefect_requests, locked = prefect_errors(offsets)
+        five, no_server, prefect_requests, locked = prefect_errors(offsets)
         starts = [sum(o == "started" for o in i.outcomes) for i in incidents]
         deliveries = sum(len(i.outcomes) for i in incidents)
         taken = sum(o != "never taken" for i in incidents for o in i.outcomes)
@@ -384,9 +405,8 @@ async def bench(stack: Any, fleet: Any, args: argparse.Namespace, home: Path) ->
                      and i.template_id not in present]
         others = {t["id"] for t in state["templates"] if not t["name"].startswith("phish_")}
         repeated = repeated_calls(records)
-        # Prefect counts each entry into Running (a resume after approval is not one): a run executed
-        # twice (claimed again by a second launcher after the first finished it) counts 2.
-        twice = sorted(k for p in phases for k, n in p.run_counts.items() if n > 1)
+        forks = forks_per_run(offsets)
+        twice = sorted(k for p in phases for k, r in p.run_ids.items() if forks.get(r, 0) > 1)
         budget = over_budget(records, int(state["limits"]["registration_attempts"]))
         a, bb = phases
         ratio = bb.per_minute / a.per_minute if a.per_minute and bb.ended_at else 0.0
@@ -397,7 +417,8 @@ async def bench(stack: Any, fleet: Any, args: argparse.Namespace, home: Path) ->
               f"other templates present: {len(others)}")
         print(f"  repeated destructive calls: {len(repeated)}; register/deregister over budget: "
               f"{len(budget)}; Graph calls recorded: {len(records)}")
-        print(f"  Prefect through HAProxy: {prefect_requests} requests, {five} 5xx; "
+        print(f"  Prefect through HAProxy: {prefect_requests} requests, {five} 5xx from a replica, "
+              f"{no_server} 503 from HAProxy with no replica up (health checks failed); "
               f"'database is locked': {locked}")
         print(f"  scale-out: {bb.per_minute:.1f} / {a.per_minute:.1f} contained/min = {ratio:.2f}x "
               "(goal >= 1.7)")
@@ -424,6 +445,8 @@ async def bench(stack: Any, fleet: Any, args: argparse.Namespace, home: Path) ->
             missed.append(f"scale-out {ratio:.2f}x < 1.7x")
         if five or locked:
             missed.append("Prefect answered 5xx or said 'database is locked'")
+        if no_server:
+            missed.append("Prefect's API unavailable through HAProxy (503, no replica passing its check)")
     finally:
         b.close()
     return missed
