@@ -117,3 +117,17 @@ async def test_meta_previous_app_secret_only_inside_rotation_window(intake: Harn
     intake.clock.advance(3600 + 10)  # the window closed
     r = await post_meta(intake, meta_delivery(template_change(name="t3"), time=5), secret=s.app_secret)
     assert r.status_code == 401
+
+
+async def test_a_delivery_signed_with_a_just_rotated_secret_is_accepted_at_once(intake: Harness) -> None:
+    """Meta signs with the new app secret from the moment it is rotated; the intake's cached read (TTL
+    5 s) must not refuse those deliveries until it expires. A forged signature is still refused."""
+    env, s = intake.env, intake.env.secrets
+    r = await post_meta(intake, meta_delivery(template_change("FLAGGED", name="r1")), secret=s.app_secret)
+    assert r.status_code == 200  # the current secret is now cached
+    await env.vault.write_secret(env.settings.meta.app_secret_path, SecretStr("rotated-app-secret"))
+    intake.clock.advance(1.5)  # inside the cache's TTL
+    r = await post_meta(intake, meta_delivery(template_change("FLAGGED", name="r2"), time=2), "rotated-app-secret")
+    assert r.status_code == 200, r.text
+    r = await post_meta(intake, meta_delivery(template_change("FLAGGED", name="r3"), time=3), "not-the-secret")
+    assert r.status_code == 401

@@ -210,15 +210,25 @@ class IntakeService:
         status, body = await self.take(request.scope, request.receive, source)
         return _Json(body, status_code=status)
 
+    async def verify(self, d: Inbound, source: str) -> str:
+        """The source's check, once more on a fresh read if it failed on an old one (a rotated secret)."""
+        check = self.sources.verifier(source)
+        try:
+            return await check(d)
+        except Rejected as err:
+            if err.reason not in ("mismatch", "no-secret") or not self.secrets.refresh_stale():
+                raise self.rejected(d, err) from None
+        try:
+            return await check(d)
+        except Rejected as err:
+            raise self.rejected(d, err) from None
+
     async def take(self, scope: Scope, receive: Receive, source: str) -> tuple[int, dict[str, Any]]:
         """`deliver` on the plain ASGI parts: the answer's status and JSON body."""
         d: Inbound | None = None
         try:
             d = await self.read(scope, receive, source, JSON_TYPES)
-            try:
-                d.verification = await self.sources.verifier(source)(d)
-            except Rejected as err:
-                raise self.rejected(d, err) from None
+            d.verification = await self.verify(d, source)
             try:  # depth-checked before parsing, duplicate keys refused (strict_json)
                 payload = strict_json.loads(d.body)
             except strict_json.BadJson as err:
