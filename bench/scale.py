@@ -88,7 +88,7 @@ class Phase:
 
     @property
     def per_minute(self) -> float:
-        took = self.ended_at - self.started_at
+        took = self.ended_at - self.started_at if self.ended_at else 0.0
         return len(self.incidents) / (took / 60) if took > 0 else 0.0
 
 
@@ -386,9 +386,10 @@ async def bench(stack: Any, fleet: Any, args: argparse.Namespace, home: Path) ->
                 await asyncio.to_thread(b.start_launcher, 1)
             await b.phase(phase)
             done = sum(s == "COMPLETED" for s in phase.states.values())
+            took = f"{phase.ended_at - phase.started_at:.1f} s" if phase.ended_at else "not all ended"
             print(f"  phase {phase.name}: {phase.launchers} launcher(s), {len(phase.incidents)} incidents, "
-                  f"{done} runs completed, {phase.per_minute:.1f} contained/min "
-                  f"({phase.ended_at - phase.started_at:.1f} s), peak runs per launcher {phase.peak}")
+                  f"{done} runs completed, {phase.per_minute:.1f} contained/min ({took}), "
+                  f"peak runs per launcher {phase.peak}")
             for line in phase.died:
                 print(f"    died: {line}")
             if phase.died:
