@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waguard.intake.strict_json import BadJson, exceeds_depth, loads
+from waguard.intake.strict_json import BadJson, compact_encoder, exceeds_depth, loads
 
 TRICKY_TEXT = st.text(alphabet='[]{}"\\:,ab\n\u00e9', max_size=12)
 JSON_VALUES = st.recursive(
@@ -65,3 +65,26 @@ def test_accepts_what_senders_send() -> None:
     value = {"groupKey": '{}:{alertname="X"}', "s": 'a\\"[[[[', "n": [[[[[[[[[[1]]]]]]]]]]}
     assert loads(json.dumps(value)) == value
     assert loads(json.dumps(value).encode()) == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | TRICKY_TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(TRICKY_TEXT, children, max_size=4),
+    max_leaves=40), ensure_ascii=st.booleans(), allow_nan=st.booleans())
+def test_compact_encoder_writes_what_the_stdlib_encoder_writes(value: Any, ensure_ascii: bool,
+                                                               allow_nan: bool) -> None:
+    """Audit lines and answers keep their exact bytes, refusals (NaN when not allowed) included."""
+    stdlib = json.JSONEncoder(ensure_ascii=ensure_ascii, allow_nan=allow_nan, separators=(",", ":")).encode
+    ours = compact_encoder(ensure_ascii=ensure_ascii, allow_nan=allow_nan)
+    try:
+        expected: str | type[Exception] = stdlib(value)
+    except ValueError:
+        expected = ValueError
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            ours(value)
+    else:
+        assert ours(value) == expected
+    with pytest.raises(TypeError):  # what neither can write is refused alike
+        ours({"k": object()})

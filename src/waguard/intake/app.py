@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import json
 import logging
 import re
 import time
@@ -54,7 +53,7 @@ JSON_TYPES = ("application/json",)
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
-_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_encode = strict_json.compact_encoder(ensure_ascii=False, allow_nan=False)
 
 
 class _Json(JSONResponse):

@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from waguard.intake.strict_json import compact_encoder
+
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _AT = re.compile(rb'^\{\s*"at"\s*:\s*"([^"]+)"')
 
@@ -54,7 +56,7 @@ def _second(secs: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))  # records come many to a second
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode  # built once, not per record
+_encode = compact_encoder(ensure_ascii=True, allow_nan=True)  # built once, not per record
 
 
 def encode_record(*, at: float, source: str, outcome: str, status: int, verification: str,
