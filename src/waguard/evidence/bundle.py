@@ -93,9 +93,13 @@ async def export_public_keys(vault: VaultClient, key: str, path: Path) -> Path:
     """Write every version's public key of transit key `key` to `path` (PEM, labelled by version)."""
     text = format_key_file(key, await vault.public_keys(key))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    # A temporary name of its own: runs in other processes refresh the same file at the same moment.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
