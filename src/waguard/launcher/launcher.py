@@ -186,21 +186,27 @@ class Launcher:
             self.started_at.pop(flow_run_id, None)
 
     async def _claim_and_execute(self, flow_run_id: UUID) -> None:
-        """Read, then claim. The read comes first on purpose: Prefect accepts Pending from a finished run
-        (only Pending, Running and Cancelling/Cancelled runs refuse it), so a claim proposed without
-        knowing the run is Scheduled would execute a finished run again (a repeated start's datagram)."""
-        from prefect.exceptions import ObjectNotFound
+        """Read, then claim, both once a slot of this launcher's capacity is free. Prefect accepts Pending
+        from a finished run (only Pending, Running, Cancelling and Cancelled runs refuse it), so a claim
+        proposed without a fresh read that the run is Scheduled could execute a finished run again: a
+        repeated start's datagram, or a run that another launcher executed while this one waited for
+        capacity (bench/scale.py saw both)."""
+        from prefect.exceptions import ObjectNotFound, Pause
 
-        try:
-            run = await self.ctx.client.read_flow_run(flow_run_id)
-        except ObjectNotFound:
-            return
-        if self._ours_and_due(run) is None:
-            if run.state is not None and not run.state.is_scheduled():
-                log.info("run %s: %s, not Scheduled: left alone", flow_run_id, run.state.type.value)
-            return  # not ours, already claimed or finished, or a run for later (the poll hands it over)
         async with self.capacity:
-            if await self.proposer.propose_pending(run):  # else another launcher or runner claimed it
+            try:
+                run = await self.ctx.client.read_flow_run(flow_run_id)
+            except ObjectNotFound:
+                return
+            if self._ours_and_due(run) is None:
+                if run.state is not None and not run.state.is_scheduled():
+                    log.info("run %s: %s, not Scheduled: left alone", flow_run_id, run.state.type.value)
+                return  # not ours, already claimed or finished, or a run for later (the poll hands it over)
+            try:
+                ours = await self.proposer.propose_pending(run)
+            except Pause:  # a BaseException: another launcher claimed it and it waits for an approval
+                return
+            if ours:  # else another launcher or runner claimed it
                 await self._execute(run)
 
     def _ours_and_due(self, run: Any) -> Deployment | None:

@@ -56,7 +56,10 @@ def haproxy_config(backends: Sequence[Backend]) -> str:
             f"    timeout server {b.timeout_server_s}s",
             f"    option httpchk GET {b.check_path}",
             "    http-check expect status 200",
-            "    default-server inter 1s fall 2 rise 1",
+            # A check waits 5 s and a server is DOWN after 3 misses: with 1 s and 2, both Prefect replicas
+            # were marked DOWN together while serving under load (bench/scale.py: 189 answers of 503).
+            "    timeout check 5s",
+            "    default-server inter 1s fall 3 rise 1",
             *(f"    server {b.name}{i} {addr} check" for i, addr in enumerate(b.servers, 1)),
         ]
     return "\n".join(lines) + "\n"
