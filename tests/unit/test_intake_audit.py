@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from waguard.intake.audit import AuditLog, RejectionSampler, audit_files, read_audit, read_window
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from waguard.intake.audit import (
+    AuditLog,
+    RejectionSampler,
+    audit_files,
+    encode_record,
+    read_audit,
+    read_window,
+    stamp,
+)
 
 T0 = 1_764_000_000.0
 
@@ -97,3 +109,30 @@ def test_the_service_log_goes_to_its_file_only_and_rotates_by_size(tmp_path: Pat
         for h in saved:
             root.addHandler(h)
         root.setLevel(level)
+
+
+_TEXT = st.text(alphabet="ab\"\\\n\u00e9\u2028\U0001f600", max_size=6)
+_OPTIONAL_TEXT = st.none() | _TEXT
+_EXTRA = st.none() | st.just([]) | st.just(()) | _TEXT | st.integers() | st.booleans() \
+    | st.lists(st.dictionaries(_TEXT, _OPTIONAL_TEXT, max_size=3), max_size=2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(at=st.floats(min_value=0, max_value=4e9), source=_TEXT, outcome=_TEXT,
+       status=st.integers(100, 599), verification=_TEXT, body_sha256=_OPTIONAL_TEXT,
+       delivery_id=_OPTIONAL_TEXT, incident_key=_OPTIONAL_TEXT,
+       run_id=_OPTIONAL_TEXT, extra=st.dictionaries(st.sampled_from(["note", "client", "repeats", "incidents",
+                                                                     "closed", "weird\u00e9"]), _EXTRA))
+def test_a_record_line_is_what_the_json_encoder_writes_for_its_fields(
+        at: float, source: str, outcome: str, status: int, verification: str, body_sha256: str | None,
+        delivery_id: str | None, incident_key: str | None, run_id: str | None, extra: dict[str, Any]) -> None:
+    """The line is written as text: the same bytes as encoding the record as a dict (fixed fields in
+    order, then the extras that are set), so readers and stored logs see no change."""
+    record = {"at": stamp(at), "source": source, "delivery_id": delivery_id, "outcome": outcome,
+              "status": status, "verification": verification, "body_sha256": body_sha256,
+              "incident_key": incident_key, "run_id": run_id}
+    record.update({k: v for k, v in extra.items() if v is not None and v != [] and v != ()})
+    expected = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode(record)
+    assert encode_record(at=at, source=source, outcome=outcome, status=status, verification=verification,
+                         body_sha256=body_sha256, delivery_id=delivery_id, incident_key=incident_key,
+                         run_id=run_id, **extra) == expected

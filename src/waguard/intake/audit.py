@@ -57,22 +57,28 @@ def _second(secs: int) -> str:
 
 
 _encode = compact_encoder(ensure_ascii=True, allow_nan=True)  # built once, not per record
+_text = json.encoder.encode_basestring_ascii  # a str as its JSON text, what _encode writes for it
+
+
+def _json(value: Any) -> str:
+    if value is None:
+        return "null"
+    return _text(value) if type(value) is str else _encode(value)
 
 
 def encode_record(*, at: float, source: str, outcome: str, status: int, verification: str,
                   body_sha256: str | None, delivery_id: str | None = None, incident_key: str | None = None,
                   run_id: str | None = None, **extra: Any) -> str:
-    """One record as its JSON line (no newline); `at` first, as `stamp(at)`, so readers find it cheaply."""
-    record = {
-        "at": stamp(at),
-        "source": source, "delivery_id": delivery_id, "outcome": outcome, "status": status,
-        "verification": verification, "body_sha256": body_sha256, "incident_key": incident_key,
-        "run_id": run_id,
-    }
-    for k, v in extra.items():
-        if v is not None and v != [] and v != ():
-            record[k] = v
-    return str(_encode(record))
+    """One record as its JSON line (no newline); `at` first, as `stamp(at)`, so readers find it cheaply.
+
+    The fixed fields are written as text (what the encoder writes for a dict of them, about half
+    the cost); the extras that are set follow, in their order."""
+    line = (f'{{"at":{_text(stamp(at))},"source":{_json(source)},"delivery_id":{_json(delivery_id)},'
+            f'"outcome":{_json(outcome)},"status":{_json(status)},"verification":{_json(verification)},'
+            f'"body_sha256":{_json(body_sha256)},"incident_key":{_json(incident_key)},'
+            f'"run_id":{_json(run_id)}')
+    kept = {k: v for k, v in extra.items() if v is not None and v != [] and v != ()}
+    return line + "," + _encode(kept)[1:] if kept else line + "}"
 
 
 class AuditWriter(Protocol):
