@@ -180,22 +180,12 @@ class LauncherSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    enabled: bool = Field(
-        True,
-        description="`waguard up` starts the launcher; false: Prefect's serve() runner instead (a fresh "
-        "interpreter per run, seconds slower to start).",
-    )
-    dir: Path = Field(
-        Path(".waguard/launcher"),
-        description="The launcher's run directory: its notify socket (the intake's pickup hint), each run's "
-        "pid and slot-lease files.",
-    )
-    poll_s: float = Field(
-        2.0,
-        gt=0,
-        le=60,
-        description="Fallback poll for runs created elsewhere (Prefect UI, retries), seconds.",
-    )
+    enabled: bool = Field(True, description="`waguard up` starts the launcher; false: Prefect's serve() "
+                          "runner instead (a fresh interpreter per run, seconds slower to start).")
+    dir: Path = Field(Path(".waguard/launcher"), description="The launcher's run directory: its notify "
+                      "socket (the intake's pickup hint), each run's pid and slot-lease files.")
+    poll_s: float = Field(2.0, gt=0, le=60, description="Fallback poll for runs created elsewhere "
+                          "(Prefect UI, retries), seconds.")
     limit: int = Field(32, ge=1, le=1000, description="Most runs one launcher executes at once.")
     work_pool: str = Field("waguard", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                            description="The Prefect work pool every launcher pulls playbook runs from.")
