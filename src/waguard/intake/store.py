@@ -21,10 +21,10 @@ the group logs its writes, and a unit that fails after writing rolls the group b
 writes of the units before it (same statements, same order, same starting state: this connection is
 the file's only writer and holds its write lock from BEGIN IMMEDIATE), so it is undone alone.
 Durability: with WAL and synchronous=NORMAL a returned COMMIT has written its frames to the WAL
-file with write(2), so they are in the OS page cache and a killed intake (SIGKILL, OOM, crash) loses
-no answered delivery; only an OS crash or power cut can lose the last commits before a checkpoint's
-fsync. synchronous=FULL would fsync every commit (milliseconds on most disks) to cover that too; the
-goal is the killed process, and Alertmanager, GitHub and Meta retry an unanswered delivery anyway.
+file with write(2), so they are in the OS page cache and a killed intake (SIGKILL, OOM, crash) loses no answered delivery; only
+an OS crash or power cut can lose the last commits before a checkpoint's fsync. synchronous=FULL
+would fsync every commit (milliseconds on most disks) to cover that too; the goal is the killed
+process, and Alertmanager, GitHub and Meta retry an unanswered delivery anyway.
 """
 
 from __future__ import annotations
