@@ -150,38 +150,3 @@ async def test_a_unit_that_fails_inside_a_group_is_undone_alone(tmp_path: Path) 
         assert reopened.remember("b", now=T, ttl_s=60)  # undone: a retry is judged afresh
     finally:
         reopened.close()
-
-
-async def test_undoing_a_unit_keeps_every_earlier_write_of_its_group(tmp_path: Path) -> None:
-    """A unit is undone by rolling the group back and replaying the writes before it: joins, a run
-    recorded between units and the units after it come out as if the refused one never ran."""
-    store = IntakeStore(tmp_path / "intake.sqlite3")
-    try:
-        committed = store.group()
-        with store.transaction():
-            assert store.remember("a", now=T, ttl_s=60)
-            opened = store.claim("key", "template_abuse", now=T, quiet_s=60, build=lambda g: (f"inc-{g}", {}))
-        store.set_run(opened.incident_id, "run-1")  # a start that went through inside the same turn
-        with store.transaction():
-            assert not store.claim("key", "template_abuse", now=T + 1, quiet_s=60, build=lambda g: ("x", {})).new
-        with pytest.raises(RuntimeError), store.transaction():
-            assert store.remember("b", now=T, ttl_s=60)
-            assert store.claim("key", "template_abuse", now=T + 2, quiet_s=60, build=lambda g: ("x", {})).run_id
-            store.claim("other", "template_abuse", now=T + 2, quiet_s=60, build=lambda g: ("inc-other", {}))
-            raise RuntimeError("refused")
-        with pytest.raises(RuntimeError), store.transaction():  # refused before writing: nothing to undo
-            raise RuntimeError("refused early")
-        with store.transaction():
-            joined = store.claim("key", "template_abuse", now=T + 3, quiet_s=60, build=lambda g: ("x", {}))
-            assert (joined.incident_id, joined.run_id, joined.new) == ("inc-1", "run-1", False)
-        await committed
-    finally:
-        store.close()
-    reopened = IntakeStore(tmp_path / "intake.sqlite3")
-    try:
-        assert reopened.incident_count() == 1
-        assert reopened.deliveries("inc-1") == 3 and reopened.run_of("inc-1") == "run-1"
-        assert not reopened.remember("a", now=T, ttl_s=60)
-        assert reopened.remember("b", now=T, ttl_s=60)
-    finally:
-        reopened.close()

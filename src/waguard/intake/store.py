@@ -14,14 +14,11 @@ All calls are synchronous and short (WAL, synchronous=NORMAL: no fsync per commi
 in a thread of their own); the service calls them from its event loop thread only, so no await ever
 splits a check from its update.
 
-Group commit: the deliveries handled in one turn of the event loop write inside one transaction
-(`group`, then a `transaction` unit each), which commits at the start of the next turn; each delivery
-is answered only after that commit returned. A unit is not a savepoint (two statements per delivery):
-the group logs its writes, and a unit that fails after writing rolls the group back and replays the
-writes of the units before it (same statements, same order, same starting state: this connection is
-the file's only writer and holds its write lock from BEGIN IMMEDIATE), so it is undone alone.
-Durability: with WAL and synchronous=NORMAL a returned COMMIT has written its frames to the WAL
-file with write(2), so they are in the OS page cache and a killed intake (SIGKILL, OOM, crash) loses no answered delivery; only
+Group commit: the deliveries handled in one turn of the event loop write inside one transaction,
+each in a savepoint of its own (`group`, then `transaction`), which commits at the start of the next
+turn; each delivery is answered only after that commit returned. Durability: with WAL and
+synchronous=NORMAL a returned COMMIT has written its frames to the WAL file with write(2), so they
+are in the OS page cache and a killed intake (SIGKILL, OOM, crash) loses no answered delivery; only
 an OS crash or power cut can lose the last commits before a checkpoint's fsync. synchronous=FULL
 would fsync every commit (milliseconds on most disks) to cover that too; the goal is the killed
 process, and Alertmanager, GitHub and Meta retry an unanswered delivery anyway.
@@ -101,8 +98,6 @@ class IntakeStore:
         self._inserts = 0
         self._depth = 0
         self._batch: asyncio.Future[None] | None = None  # the open group commit, if any
-        self._writes: list[tuple[str, tuple[Any, ...]]] = []  # the open group's writes, in order
-        self._broken: sqlite3.Error | None = None  # a replay failed: the open group fails whole
         self.commits = 0  # group commits made (how many deliveries share one: deliveries / commits)
         # open_run answers, asked on every delivery: this connection is the file's only writer, so they
         # stay true until it changes which incidents are open or have runs (then: cleared).
@@ -144,7 +139,6 @@ class IntakeStore:
         if self._batch is None:
             loop = asyncio.get_running_loop()
             self._db.execute("BEGIN IMMEDIATE")
-            self._writes, self._broken = [], None
             self._batch = loop.create_future()
             loop.call_soon(self._commit_group)
         return self._batch
@@ -154,10 +148,7 @@ class IntakeStore:
         if batch is None:
             return
         self.commits += 1
-        self._writes = []
         try:
-            if self._broken is not None:
-                raise self._broken
             self._db.execute("COMMIT")
         except sqlite3.Error as err:
             self._open_runs.clear()
@@ -172,43 +163,16 @@ class IntakeStore:
     def transaction(self) -> _Unit:
         """Group calls into one atomic unit (re-entrant: inner blocks join the outer one).
 
-        Inside an open group (`group`) the unit is undone alone if the block raises and committed
-        with the group; otherwise it is a transaction of its own, committed on leaving.
+        Inside an open group (`group`) the unit is a savepoint, undone alone if the block raises and
+        committed with the group; otherwise it is a transaction of its own, committed on leaving.
         """
         return _Unit(self)
-
-    def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
-        """Execute a write, logged while a group is open (`_undo_since` replays the log)."""
-        if self._batch is None:
-            return self._db.execute(sql, params)
-        if self._broken is not None:
-            raise self._broken
-        cur = self._db.execute(sql, params)
-        self._writes.append((sql, params))  # only once it succeeded: a failed statement changed nothing
-        return cur
-
-    def _undo_since(self, mark: int) -> None:
-        """Undo the open group's writes after the first `mark`: roll back, replay those before."""
-        kept, self._writes = self._writes[:mark], []
-        self._open_runs.clear()
-        try:
-            if self._db.in_transaction:  # some errors (SQLITE_FULL...) already rolled it back
-                self._db.execute("ROLLBACK")
-            self._db.execute("BEGIN IMMEDIATE")
-            for sql, params in kept:
-                self._db.execute(sql, params).fetchall()  # RETURNING statements run to their end
-        except sqlite3.Error as err:
-            self._broken = err  # the group's COMMIT raises it: none of its deliveries is answered 2xx
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-        else:
-            self._writes = kept
 
     # -- nonces ---------------------------------------------------------------------------------
 
     def remember(self, key: str, *, now: float, ttl_s: float) -> bool:
         """Record a nonce; True if it is new (or its earlier record had expired), False for a replay."""
-        cur = self._write(
+        cur = self._db.execute(
             "INSERT INTO nonces (key, expires) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE nonces.expires <= ?",
             (key, now + ttl_s, now),
@@ -220,11 +184,11 @@ class IntakeStore:
 
     def forget(self, key: str) -> None:
         """Drop a nonce (a delivery that could not be processed may then be retried)."""
-        self._write("DELETE FROM nonces WHERE key = ?", (key,))
+        self._db.execute("DELETE FROM nonces WHERE key = ?", (key,))
 
     def prune(self, *, now: float) -> int:
         """Delete expired nonces; return how many."""
-        return self._write("DELETE FROM nonces WHERE expires <= ?", (now,)).rowcount
+        return self._db.execute("DELETE FROM nonces WHERE expires <= ?", (now,)).rowcount
 
     # -- incidents ------------------------------------------------------------------------------
 
@@ -241,7 +205,7 @@ class IntakeStore:
         """
         with self.transaction():
             # A join (most deliveries) in one statement: the latest generation, if open and not quiet.
-            joined = self._write(
+            joined = self._db.execute(
                 "UPDATE incidents SET last_seen = ?, deliveries = deliveries + 1 "
                 "WHERE base = ? AND playbook = ? AND closed = 0 AND ? - last_seen <= ? AND generation = "
                 "(SELECT max(generation) FROM incidents WHERE base = ? AND playbook = ?) "
@@ -256,7 +220,7 @@ class IntakeStore:
             generation = (row[0] or 0) + 1
             incident_id, params = build(generation)
             self._open_runs.clear()
-            self._write(
+            self._db.execute(
                 "INSERT INTO incidents "
                 "(base, playbook, generation, incident_id, parameters, opened, last_seen) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -269,8 +233,8 @@ class IntakeStore:
         with self.transaction():
             ids = [r[0] for r in self._db.execute(
                 "SELECT incident_id FROM incidents WHERE base = ? AND closed = 0", (base,))]
-            self._write("UPDATE incidents SET closed = 1, last_seen = ? WHERE base = ? AND closed = 0",
-                        (now, base))
+            self._db.execute("UPDATE incidents SET closed = 1, last_seen = ? WHERE base = ? AND closed = 0",
+                             (now, base))
         return ids
 
     def open_run(self, base: str, playbook: str) -> tuple[str, str] | None:
@@ -290,14 +254,14 @@ class IntakeStore:
         """Close one incident (its run has ended): the next delivery for its key opens a new one."""
         self._open_runs.clear()
         with self.transaction():
-            self._write("UPDATE incidents SET closed = 1, last_seen = ? WHERE incident_id = ?",
-                        (now, incident_id))
+            self._db.execute("UPDATE incidents SET closed = 1, last_seen = ? WHERE incident_id = ?",
+                             (now, incident_id))
 
     def set_run(self, incident_id: str, run_id: str) -> None:
         """Record the run an incident started."""
         self._open_runs.clear()
-        self._write("UPDATE incidents SET run_id = ?, status = 'started' WHERE incident_id = ?",
-                    (run_id, incident_id))
+        self._db.execute("UPDATE incidents SET run_id = ?, status = 'started' WHERE incident_id = ?",
+                         (run_id, incident_id))
 
     def run_of(self, incident_id: str) -> str | None:
         """The run id of an incident, if its run has started."""
@@ -335,7 +299,7 @@ class _Unit:
     """`IntakeStore.transaction`'s context manager (a class: a generator-based one costs a few
     microseconds more, twice per delivery)."""
 
-    __slots__ = ("_store", "_outer", "_mark")
+    __slots__ = ("_store", "_outer", "_commit", "_rollback")
 
     def __init__(self, store: IntakeStore) -> None:
         self._store = store
@@ -346,12 +310,10 @@ class _Unit:
         if not self._outer:
             store._depth += 1
             return
-        if store._batch is not None:
-            if store._broken is not None:
-                raise store._broken
-            self._mark = len(store._writes)  # undone by replaying the group's writes before it
-        else:
-            store._db.execute("BEGIN IMMEDIATE")
+        begin, self._commit, self._rollback = (
+            ("SAVEPOINT unit", "RELEASE unit", "ROLLBACK TO unit") if store._batch is not None
+            else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"))
+        store._db.execute(begin)
         store._depth = 1
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
@@ -360,15 +322,12 @@ class _Unit:
             store._depth -= 1
             return
         try:
-            if store._batch is not None:
-                if kind is not None and len(store._writes) > self._mark:
-                    store._undo_since(self._mark)
-                elif kind is not None:
-                    store._open_runs.clear()
-            elif kind is None:
-                store._db.execute("COMMIT")
+            if kind is None:
+                store._db.execute(self._commit)
             else:
                 store._open_runs.clear()
-                store._db.execute("ROLLBACK")
+                store._db.execute(self._rollback)
+                if store._batch is not None:
+                    store._db.execute(self._commit)  # a savepoint rolled back to is still open until released
         finally:
             store._depth = 0
