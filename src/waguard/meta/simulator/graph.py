@@ -20,7 +20,7 @@ import secrets
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from waguard.meta.simulator import access, nodes, phone, rules, templates
@@ -194,6 +194,8 @@ async def graph_endpoint(request: Request) -> Response:
         return await _serve(sim, request)
     except _Stale:
         return Response(status_code=503)
+    except ClientDisconnect:  # the caller died mid-request (the kill-flow fault): nobody to answer
+        return Response(status_code=499)
 
 
 async def _serve(sim: SimState, request: Request) -> Response:
