@@ -21,7 +21,7 @@ import psycopg
 
 from waguard.meta.errors import RegistrationBudgetExhausted
 from waguard.meta.ledger import REGISTRATION_LIMIT, REGISTRATION_WINDOW_S, Action, LedgerEntry, check_attempt
-from waguard.state.postgres import RECONNECT_S, connect, open_checked, server_away, unavailable, while_away
+from waguard.state.postgres import RECONNECT_S, connect, open_checked, retried
 
 T = TypeVar("T")
 
@@ -54,12 +54,7 @@ class PostgresLedger:
 
     def _call(self, attempt: Callable[[], T]) -> T:
         """`attempt`, repeated while the server is away (bounded); then StateStoreUnavailable."""
-        try:
-            return while_away(self._dsn, self._reconnect_s, attempt)
-        except psycopg.Error as err:
-            if server_away(err):
-                raise unavailable(self._dsn, self._reconnect_s, err) from None
-            raise
+        return retried(self._dsn, self._reconnect_s, attempt)
 
     def reserve(self, phone_number_id: str, action: Action, now: float) -> int:
         """Record an attempt about to be sent; return how many remain in the window after it.

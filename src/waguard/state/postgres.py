@@ -87,6 +87,16 @@ def unavailable(dsn: str, reconnect_s: float, err: psycopg.Error) -> StateStoreU
                                  f"{_first_line(err)}")
 
 
+def retried(dsn: str, reconnect_s: float, attempt: Callable[[], T]) -> T:
+    """`while_away`, and StateStoreUnavailable (naming the setting) if the server stayed away."""
+    try:
+        return while_away(dsn, reconnect_s, attempt)
+    except psycopg.Error as err:
+        if server_away(err):
+            raise unavailable(dsn, reconnect_s, err) from None
+        raise
+
+
 def open_checked(dsn: str, *, role: str, schema: str, reconnect_s: float = RECONNECT_S) -> psycopg.Connection:
     """Connect and create `schema` if missing (idempotent, serialised across replicas), waiting up to
     `reconnect_s` for a server that is away; a ConfigError naming the setting if it stays away or

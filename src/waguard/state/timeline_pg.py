@@ -26,7 +26,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from waguard.playbook.timeline import Outcome, ReadsTimeline, TimelineEvent, canonical, check_id, next_event
-from waguard.state.postgres import RECONNECT_S, connect, open_checked, server_away, unavailable, while_away
+from waguard.state.postgres import RECONNECT_S, connect, open_checked, retried
 
 T = TypeVar("T")
 
@@ -72,12 +72,7 @@ class PostgresTimelines:
             return work(self._db)
 
         with self._lock:
-            try:
-                return while_away(self._dsn, self._reconnect_s, attempt)
-            except psycopg.Error as err:
-                if server_away(err):
-                    raise unavailable(self._dsn, self._reconnect_s, err) from None
-                raise
+            return retried(self._dsn, self._reconnect_s, attempt)
 
     def close(self) -> None:
         self._db.close()
