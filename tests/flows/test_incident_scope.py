@@ -82,7 +82,9 @@ async def test_incidents_on_a_busy_waba_wait_visibly_in_arrival_order(local_stac
             incident_id=incident, template_names=["order_update"], statuses=["PAUSED"], poll_interval_s=1))
         await until(lambda i=incident: any(e.step == "wait-for-slot" for e in timeline(local_stack, i)),
                     f"{incident} records that it waits")
-        assert f"waiting behind run {x}" in thread_text(local_stack, incident)
+        # The timeline record comes first, the Slack message right after it: wait for that too.
+        await until(lambda i=incident: f"waiting behind run {x}" in thread_text(local_stack, i),
+                    f"{incident} says in Slack that it waits behind {x}")
         waiting = next(e for e in timeline(local_stack, incident) if e.step == "wait-for-slot")
         assert str(x) in waiting.detail
     await decide(x, "U0ONCALL", "deny")
