@@ -375,7 +375,7 @@ async def test_each_business_reads_only_its_own_people_and_wabas(backend: Backen
     stranger = httpx.Response(403, json=envelope("(#200) Permissions error", 200))
 
     def a_people_unless_b(request: httpx.Request) -> httpx.Response:  # B's token is a stranger in A
-        b_token = request.headers["authorization"] == f"Bearer {B_TOKEN.get_secret_value()}"
+        b_token = request.headers["authorization"].removeprefix("Bearer ") == B_TOKEN.get_secret_value()
         return stranger if b_token else httpx.Response(200, json=a_people)
 
     def install(r: respx.Router) -> None:

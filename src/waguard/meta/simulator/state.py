@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from waguard.meta.simulator import envelope as E
 from waguard.meta.simulator import rules
+from waguard.meta.simulator.clock import SimClock
 from waguard.meta.simulator.faults import Fault, FaultSpec, activate, take
 from waguard.meta.simulator.record import MASK, Masker, RequestLog
 from waguard.meta.simulator.seed import (
@@ -33,22 +34,6 @@ from waguard.meta.simulator.seed import (
 Kind = Literal["app", "business", "waba", "phone_number", "template", "business_user", "system_user"]
 WHATSAPP_SCOPES = ("whatsapp_business_management", "whatsapp_business_messaging")
 DATA_ACCESS_S = 90 * 86400  # Meta's data-access window, renewed with each new token
-
-
-class SimClock:
-    """The built-in settable clock: wall time plus an offset that POST /_sim/clock advances."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward (never back: Meta's windows only move one way)."""
-        if seconds < 0:
-            raise ValueError("the clock only moves forward")
-        self.offset += seconds
 
 
 class AppToken:
