@@ -1,90 +1,120 @@
-"""The intake's SQLite memory: nonce TTLs, one incident per key, generations, atomic transactions,
-and that all of it survives a restart."""
+"""What only the SQLite store has: one intake per file (a lock), a memory of nonces and joins that is
+the file's, read back at open, and files written before the nonce log. The behaviour both stores
+share is the contract suite's (tests/contract/test_state_store.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from waguard.errors import ConfigError
 from waguard.intake.store import IntakeStore
 
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = IntakeStore(tmp_path / "intake.sqlite3")
-    yield s
-    s.close()
+PB = "template_abuse"
 
 
 def build(generation: int) -> tuple[str, dict]:
     return f"k:{generation}", {"incident_id": f"k:{generation}"}
 
 
-def test_nonce_is_new_once_then_a_replay_until_it_expires(store: IntakeStore) -> None:
-    assert store.remember("github:d-1", now=100, ttl_s=50)
-    assert not store.remember("github:d-1", now=120, ttl_s=50)
-    assert not store.remember("github:d-1", now=149, ttl_s=50)
-    assert store.remember("github:d-1", now=150, ttl_s=50)  # expired: new again
-    store.forget("github:d-1")
-    assert store.remember("github:d-1", now=151, ttl_s=50)
+def test_a_second_intake_on_one_sqlite_file_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    path = tmp_path / "intake.sqlite3"
+    first = IntakeStore(path)
+    with pytest.raises(ConfigError, match="WAGUARD_INTAKE__STATE_DIR") as refused:
+        IntakeStore(path)
+    assert "WAGUARD_STATE__DSN" in str(refused.value)  # where replicas go instead
+    first.remember("n", now=0, ttl_s=100)
+    first.close()
+    again = IntakeStore(path)  # a restart
+    try:
+        assert not again.remember("n", now=1, ttl_s=100)
+    finally:
+        again.close()
 
 
-def test_prune_drops_only_expired(store: IntakeStore) -> None:
-    store.remember("a", now=0, ttl_s=10)
-    store.remember("b", now=0, ttl_s=100)
-    assert store.prune(now=50) == 1
-    assert not store.remember("b", now=60, ttl_s=100)
-
-
-def test_claim_opens_then_joins(store: IntakeStore) -> None:
-    first = store.claim("k", "template_abuse", now=0, quiet_s=100, build=build)
-    again = store.claim("k", "template_abuse", now=50, quiet_s=100, build=build)
-    other = store.claim("k", "leaked_secret", now=50, quiet_s=100, build=lambda g: (f"ls:{g}", {}))
-    assert first.new and not again.new and other.new
-    assert first.incident_id == again.incident_id == "k:1"
-    assert store.deliveries("k:1") == 2 and store.incident_count() == 2
-
-
-def test_quiet_period_counts_from_the_last_delivery(store: IntakeStore) -> None:
-    store.claim("k", "template_abuse", now=0, quiet_s=100, build=build)
-    assert not store.claim("k", "template_abuse", now=90, quiet_s=100, build=build).new
-    assert not store.claim("k", "template_abuse", now=180, quiet_s=100, build=build).new
-    later = store.claim("k", "template_abuse", now=281, quiet_s=100, build=build)
-    assert later.new and later.generation == 2 and later.incident_id == "k:2"
-
-
-def test_close_ends_the_incident(store: IntakeStore) -> None:
-    store.claim("k", "template_abuse", now=0, quiet_s=100, build=build)
-    assert store.close_incidents("k", now=1) == ["k:1"]
-    assert store.close_incidents("k", now=2) == []
-    assert store.claim("k", "template_abuse", now=3, quiet_s=100, build=build).generation == 2
-
-
-def test_pending_until_the_run_is_recorded(store: IntakeStore) -> None:
-    store.claim("k", "template_abuse", now=0, quiet_s=100, build=build)
-    assert [p.incident_id for p in store.pending()] == ["k:1"]
-    store.set_run("k:1", "run-1")
-    assert store.pending() == [] and store.run_of("k:1") == "run-1"
-    assert store.claim("k", "template_abuse", now=1, quiet_s=100, build=build).run_id == "run-1"
-
-
-def test_a_failed_transaction_leaves_nothing_behind(store: IntakeStore) -> None:
-    with pytest.raises(RuntimeError), store.transaction():
-        store.remember("n", now=0, ttl_s=100)
-        store.claim("k", "template_abuse", now=0, quiet_s=100, build=build)
-        raise RuntimeError("boom")
-    assert store.remember("n", now=1, ttl_s=100) and store.incident_count() == 0
-
-
-def test_state_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
+def test_nonces_remembered_forgotten_and_expired_read_back_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "intake.sqlite3"
     a = IntakeStore(path)
-    a.remember("meta:abc", now=0, ttl_s=1000)
-    a.claim("k", "template_abuse", now=0, quiet_s=100, build=build)
+    a.remember("kept", now=0, ttl_s=1000)
+    a.remember("forgotten", now=0, ttl_s=1000)
+    a.forget("forgotten")
+    a.remember("short", now=0, ttl_s=10)
+    a.remember("again", now=0, ttl_s=10)
+    a.remember("again", now=20, ttl_s=1000)  # expired, then remembered anew
     a.close()
     b = IntakeStore(path)
-    assert not b.remember("meta:abc", now=1, ttl_s=1000)
-    assert not b.claim("k", "template_abuse", now=1, quiet_s=100, build=build).new
-    assert [p.incident_id for p in b.pending()] == ["k:1"]
-    b.close()
+    try:
+        assert not b.remember("kept", now=30, ttl_s=1000)
+        assert not b.remember("again", now=30, ttl_s=1000)
+        assert b.remember("forgotten", now=30, ttl_s=1000)
+        assert b.remember("short", now=30, ttl_s=1000)
+    finally:
+        b.close()
+
+
+def test_pruned_nonces_leave_the_file_too(tmp_path: Path) -> None:
+    path = tmp_path / "intake.sqlite3"
+    a = IntakeStore(path)
+    a.remember("old", now=0, ttl_s=10)
+    a.remember("new", now=0, ttl_s=100)
+    assert a.prune(now=50) == 1
+    a.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert [r[0] for r in db.execute("SELECT key FROM nonce_log")] == ["new"]
+
+
+def test_joins_answered_from_memory_are_written_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "intake.sqlite3"
+    a = IntakeStore(path)
+    a.claim("k", PB, now=0, quiet_s=100, build=build)
+    for t in (50, 90, 70):  # out of order: the latest delivery counts
+        assert not a.claim("k", PB, now=t, quiet_s=100, build=build).new
+    a.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT last_seen, deliveries FROM incidents").fetchall() == [(90.0, 4)]
+    b = IntakeStore(path)
+    try:
+        assert not b.claim("k", PB, now=185, quiet_s=100, build=build).new  # quiet since 90, not 0
+    finally:
+        b.close()
+
+
+def test_a_file_written_before_the_nonce_log_keeps_its_nonces(tmp_path: Path) -> None:
+    path = tmp_path / "intake.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript("CREATE TABLE nonces (key TEXT PRIMARY KEY, expires REAL NOT NULL) WITHOUT ROWID;"
+                         "INSERT INTO nonces VALUES ('github:old', 1000.0);")
+    store = IntakeStore(path)
+    try:
+        assert not store.remember("github:old", now=1, ttl_s=100)
+        assert store.remember("github:new", now=1, ttl_s=100)
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'nonces'").fetchone()
+
+
+async def test_a_group_whose_commit_fails_answers_none_and_remembers_nothing(tmp_path: Path) -> None:
+    """The disk refuses the group's writes (here: a trigger): every delivery of the group gets the
+    error, and their nonces and joins are not taken for replays when the senders retry."""
+    path = tmp_path / "intake.sqlite3"
+    store = IntakeStore(path)
+    try:
+        store.claim("k", PB, now=0, quiet_s=100, build=build)
+        store._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON nonce_log WHEN NEW.key = 'poison' "
+                          "BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+        committed = store.group()
+        for key in ("fine", "poison"):
+            with store.transaction():
+                assert store.remember(key, now=1, ttl_s=100)
+                assert not store.claim("k", PB, now=1, quiet_s=100, build=build).new
+        with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
+            await committed
+        assert store.deliveries("k:1") == 1
+        store._db.execute("DROP TRIGGER refuse")
+        assert store.remember("fine", now=2, ttl_s=100) and store.remember("poison", now=2, ttl_s=100)
+    finally:
+        store.close()

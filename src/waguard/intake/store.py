@@ -3,20 +3,27 @@
 Two tables, one file, so "this delivery is new" and "this incident starts a run" commit together:
 a crash between them can neither lose an incident (nonce stored, incident not) nor start it twice.
 
-- `nonces`: delivery ids, `(ts, signature)` pairs and body hashes, each kept for the provider's retry
-  horizon (Meta retries for 7 days, GitHub redelivers by hand, so the default TTL is 30 days).
+- `nonce_log`: delivery ids, `(ts, signature)` pairs and body hashes, each kept for the provider's
+  retry horizon (30 days by default); held in memory too (waguard.intake.nonces).
 - `incidents`: one row per (incident key, playbook, generation) with the parameters the run gets and,
   once the start went through, its run id. An incident closes when its source says it resolved, or
   after a quiet period without deliveries; the next alert about the same key then opens generation
   n+1. Prefect's idempotency key is permanent (prefect-notes §1.4), so the generation is part of it.
+
+One intake per file, enforced by a lock beside it (replicas share PostgreSQL: state/intake_pg.py).
+The only writer can answer its hot questions from memory: is this nonce live, which open incident
+does this key join.
 
 All calls are synchronous and short (WAL, synchronous=NORMAL: no fsync per commit; checkpoints run
 in a thread of their own); the service calls them from its event loop thread only, so no await ever
 splits a check from its update.
 
 Group commit: the deliveries handled in one turn of the event loop write inside one transaction,
-each in a savepoint of its own (`group`, then `transaction`), which commits at the start of the next
-turn; each delivery is answered only after that commit returned. Durability: with WAL and
+which commits at the start of the next turn; each delivery is answered only after that commit
+returned. A delivery's writes (its nonce, its join's `last_seen` and count) are kept with the
+delivery until its unit ends, then with the group, and written by the group's COMMIT; a unit that
+runs SQL of its own (opening or closing an incident) does it in a savepoint. A unit that raises leaves
+nothing: its memory changes are undone and its savepoint rolled back. Durability: with WAL and
 synchronous=NORMAL a returned COMMIT has written its frames to the WAL file with write(2), so they
 are in the OS page cache and a killed intake (SIGKILL, OOM, crash) loses no answered delivery; only
 an OS crash or power cut can lose the last commits before a checkpoint's fsync. synchronous=FULL
@@ -30,22 +37,18 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from waguard.intake.nonces import APPEND, Nonces
+from waguard.intake.sqlite_file import WriterFile
+
 PRUNE_EVERY = 2000  # nonce inserts between two sweeps of expired rows
-CHECKPOINT_EVERY_S = 2.0
 OPEN_RUNS_KEPT = 4096  # open_run answers kept in memory (cleared whole when full)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS nonces (
-    key TEXT PRIMARY KEY,
-    expires REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
 CREATE TABLE IF NOT EXISTS incidents (
     base TEXT NOT NULL,
     playbook TEXT NOT NULL,
@@ -61,6 +64,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     PRIMARY KEY (base, playbook, generation)
 );
 """
+_TOUCH = ("UPDATE incidents SET last_seen = max(last_seen, ?), deliveries = deliveries + ? "
+          "WHERE incident_id = ?")
 
 
 @dataclass(frozen=True)
@@ -84,50 +89,47 @@ class PendingStart:
     parameters: dict[str, Any]
 
 
+@dataclass
+class _Writes:
+    """Writes made in memory and not in the file yet: a unit's, then its group's."""
+
+    nonces: list[tuple[str, float, int]] = field(default_factory=list)  # (key, expires, live)
+    touches: dict[str, list[float]] = field(default_factory=dict)  # incident id -> [last seen, deliveries]
+    undo: list[tuple[str, float | None]] = field(default_factory=list)  # (nonce, its earlier expiry)
+
+    def add(self, other: _Writes) -> None:
+        self.nonces += other.nonces
+        for incident, (seen, count) in other.touches.items():
+            mine = self.touches.setdefault(incident, [seen, 0])
+            mine[0], mine[1] = max(mine[0], seen), mine[1] + count
+        self.undo += other.undo
+
+
 class IntakeStore:
-    """Nonce cache and incident map over one SQLite file."""
+    """Nonce cache and incident map over one SQLite file, with this process as its only writer."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread=False: the app may be built in one thread and served from another;
-        # it is still used from one thread at a time (the server's event loop).
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._file = WriterFile(path)
+        self._db = self._file.db
         self._db.executescript(_SCHEMA)
+        self._nonces = Nonces.read(self._db)
         self._inserts = 0
         self._depth = 0
+        self._unit: _Writes | None = None  # the writes of the outermost unit under way
+        self._savepoint = False  # that unit ran SQL of its own, in a savepoint
+        self._group = _Writes()  # the writes of the open group's finished units
         self._batch: asyncio.Future[None] | None = None  # the open group commit, if any
         self.commits = 0  # group commits made (how many deliveries share one: deliveries / commits)
-        # open_run answers, asked on every delivery: this connection is the file's only writer, so they
-        # stay true until it changes which incidents are open or have runs (then: cleared).
+        # open_run answers, asked on every delivery, and the open incident each (key, playbook) joins:
+        # both stay true until this store changes which incidents are open or have runs (then: cleared).
         self._open_runs: dict[tuple[str, str], tuple[str, str] | None] = {}
-        # Checkpoints (the only fsyncs in WAL mode with synchronous=NORMAL) run in a thread of their
-        # own, not inside a delivery's commit on the event loop.
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
-        self._stop = threading.Event()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(path,), daemon=True,
-                                              name="intake-sqlite-checkpoint")
-        self._checkpointer.start()
-
-    def _checkpoint_loop(self, path: Path) -> None:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        try:
-            while not self._stop.wait(CHECKPOINT_EVERY_S):
-                with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()
+        self._joins: dict[tuple[str, str], list[Any]] = {}  # [generation, incident id, run id, last seen]
 
     def close(self) -> None:
-        """Commit an open group, stop the checkpointer (after a last checkpoint), close the database."""
+        """Commit an open group, then close the file (waguard.intake.sqlite_file)."""
         if self._batch is not None:
             self._commit_group()
-        self._stop.set()
-        self._checkpointer.join(timeout=10)
-        self._db.close()
+        self._file.close()
 
     def group(self) -> asyncio.Future[None]:
         """The commit this loop turn's deliveries share, opened now if none is open.
@@ -148,10 +150,12 @@ class IntakeStore:
         if batch is None:
             return
         self.commits += 1
+        writes, self._group = self._group, _Writes()
         try:
+            self._write(writes)
             self._db.execute("COMMIT")
         except sqlite3.Error as err:
-            self._open_runs.clear()
+            self._undo(writes)
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
             if not batch.done():
@@ -160,11 +164,33 @@ class IntakeStore:
             if not batch.done():
                 batch.set_result(None)
 
+    def _write(self, writes: _Writes) -> None:
+        """Put writes made in memory into the open transaction."""
+        if writes.nonces:
+            self._db.executemany(APPEND, writes.nonces)
+        if writes.touches:
+            self._db.executemany(_TOUCH, [(seen, count, incident)
+                                          for incident, (seen, count) in writes.touches.items()])
+
+    def _undo(self, writes: _Writes) -> None:
+        """Forget what undone writes put in memory (newest first)."""
+        self._nonces.undo(writes.undo)
+        self._open_runs.clear()
+        self._joins.clear()
+
+    def _sql(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Run a statement of a unit's own: inside an open group, in the unit's savepoint."""
+        if self._unit is not None and self._batch is not None and not self._savepoint:
+            self._db.execute("SAVEPOINT unit")
+            self._savepoint = True
+        return self._db.execute(sql, params)
+
     def transaction(self) -> _Unit:
         """Group calls into one atomic unit (re-entrant: inner blocks join the outer one).
 
-        Inside an open group (`group`) the unit is a savepoint, undone alone if the block raises and
-        committed with the group; otherwise it is a transaction of its own, committed on leaving.
+        Inside an open group (`group`) the unit's writes join the group when it ends and are committed
+        with it, or are undone alone if the block raises; otherwise the unit is a transaction of its
+        own, committed on leaving.
         """
         return _Unit(self)
 
@@ -172,23 +198,38 @@ class IntakeStore:
 
     def remember(self, key: str, *, now: float, ttl_s: float) -> bool:
         """Record a nonce; True if it is new (or its earlier record had expired), False for a replay."""
-        cur = self._db.execute(
-            "INSERT INTO nonces (key, expires) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE nonces.expires <= ?",
-            (key, now + ttl_s, now),
-        )
+        unit = self._unit
+        if unit is None:
+            with self.transaction():
+                return self.remember(key, now=now, ttl_s=ttl_s)
+        earlier = self._nonces.take(key, now=now, expires=now + ttl_s)
+        if earlier is False:
+            return False
+        unit.nonces.append((key, now + ttl_s, 1))
+        unit.undo.append((key, earlier))
         self._inserts += 1
         if self._inserts % PRUNE_EVERY == 0:
             self.prune(now=now)
-        return cur.rowcount == 1
+        return True
 
     def forget(self, key: str) -> None:
         """Drop a nonce (a delivery that could not be processed may then be retried)."""
-        self._db.execute("DELETE FROM nonces WHERE key = ?", (key,))
+        unit = self._unit
+        if unit is None:
+            with self.transaction():
+                return self.forget(key)
+        earlier = self._nonces.drop(key)
+        if earlier is not None:  # the log's tombstone lives as long as the entry it cancels
+            unit.nonces.append((key, earlier, 0))
+            unit.undo.append((key, earlier))
+        return None
 
     def prune(self, *, now: float) -> int:
         """Delete expired nonces; return how many."""
-        return self._db.execute("DELETE FROM nonces WHERE expires <= ?", (now,)).rowcount
+        dropped = self._nonces.prune(now=now)
+        with self.transaction():
+            self._sql("DELETE FROM nonce_log WHERE expires <= ?", (now,))
+        return dropped
 
     # -- incidents ------------------------------------------------------------------------------
 
@@ -196,16 +237,24 @@ class IntakeStore:
               build: Callable[[int], tuple[str, dict[str, Any]]]) -> Claim:
         """Join the open incident for (base, playbook), or open the next generation of it.
 
-        Args:
-            base: the incident key from the source (Alertmanager group, GitHub alert, WABA + playbook).
-            playbook: the playbook the incident runs.
-            now: the current Unix time.
-            quiet_s: an open incident with no delivery for this long is over; the next one is new.
-            build: given a generation, the incident id and run parameters for a new incident.
+        `base` is the incident key from the source (Alertmanager group, GitHub alert, WABA + playbook);
+        an open incident with no delivery for `quiet_s` is over; `build(generation)` gives a new
+        incident's id and run parameters.
         """
         with self.transaction():
-            # A join (most deliveries) in one statement: the latest generation, if open and not quiet.
-            joined = self._db.execute(
+            unit = self._unit
+            assert unit is not None  # inside transaction()
+            cached = self._joins.get((base, playbook))
+            if cached is not None and now - cached[3] <= quiet_s:  # a join (most deliveries), in memory
+                generation, incident_id, run_id, _ = cached
+                cached[3] = max(cached[3], now)
+                seen = unit.touches.setdefault(incident_id, [now, 0])
+                seen[0], seen[1] = max(seen[0], now), seen[1] + 1
+                return Claim(incident_id, playbook, generation, False, run_id, {})
+            # Written first, so the statement below reads every earlier delivery's last_seen.
+            self._write(self._group)
+            self._group.nonces, self._group.touches = [], {}
+            joined = self._sql(
                 "UPDATE incidents SET last_seen = ?, deliveries = deliveries + 1 "
                 "WHERE base = ? AND playbook = ? AND closed = 0 AND ? - last_seen <= ? AND generation = "
                 "(SELECT max(generation) FROM incidents WHERE base = ? AND playbook = ?) "
@@ -213,28 +262,34 @@ class IntakeStore:
                 (now, base, playbook, now, quiet_s, base, playbook)).fetchall()
             if joined:
                 generation, incident_id, run_id = joined[0]
+                self._joins[(base, playbook)] = [generation, incident_id, run_id, now]
                 return Claim(incident_id, playbook, generation, False, run_id, {})
-            row = self._db.execute(
-                "SELECT max(generation) FROM incidents WHERE base = ? AND playbook = ?",
-                (base, playbook)).fetchone()
+            row = self._sql("SELECT max(generation) FROM incidents WHERE base = ? AND playbook = ?",
+                            (base, playbook)).fetchone()
             generation = (row[0] or 0) + 1
             incident_id, params = build(generation)
-            self._open_runs.clear()
-            self._db.execute(
+            self._changed()
+            self._sql(
                 "INSERT INTO incidents "
                 "(base, playbook, generation, incident_id, parameters, opened, last_seen) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (base, playbook, generation, incident_id, json.dumps(params, sort_keys=True), now, now))
+            self._joins[(base, playbook)] = [generation, incident_id, None, now]
             return Claim(incident_id, playbook, generation, True, None, params)
+
+    def _changed(self) -> None:
+        """Which incidents are open, or their runs, changed: the cached answers are stale."""
+        self._open_runs.clear()
+        self._joins.clear()
 
     def close_incidents(self, base: str, *, now: float) -> list[str]:
         """Close every open incident for `base` (its source said it resolved); return their ids."""
-        self._open_runs.clear()
+        self._changed()
         with self.transaction():
-            ids = [r[0] for r in self._db.execute(
+            ids = [r[0] for r in self._sql(
                 "SELECT incident_id FROM incidents WHERE base = ? AND closed = 0", (base,))]
-            self._db.execute("UPDATE incidents SET closed = 1, last_seen = ? WHERE base = ? AND closed = 0",
-                             (now, base))
+            self._sql("UPDATE incidents SET closed = 1, last_seen = ? WHERE base = ? AND closed = 0",
+                      (now, base))
         return ids
 
     def open_run(self, base: str, playbook: str) -> tuple[str, str] | None:
@@ -252,16 +307,17 @@ class IntakeStore:
 
     def close_incident(self, incident_id: str, *, now: float) -> None:
         """Close one incident (its run has ended): the next delivery for its key opens a new one."""
-        self._open_runs.clear()
+        self._changed()
         with self.transaction():
-            self._db.execute("UPDATE incidents SET closed = 1, last_seen = ? WHERE incident_id = ?",
-                             (now, incident_id))
+            self._sql("UPDATE incidents SET closed = 1, last_seen = ? WHERE incident_id = ?",
+                      (now, incident_id))
 
     def set_run(self, incident_id: str, run_id: str) -> None:
         """Record the run an incident started."""
-        self._open_runs.clear()
-        self._db.execute("UPDATE incidents SET run_id = ?, status = 'started' WHERE incident_id = ?",
-                         (run_id, incident_id))
+        self._changed()
+        with self.transaction():
+            self._sql("UPDATE incidents SET run_id = ?, status = 'started' WHERE incident_id = ?",
+                      (run_id, incident_id))
 
     def run_of(self, incident_id: str) -> str | None:
         """The run id of an incident, if its run has started."""
@@ -289,17 +345,18 @@ class IntakeStore:
         return int(self._db.execute("SELECT count(*) FROM incidents").fetchone()[0])
 
     def deliveries(self, incident_id: str) -> int:
-        """How many deliveries opened or joined an incident."""
+        """How many deliveries opened or joined an incident (those of the open group included)."""
         row = self._db.execute("SELECT deliveries FROM incidents WHERE incident_id = ?",
                                (incident_id,)).fetchone()
-        return int(row[0]) if row else 0
+        pending = [w.touches.get(incident_id, [0, 0])[1] for w in (self._group, self._unit) if w]
+        return int(row[0]) + int(sum(pending)) if row else 0
 
 
 class _Unit:
     """`IntakeStore.transaction`'s context manager (a class: a generator-based one costs a few
     microseconds more, twice per delivery)."""
 
-    __slots__ = ("_store", "_outer", "_commit", "_rollback")
+    __slots__ = ("_store", "_outer")
 
     def __init__(self, store: IntakeStore) -> None:
         self._store = store
@@ -307,27 +364,38 @@ class _Unit:
     def __enter__(self) -> None:
         store = self._store
         self._outer = not store._depth
-        if not self._outer:
-            store._depth += 1
-            return
-        begin, self._commit, self._rollback = (
-            ("SAVEPOINT unit", "RELEASE unit", "ROLLBACK TO unit") if store._batch is not None
-            else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"))
-        store._db.execute(begin)
-        store._depth = 1
+        store._depth += 1
+        if self._outer:
+            store._unit = _Writes()
+            if store._batch is None:  # a transaction of its own
+                store._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
         store = self._store
+        store._depth -= 1
         if not self._outer:
-            store._depth -= 1
             return
-        try:
-            if kind is None:
-                store._db.execute(self._commit)
-            else:
-                store._open_runs.clear()
-                store._db.execute(self._rollback)
-                if store._batch is not None:
-                    store._db.execute(self._commit)  # a savepoint rolled back to is still open until released
-        finally:
-            store._depth = 0
+        unit, savepoint = store._unit, store._savepoint
+        store._unit, store._savepoint = None, False
+        assert unit is not None
+        if store._batch is None:
+            try:
+                if kind is None:
+                    store._write(unit)
+                    store._db.execute("COMMIT")
+                    return
+            except BaseException:
+                store._undo(unit)
+                store._db.execute("ROLLBACK")
+                raise
+            store._undo(unit)
+            store._db.execute("ROLLBACK")
+        elif kind is None:
+            if savepoint:
+                store._db.execute("RELEASE unit")
+            store._group.add(unit)
+        else:
+            store._undo(unit)
+            if savepoint:
+                store._db.execute("ROLLBACK TO unit")
+                store._db.execute("RELEASE unit")  # a savepoint rolled back to is still open until released
