@@ -71,6 +71,44 @@ async def test_alertmanager_redelivery_and_group_updates_join_the_run(intake: Ha
     assert keys[0] != keys[1] and keys[1].endswith(":2")
 
 
+async def test_a_storm_of_the_same_news_reaches_the_run_once_per_parameter_set(intake: Harness) -> None:
+    """Each update is a Prefect write, a timeline record and a Slack line on the run: re-sent group
+    notifications (new bytes, same targets) add nothing after the first; new targets still go."""
+    assert (await post_am(intake, am_notification(alerts=1))).json()["outcome"] == "started"
+    await intake.settle()
+    for n in range(5):
+        again = am_notification(alerts=2)
+        again["alerts"][0]["startsAt"] = f"2026-11-24T16:2{n}:00Z"  # other bytes: not a replay
+        assert (await post_am(intake, again)).json()["outcome"] == "joined"
+        await intake.settle()  # each told before the next arrives: nothing left queued to merge with
+    grown = am_notification(alerts=3)
+    assert (await post_am(intake, grown)).json()["outcome"] == "joined"
+    await intake.settle()
+    told = [u.parameters["template_names"] for _, u in intake.starter.updates]
+    assert told == [["otp_login_0", "otp_login_1"], ["otp_login_0", "otp_login_1", "otp_login_2"]]
+
+
+async def test_news_the_run_never_got_is_told_again_by_the_next_delivery(
+        intake: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (await post_am(intake, am_notification(alerts=1))).json()["outcome"] == "started"
+    await intake.settle()
+    intake.service.dispatcher.retry_delays_s = (0.0,)  # give up at once
+    delivered = intake.starter.post_update
+
+    async def unreachable(run_id: str, update: object) -> None:
+        raise ConnectionError("prefect is away")
+
+    monkeypatch.setattr(intake.starter, "post_update", unreachable)
+    assert (await post_am(intake, am_notification(alerts=2))).json()["outcome"] == "joined"
+    await intake.settle()
+    monkeypatch.setattr(intake.starter, "post_update", delivered)
+    again = am_notification(alerts=2)
+    again["alerts"][0]["startsAt"] = "2026-11-24T16:59:00Z"
+    assert (await post_am(intake, again)).json()["outcome"] == "joined"
+    await intake.settle()
+    assert [u.parameters["template_names"] for _, u in intake.starter.updates] == [["otp_login_0", "otp_login_1"]]
+
+
 async def test_alertmanager_quiet_period_opens_a_new_incident(intake: Harness) -> None:
     await post_am(intake, am_notification(alerts=1))
     intake.clock.advance(86400 + 1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class Dispatched:
 
 
 LIVE_RECHECK_S = 1.0
+RUNS_TOLD_KEPT = 4096  # runs whose news is remembered (cleared whole when full)
 # Another replica's claim still pending after this long: that replica died (or Prefect keeps refusing
 # it, and a doubled start is one run by the idempotency key). The sweep looks every SWEEP_EVERY_S and
 # holds what it takes for HOLD_S, so two live replicas do not both start one.
@@ -73,6 +75,10 @@ class Dispatcher:
         self._starting: set[str] = set()
         self._live: dict[str, float] = {}  # run id -> when Prefect last said it is still going
         self._outbox: dict[str, list[RunUpdate]] = {}  # run id -> updates not sent yet, oldest first
+        # run id -> the news it has had (queued or delivered), by `_news`: a storm about one incident
+        # repeats the same few parameter sets, and each repeat would be a Prefect write, a timeline
+        # record and a Slack line saying "no new target".
+        self._told: dict[str, set[Any]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.sweeps = False  # `waguard intake` sets it: sweep for other replicas' pending starts
 
@@ -99,6 +105,7 @@ class Dispatcher:
                             run_id, type(err).__name__, incident)
                 continue
             self._live.pop(run_id, None)  # closed: the store never offers this run again
+            self._told.pop(run_id, None)
             self.store.close_incident(incident, now=now)
             log.info("intake: incident %s closed: its run %s has ended", incident, run_id)
 
@@ -115,7 +122,8 @@ class Dispatcher:
         for start in route.starts:
             claim = self.store.claim(start.key, start.playbook, now=now, quiet_s=quiet_s,
                                      build=functools.partial(self._new, source, start))
-            if not claim.new and claim.run_id:
+            if not claim.new and claim.run_id and _news("joined", start.parameters, start.source) \
+                    not in self._told.get(claim.run_id, ()):
                 # Built, not validated: a literal kind, a dict and a str are all RunUpdate checks.
                 update = RunUpdate.model_construct(kind="joined", parameters=dict(start.parameters),
                                                    source=start.source)
@@ -143,6 +151,17 @@ class Dispatcher:
                 self._spawn(PendingStart(j.incident_id, j.playbook, dict(j.parameters)))
         post = getattr(self.starter, "post_update", None)
         for run_id, update in done.updates if post is not None else ():
+            # The same news twice adds nothing to the run (targets merge; a resolve is a resolve): a
+            # storm about one incident costs its run one update per parameter set, not one per delivery.
+            told = self._told.get(run_id)
+            if told is None:
+                if len(self._told) >= RUNS_TOLD_KEPT:  # forgetting costs a repeated update at most
+                    self._told.clear()
+                told = self._told[run_id] = set()
+            news = _news(update.kind, update.parameters, update.source)
+            if news in told:
+                continue
+            told.add(news)
             queued = self._outbox.get(run_id)
             if queued is None:
                 self._outbox[run_id] = [update]
@@ -151,9 +170,7 @@ class Dispatcher:
                                                               name=f"updates {run_id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            elif update not in queued:
-                # The same news twice adds nothing to the run (targets merge; a resolve is a resolve):
-                # a storm about one incident costs its run a few updates, not one per delivery.
+            else:
                 queued.append(update)
 
     async def _send(self, post: Callable[[str, RunUpdate], Any], run_id: str) -> None:
@@ -177,6 +194,9 @@ class Dispatcher:
                 if delay is None:
                     log.error("intake: %s update for run %s not delivered after %d tries (%s)",
                               update.kind, run_id, attempt + 1, type(err).__name__)
+                    # Not told after all: the next delivery with the same news tries again.
+                    self._told.get(run_id, set()).discard(_news(update.kind, update.parameters,
+                                                                update.source))
                     return
                 await asyncio.sleep(delay)
 
@@ -258,3 +278,12 @@ class Dispatcher:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _news(kind: str, parameters: dict[str, Any], source: str) -> Any:
+    """What an update tells its run, as a set member: equal for equal updates."""
+    try:
+        return kind, source, frozenset((k, tuple(v) if isinstance(v, list) else v)
+                                       for k, v in parameters.items())
+    except TypeError:  # a value that cannot be hashed (a dict from the policy)
+        return kind, source, json.dumps(parameters, sort_keys=True, default=str)
