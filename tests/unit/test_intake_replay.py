@@ -118,3 +118,43 @@ async def test_a_group_whose_commit_fails_answers_none_and_remembers_nothing(tmp
         assert store.remember("fine", now=2, ttl_s=100) and store.remember("poison", now=2, ttl_s=100)
     finally:
         store.close()
+
+
+async def test_a_unit_undone_after_running_sql_takes_no_other_delivery_s_writes_with_it(tmp_path: Path) -> None:
+    """A delivery's own SQL (here a prune, then opening an incident) runs in its savepoint; the
+    writes of the group's earlier deliveries must not be inside it when it is rolled back."""
+    path = tmp_path / "intake.sqlite3"
+    store = IntakeStore(path)
+    try:
+        committed = store.group()
+        with store.transaction():
+            assert store.remember("earlier", now=1, ttl_s=100)
+        with pytest.raises(RuntimeError), store.transaction():
+            store.prune(now=1)
+            store.claim("k", PB, now=1, quiet_s=100, build=build)
+            raise RuntimeError("refused")
+        await committed
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert [r[0] for r in db.execute("SELECT key FROM nonce_log")] == ["earlier"]
+        assert db.execute("SELECT count(*) FROM incidents").fetchone() == (0,)
+
+
+async def test_a_join_read_from_the_file_sees_the_joins_of_its_group(tmp_path: Path) -> None:
+    """Within one group: a join answered from memory, then something that empties the memory (a new
+    incident), then a join read from the file: it must see the first join's last_seen."""
+    store = IntakeStore(tmp_path / "intake.sqlite3")
+    try:
+        store.claim("k", PB, now=0, quiet_s=100, build=build)
+        committed = store.group()
+        with store.transaction():
+            assert not store.claim("k", PB, now=90, quiet_s=100, build=build).new  # from memory
+        with store.transaction():
+            assert store.claim("other", PB, now=90, quiet_s=100, build=lambda g: (f"o:{g}", {})).new
+        with store.transaction():
+            assert not store.claim("k", PB, now=185, quiet_s=100, build=build).new  # quiet since 90
+        await committed
+        assert store.deliveries("k:1") == 3
+    finally:
+        store.close()

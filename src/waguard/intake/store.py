@@ -14,9 +14,8 @@ One intake per file, enforced by a lock beside it (replicas share PostgreSQL: st
 The only writer can answer its hot questions from memory: is this nonce live, which open incident
 does this key join.
 
-All calls are synchronous and short (WAL, synchronous=NORMAL: no fsync per commit; checkpoints run
-in a thread of their own); the service calls them from its event loop thread only, so no await ever
-splits a check from its update.
+All calls are synchronous and short (sqlite_file.py: WAL, no fsync per commit); the service makes
+them from its event loop thread only, so no await ever splits a check from its update.
 
 Group commit: the deliveries handled in one turn of the event loop write inside one transaction,
 which commits at the start of the next turn; each delivery is answered only after that commit
@@ -97,11 +96,14 @@ class _Writes:
     touches: dict[str, list[float]] = field(default_factory=dict)  # incident id -> [last seen, deliveries]
     undo: list[tuple[str, float | None]] = field(default_factory=list)  # (nonce, its earlier expiry)
 
+    def touch(self, incident: str, seen: float, count: float = 1) -> None:
+        mine = self.touches.setdefault(incident, [seen, 0])
+        mine[0], mine[1] = max(mine[0], seen), mine[1] + count
+
     def add(self, other: _Writes) -> None:
         self.nonces += other.nonces
         for incident, (seen, count) in other.touches.items():
-            mine = self.touches.setdefault(incident, [seen, 0])
-            mine[0], mine[1] = max(mine[0], seen), mine[1] + count
+            self.touch(incident, seen, count)
         self.undo += other.undo
 
 
@@ -179,8 +181,12 @@ class IntakeStore:
         self._joins.clear()
 
     def _sql(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        """Run a statement of a unit's own: inside an open group, in the unit's savepoint."""
+        """Run a statement of a unit's own: inside an open group, in the unit's savepoint. The group's
+        finished units are written first, outside it: the statement reads them, and a rollback of
+        this unit cannot take them along."""
         if self._unit is not None and self._batch is not None and not self._savepoint:
+            self._write(self._group)
+            self._group.nonces, self._group.touches = [], {}
             self._db.execute("SAVEPOINT unit")
             self._savepoint = True
         return self._db.execute(sql, params)
@@ -248,12 +254,8 @@ class IntakeStore:
             if cached is not None and now - cached[3] <= quiet_s:  # a join (most deliveries), in memory
                 generation, incident_id, run_id, _ = cached
                 cached[3] = max(cached[3], now)
-                seen = unit.touches.setdefault(incident_id, [now, 0])
-                seen[0], seen[1] = max(seen[0], now), seen[1] + 1
+                unit.touch(incident_id, now)
                 return Claim(incident_id, playbook, generation, False, run_id, {})
-            # Written first, so the statement below reads every earlier delivery's last_seen.
-            self._write(self._group)
-            self._group.nonces, self._group.touches = [], {}
             joined = self._sql(
                 "UPDATE incidents SET last_seen = ?, deliveries = deliveries + 1 "
                 "WHERE base = ? AND playbook = ? AND closed = 0 AND ? - last_seen <= ? AND generation = "
