@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from waguard.errors import ConfigError
-from waguard.intake.store import Claim, IntakeStore
+from waguard.intake.claims import Claim
+from waguard.intake.store import IntakeStore
 from waguard.settings import Settings, StateSettings
 from waguard.state.backends import open_intake_store
 from waguard.state.intake_pg import PostgresIntakeStore

@@ -93,8 +93,6 @@ def test_a_file_written_before_the_nonce_log_keeps_its_nonces(tmp_path: Path) ->
         assert store.remember("github:new", now=1, ttl_s=100)
     finally:
         store.close()
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'nonces'").fetchone()
 
 
 async def test_a_group_whose_commit_fails_answers_none_and_remembers_nothing(tmp_path: Path) -> None:
@@ -120,7 +118,7 @@ async def test_a_group_whose_commit_fails_answers_none_and_remembers_nothing(tmp
         store.close()
 
 
-async def test_a_unit_undone_after_running_sql_takes_no_other_delivery_s_writes_with_it(tmp_path: Path) -> None:
+async def test_a_unit_undone_after_its_own_sql_takes_no_other_delivery_s_writes(tmp_path: Path) -> None:
     """A delivery's own SQL (here a prune, then opening an incident) runs in its savepoint; the
     writes of the group's earlier deliveries must not be inside it when it is rolled back."""
     path = tmp_path / "intake.sqlite3"
@@ -158,3 +156,45 @@ async def test_a_join_read_from_the_file_sees_the_joins_of_its_group(tmp_path: P
         assert store.deliveries("k:1") == 3
     finally:
         store.close()
+
+
+def test_nonces_past_the_memory_bound_move_to_the_table_and_stay_replays(tmp_path: Path) -> None:
+    """A busy intake keeps the newest nonces in memory; older ones go to the keyed table, where they
+    are still found: a replay of any of them is refused, before and after a restart."""
+    path = tmp_path / "intake.sqlite3"
+    store = IntakeStore(path, nonces_in_memory=3)
+    try:
+        for n in range(10):
+            assert store.remember(f"n{n}", now=0, ttl_s=100)
+        assert not any(store.remember(f"n{n}", now=1, ttl_s=100) for n in range(10))
+        store.forget("n0")  # one that moved to the table
+        assert store.remember("n0", now=1, ttl_s=100)
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT count(*) FROM nonce_log WHERE live = 1").fetchone()[0] <= 4
+        assert db.execute("SELECT count(*) FROM nonces").fetchone()[0] >= 6
+    again = IntakeStore(path, nonces_in_memory=3)
+    try:
+        assert not any(again.remember(f"n{n}", now=2, ttl_s=100) for n in range(10))
+        assert again.prune(now=150) == 10  # every nonce, wherever it was
+        assert all(again.remember(f"n{n}", now=151, ttl_s=100) for n in range(10))
+    finally:
+        again.close()
+
+
+async def test_a_group_commit_moves_what_its_deliveries_pushed_past_the_memory_bound(tmp_path: Path) -> None:
+    path = tmp_path / "intake.sqlite3"
+    store = IntakeStore(path, nonces_in_memory=2)
+    try:
+        committed = store.group()
+        for n in range(5):
+            with store.transaction():
+                assert store.remember(f"g{n}", now=0, ttl_s=100)
+        await committed
+        assert not any(store.remember(f"g{n}", now=1, ttl_s=100) for n in range(5))
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert sorted(r[0] for r in db.execute("SELECT key FROM nonces")) == ["g0", "g1", "g2"]
+        assert sorted(r[0] for r in db.execute("SELECT key FROM nonce_log")) == ["g3", "g4"]

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from waguard.intake.audit import AuditWriter
+from waguard.intake.claims import PendingStart
 from waguard.intake.metrics import IntakeMetrics
 from waguard.intake.params import build_parameters, incident_id
 from waguard.intake.routing import Route, Start
 from waguard.intake.starter import RunStarter
-from waguard.intake.store import PendingStart
 from waguard.playbook.updates import RunUpdate
 from waguard.state.protocols import IntakeState
 

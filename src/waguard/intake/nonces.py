@@ -1,85 +1,127 @@
-"""The intake's replay cache in memory: every live nonce of the SQLite file, with its expiry.
+"""The intake's replay cache: recent nonces in memory and an append-only log, older ones in a table.
 
-The file keeps the nonces as an append-only log (`nonce_log`: a row per remembered nonce, a
-tombstone per forgotten one, deleted once expired), replayed into this memory at open. Appends
-share the WAL's last page; a B-tree keyed by random nonces made every delivery write a page of its
-own. Being the file's only writer (store.py's lock) is what makes the memory the truth.
+A B-tree keyed by random nonces makes every delivery write a page of its own to the WAL. So the
+newest `memory_max` nonces live in a dict, made durable by appending to `nonce_log` (appends share
+its last page; a tombstone row records a forgotten nonce), which is replayed into the dict at open.
+Past `memory_max` (a busy WABA with `messages` subscribed sends millions a day, and nonces are
+kept for 30 days), the oldest spill, a chunk per commit, to `nonces`, keyed as every nonce was
+before; a nonce not in memory is then looked up there. A quiet intake never spills and never reads
+it. Being the file's only writer (store.py's lock) is what makes the dict the truth.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import sqlite3
 from typing import Literal
 
+MEMORY_MAX = 250_000  # nonces kept in memory (about 300 bytes each)
+SPILL_CHUNK = 1024  # the most moved to the table by one commit
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nonce_log (
+    seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
     expires REAL NOT NULL,
-    live INTEGER NOT NULL DEFAULT 1
+    live INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS nonce_log_expires ON nonce_log (expires);
+CREATE TABLE IF NOT EXISTS nonces (
+    key TEXT PRIMARY KEY,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
 """
-# Files written before the log: their nonces move into it once, at the first open.
-_MIGRATE = """
-BEGIN IMMEDIATE;
-INSERT INTO nonce_log (key, expires) SELECT key, expires FROM nonces ORDER BY expires;
-DROP TABLE nonces;
-COMMIT;
-"""
-APPEND = "INSERT INTO nonce_log (key, expires, live) VALUES (?, ?, ?)"
+APPEND = "INSERT INTO nonce_log (seq, key, expires, live) VALUES (?, ?, ?, ?)"
+Entry = tuple[float, int]  # (expires, seq of its log row)
 
 
 class Nonces:
-    """Live nonces and their expiry; a heap of expiries finds the expired ones to prune."""
+    """Live nonces: the newest in memory (with their log rows), the rest in the `nonces` table."""
 
-    def __init__(self, live: dict[str, float]) -> None:
-        self._live = live
-        self._expiry = [(expires, key) for key, expires in live.items()]
+    def __init__(self, db: sqlite3.Connection, live: dict[str, Entry], next_seq: int,
+                 memory_max: int = MEMORY_MAX) -> None:
+        self._db, self._live, self._seq, self.memory_max = db, live, next_seq, memory_max
+        self._expiry = [(expires, key) for key, (expires, _) in live.items()]
         heapq.heapify(self._expiry)
+        self.spilled = db.execute("SELECT 1 FROM nonces LIMIT 1").fetchone() is not None
 
     @classmethod
-    def read(cls, db: sqlite3.Connection) -> Nonces:
-        """Create the log if needed (moving an older file's nonces into it) and replay it."""
+    def read(cls, db: sqlite3.Connection, memory_max: int = MEMORY_MAX) -> Nonces:
+        """Create the tables if needed and replay the log."""
         db.executescript(SCHEMA)
-        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'nonces'").fetchone():
-            db.executescript(_MIGRATE)
-        live: dict[str, float] = {}
-        for key, expires, remembered in db.execute("SELECT key, expires, live FROM nonce_log ORDER BY rowid"):
+        live: dict[str, Entry] = {}
+        seq = 0
+        for seq, key, expires, remembered in db.execute(
+                "SELECT seq, key, expires, live FROM nonce_log ORDER BY seq"):
+            live.pop(key, None)  # the newest row is last in the dict, as it is in the log
             if remembered:
-                live[key] = expires
-            else:
-                live.pop(key, None)
-        return cls(live)
+                live[key] = (expires, seq)
+        return cls(db, live, seq + 1, memory_max)
 
-    def take(self, key: str, *, now: float, expires: float) -> float | None | Literal[False]:
-        """Remember `key` unless it is live: False for a replay, else its earlier expiry (or None)."""
+    def take(self, key: str, *, now: float, expires: float) -> tuple[int, Entry | None] | Literal[False]:
+        """Remember `key` unless it is live: False for a replay, else the seq of the row to append
+        and what memory held before (to undo)."""
         earlier = self._live.get(key)
-        if earlier is not None and earlier > now:
+        if earlier is not None and earlier[0] > now:
             return False
-        self._live[key] = expires
+        if self.spilled:
+            row = self._db.execute("SELECT expires FROM nonces WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[0] > now:
+                return False
+        if earlier is not None:
+            del self._live[key]  # to the end: the dict keeps the log's order
+        seq = self.next_seq()
+        self._live[key] = (expires, seq)
         heapq.heappush(self._expiry, (expires, key))
-        return earlier
+        return seq, earlier
 
-    def drop(self, key: str) -> float | None:
-        """Forget `key`; its expiry, if it was known."""
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq - 1
+
+    def drop(self, key: str) -> Entry | None:
+        """Forget `key` in memory; what memory held, if anything (the caller deletes it from the table)."""
         return self._live.pop(key, None)
 
-    def undo(self, changes: list[tuple[str, float | None]]) -> None:
+    def undo(self, changes: list[tuple[str, Entry | None]]) -> None:
         """Put back what `take` and `drop` changed, newest first."""
         for key, earlier in reversed(changes):
             if earlier is None:
                 self._live.pop(key, None)
             else:
                 self._live[key] = earlier
-                heapq.heappush(self._expiry, (earlier, key))
+                heapq.heappush(self._expiry, (earlier[0], key))
 
     def prune(self, *, now: float) -> int:
-        """Forget the nonces expired at `now`; return how many."""
+        """Forget the nonces in memory expired at `now`; return how many."""
         dropped = 0
         while self._expiry and self._expiry[0][0] <= now:
             expires, key = heapq.heappop(self._expiry)
-            if self._live.get(key) == expires:  # not remembered again since
+            entry = self._live.get(key)
+            if entry is not None and entry[0] == expires:  # not remembered again since
                 del self._live[key]
                 dropped += 1
         return dropped
+
+    def spill(self) -> list[tuple[str, Entry]]:
+        """Move the oldest nonces past `memory_max` (one chunk) to the table, inside the caller's
+        transaction; what moved, for `unspill` if that transaction fails."""
+        over = len(self._live) - self.memory_max
+        if over <= 0:
+            return []
+        moved = list(itertools.islice(self._live.items(), min(over, SPILL_CHUNK)))
+        self._db.executemany("INSERT INTO nonces (key, expires) VALUES (?, ?) "
+                             "ON CONFLICT (key) DO UPDATE SET expires = excluded.expires",
+                             [(key, expires) for key, (expires, _) in moved])
+        self._db.executemany("DELETE FROM nonce_log WHERE seq = ?", [(seq,) for _, (_, seq) in moved])
+        for key, _ in moved:
+            del self._live[key]
+        self.spilled = True
+        return moved
+
+    def unspill(self, moved: list[tuple[str, Entry]]) -> None:
+        """Memory as it was before a `spill` whose transaction was rolled back (order aside)."""
+        for key, entry in moved:
+            self._live.setdefault(key, entry)

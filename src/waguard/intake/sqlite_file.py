@@ -1,6 +1,13 @@
 """The intake's SQLite file as its one writer holds it: a lock beside it for the writer's life, WAL
 with synchronous=NORMAL (no fsync per commit), and checkpoints (the only fsyncs then) in a thread of
-their own rather than inside a delivery's commit on the event loop."""
+their own rather than inside a delivery's commit on the event loop.
+
+Durability: with WAL and synchronous=NORMAL a returned COMMIT has written its frames to the WAL file
+with write(2), so they are in the OS page cache and a killed intake (SIGKILL, OOM, crash) loses no
+answered delivery; only an OS crash or power cut can lose the last commits before a checkpoint's
+fsync. synchronous=FULL would fsync every commit (milliseconds on most disks) to cover that too; the
+goal is the killed process, and Alertmanager, GitHub and Meta retry an unanswered delivery anyway.
+"""
 
 from __future__ import annotations
 

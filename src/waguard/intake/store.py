@@ -1,10 +1,10 @@
 """The intake's memory, in SQLite under `state_dir`: delivery nonces with a TTL, and incident → run.
 
-Two tables, one file, so "this delivery is new" and "this incident starts a run" commit together:
-a crash between them can neither lose an incident (nonce stored, incident not) nor start it twice.
+One file, so "this delivery is new" and "this incident starts a run" commit together: a crash
+between them can neither lose an incident (nonce stored, incident not) nor start it twice.
 
-- `nonce_log`: delivery ids, `(ts, signature)` pairs and body hashes, each kept for the provider's
-  retry horizon (30 days by default); held in memory too (waguard.intake.nonces).
+- nonces: delivery ids, `(ts, signature)` pairs and body hashes, each kept for the provider's retry
+  horizon (30 days by default); the newest in memory too (waguard.intake.nonces).
 - `incidents`: one row per (incident key, playbook, generation) with the parameters the run gets and,
   once the start went through, its run id. An incident closes when its source says it resolved, or
   after a quiet period without deliveries; the next alert about the same key then opens generation
@@ -12,22 +12,16 @@ a crash between them can neither lose an incident (nonce stored, incident not) n
 
 One intake per file, enforced by a lock beside it (replicas share PostgreSQL: state/intake_pg.py).
 The only writer can answer its hot questions from memory: is this nonce live, which open incident
-does this key join.
-
-All calls are synchronous and short (sqlite_file.py: WAL, no fsync per commit); the service makes
-them from its event loop thread only, so no await ever splits a check from its update.
+does this key join. All calls are synchronous and short; the service makes them from its event loop
+thread only, so no await ever splits a check from its update.
 
 Group commit: the deliveries handled in one turn of the event loop write inside one transaction,
 which commits at the start of the next turn; each delivery is answered only after that commit
-returned. A delivery's writes (its nonce, its join's `last_seen` and count) are kept with the
-delivery until its unit ends, then with the group, and written by the group's COMMIT; a unit that
-runs SQL of its own (opening or closing an incident) does it in a savepoint. A unit that raises leaves
-nothing: its memory changes are undone and its savepoint rolled back. Durability: with WAL and
-synchronous=NORMAL a returned COMMIT has written its frames to the WAL file with write(2), so they
-are in the OS page cache and a killed intake (SIGKILL, OOM, crash) loses no answered delivery; only
-an OS crash or power cut can lose the last commits before a checkpoint's fsync. synchronous=FULL
-would fsync every commit (milliseconds on most disks) to cover that too; the goal is the killed
-process, and Alertmanager, GitHub and Meta retry an unanswered delivery anyway.
+returned (durable against a killed intake: sqlite_file.py). A delivery's writes (its nonce, its
+join's `last_seen` and count) stay with the delivery until its unit ends, then with the group, and
+go in with the group's COMMIT; a unit that runs SQL of its own (opening or closing an incident) does
+it in a savepoint. A unit that raises leaves nothing: its memory changes are undone and its
+savepoint rolled back.
 """
 
 from __future__ import annotations
@@ -35,13 +29,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from waguard.intake.nonces import APPEND, Nonces
+from waguard.intake.claims import Claim, PendingStart
+from waguard.intake.nonces import APPEND, MEMORY_MAX, Entry, Nonces
 from waguard.intake.sqlite_file import WriterFile
 
 PRUNE_EVERY = 2000  # nonce inserts between two sweeps of expired rows
@@ -67,34 +63,13 @@ _TOUCH = ("UPDATE incidents SET last_seen = max(last_seen, ?), deliveries = deli
           "WHERE incident_id = ?")
 
 
-@dataclass(frozen=True)
-class Claim:
-    """What a delivery did to an incident: opened it (`new`) or joined the open one."""
-
-    incident_id: str
-    playbook: str
-    generation: int
-    new: bool
-    run_id: str | None
-    parameters: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class PendingStart:
-    """An incident whose run has not been started yet (or whose start has not gone through)."""
-
-    incident_id: str
-    playbook: str
-    parameters: dict[str, Any]
-
-
 @dataclass
 class _Writes:
     """Writes made in memory and not in the file yet: a unit's, then its group's."""
 
-    nonces: list[tuple[str, float, int]] = field(default_factory=list)  # (key, expires, live)
+    nonces: list[tuple[int, str, float, int]] = field(default_factory=list)  # nonce_log rows
     touches: dict[str, list[float]] = field(default_factory=dict)  # incident id -> [last seen, deliveries]
-    undo: list[tuple[str, float | None]] = field(default_factory=list)  # (nonce, its earlier expiry)
+    undo: list[tuple[str, Entry | None]] = field(default_factory=list)  # (nonce, memory's earlier entry)
 
     def touch(self, incident: str, seen: float, count: float = 1) -> None:
         mine = self.touches.setdefault(incident, [seen, 0])
@@ -110,11 +85,11 @@ class _Writes:
 class IntakeStore:
     """Nonce cache and incident map over one SQLite file, with this process as its only writer."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, nonces_in_memory: int = MEMORY_MAX) -> None:
         self._file = WriterFile(path)
         self._db = self._file.db
         self._db.executescript(_SCHEMA)
-        self._nonces = Nonces.read(self._db)
+        self._nonces = Nonces.read(self._db, nonces_in_memory)
         self._inserts = 0
         self._depth = 0
         self._unit: _Writes | None = None  # the writes of the outermost unit under way
@@ -153,10 +128,13 @@ class IntakeStore:
             return
         self.commits += 1
         writes, self._group = self._group, _Writes()
+        spilled: list[Any] = []
         try:
             self._write(writes)
+            spilled = self._nonces.spill()
             self._db.execute("COMMIT")
         except sqlite3.Error as err:
+            self._nonces.unspill(spilled)
             self._undo(writes)
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
@@ -208,10 +186,11 @@ class IntakeStore:
         if unit is None:
             with self.transaction():
                 return self.remember(key, now=now, ttl_s=ttl_s)
-        earlier = self._nonces.take(key, now=now, expires=now + ttl_s)
-        if earlier is False:
+        taken = self._nonces.take(key, now=now, expires=now + ttl_s)
+        if taken is False:
             return False
-        unit.nonces.append((key, now + ttl_s, 1))
+        seq, earlier = taken
+        unit.nonces.append((seq, key, now + ttl_s, 1))
         unit.undo.append((key, earlier))
         self._inserts += 1
         if self._inserts % PRUNE_EVERY == 0:
@@ -226,8 +205,10 @@ class IntakeStore:
                 return self.forget(key)
         earlier = self._nonces.drop(key)
         if earlier is not None:  # the log's tombstone lives as long as the entry it cancels
-            unit.nonces.append((key, earlier, 0))
+            unit.nonces.append((self._nonces.next_seq(), key, earlier[0], 0))
             unit.undo.append((key, earlier))
+        if self._nonces.spilled:
+            self._sql("DELETE FROM nonces WHERE key = ?", (key,))
         return None
 
     def prune(self, *, now: float) -> int:
@@ -235,6 +216,8 @@ class IntakeStore:
         dropped = self._nonces.prune(now=now)
         with self.transaction():
             self._sql("DELETE FROM nonce_log WHERE expires <= ?", (now,))
+            if self._nonces.spilled:
+                dropped += self._sql("DELETE FROM nonces WHERE expires <= ?", (now,)).rowcount
         return dropped
 
     # -- incidents ------------------------------------------------------------------------------
@@ -309,17 +292,18 @@ class IntakeStore:
 
     def close_incident(self, incident_id: str, *, now: float) -> None:
         """Close one incident (its run has ended): the next delivery for its key opens a new one."""
-        self._changed()
-        with self.transaction():
-            self._sql("UPDATE incidents SET closed = 1, last_seen = ? WHERE incident_id = ?",
-                      (now, incident_id))
+        self._change("UPDATE incidents SET closed = 1, last_seen = ? WHERE incident_id = ?",
+                     (now, incident_id))
 
     def set_run(self, incident_id: str, run_id: str) -> None:
         """Record the run an incident started."""
+        self._change("UPDATE incidents SET run_id = ?, status = 'started' WHERE incident_id = ?",
+                     (run_id, incident_id))
+
+    def _change(self, sql: str, params: tuple[Any, ...]) -> None:
         self._changed()
         with self.transaction():
-            self._sql("UPDATE incidents SET run_id = ?, status = 'started' WHERE incident_id = ?",
-                      (run_id, incident_id))
+            self._sql(sql, params)
 
     def run_of(self, incident_id: str) -> str | None:
         """The run id of an incident, if its run has started."""
@@ -329,10 +313,7 @@ class IntakeStore:
 
     def pending(self) -> list[PendingStart]:
         """Incidents whose run has not started (to resume after a restart)."""
-        rows = self._db.execute(
-            "SELECT incident_id, playbook, parameters FROM incidents "
-            "WHERE status = 'pending' ORDER BY opened")
-        return [PendingStart(i, p, json.loads(params)) for i, p, params in rows]
+        return self.take_stale_pending(now=math.inf, older_than_s=0, hold_s=0)
 
     def take_stale_pending(self, *, now: float, older_than_s: float, hold_s: float) -> list[PendingStart]:
         """Pending starts opened at least `older_than_s` ago (the periodic sweep). One replica per file:
@@ -381,12 +362,15 @@ class _Unit:
         store._unit, store._savepoint = None, False
         assert unit is not None
         if store._batch is None:
+            spilled: list[Any] = []
             try:
                 if kind is None:
                     store._write(unit)
+                    spilled = store._nonces.spill()
                     store._db.execute("COMMIT")
                     return
             except BaseException:
+                store._nonces.unspill(spilled)
                 store._undo(unit)
                 store._db.execute("ROLLBACK")
                 raise

@@ -34,7 +34,8 @@ from typing import Any
 
 import psycopg
 
-from waguard.intake.store import PRUNE_EVERY, Claim, PendingStart
+from waguard.intake.claims import Claim, PendingStart
+from waguard.intake.store import PRUNE_EVERY
 from waguard.state.postgres import RECONNECT_S, connect, open_checked
 
 SCHEMA = """

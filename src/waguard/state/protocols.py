@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from waguard.intake.store import Claim, PendingStart
+from waguard.intake.claims import Claim, PendingStart
 from waguard.meta.ledger import BudgetLedger
 
 
