@@ -16,7 +16,7 @@ import itertools
 import sqlite3
 from typing import Literal
 
-MEMORY_MAX = 250_000  # nonces kept in memory (about 300 bytes each)
+MEMORY_MAX = 250_000  # nonces kept in memory (about 330 bytes each: some 80 MB at the bound)
 SPILL_CHUNK = 1024  # the most moved to the table by one commit
 
 SCHEMA = """
