@@ -23,7 +23,19 @@ from waguard.intake.run_actions import STEP_ACTIONS
 from waguard.meta.simulator import webhooks
 
 intake = fx.intake
-intake_env = fx.intake_env
+
+
+@pytest.fixture
+async def intake_env(vault, vault_prefix: str, tmp_path: Path) -> fx.IntakeEnv:  # type: ignore[no-untyped-def]
+    """The intake room's, with the incident timelines in the test's own directory: the scrape reads every
+    timeline there, and the default (the session stack's WAGUARD_INCIDENTS_DIR once it started) also
+    holds the flow tests' runs (a second-WABA takeover counted here when the flows ran first)."""
+    settings = fx.intake_settings(vault_prefix, tmp_path / "intake")
+    settings = settings.model_copy(update={"incidents_dir": tmp_path / "incidents"})
+    s = fx.fresh_secrets()
+    await fx.write_secrets(vault, settings, s)
+    return fx.IntakeEnv(settings, s, vault, vault_prefix)
+
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
