@@ -16,13 +16,16 @@ import shutil
 import signal
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.fixtures.stack import stack_env
+from waguard.drills.fleet import Fleet, make_fleet
 from waguard.drills.scale_faults import Storm
 from waguard.local.daemons import DaemonError, postgres_bin
 from waguard.local.scaled import STATE_DSN_ENV, EventRoundTrip, ScaledStack
@@ -33,6 +36,19 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT = "posture-audit/posture-audit"  # read-only: a run that completes with no approval
 INCIDENTS = 20  # issue 17's CI case: 20 incidents, 2 launchers, 2 intakes, one launcher killed
+# The storm's incidents go round-robin over the demo WABA and these 4 businesses' WABAs: 4 queued on each
+# WABA's slot, the 5 WABAs in parallel (all 20 on one WABA re-ran one at a time after the kill: 125-230 s).
+FLEET = make_fleet(4, 1)
+
+
+def _runbooks_with_fleet(home: Path, fleet: Fleet) -> Path:
+    """runbooks/ copied with the fleet appended to the business registry (as bench/scale.py does)."""
+    runbooks = home / "runbooks"
+    shutil.copytree(ROOT / "runbooks", runbooks)
+    registry = yaml.safe_load((runbooks / "businesses.yaml").read_text())
+    registry["businesses"] += fleet.registry_entries()
+    (runbooks / "businesses.yaml").write_text(yaml.safe_dump(registry, sort_keys=False))
+    return runbooks
 
 
 def _require_binaries() -> None:
@@ -60,6 +76,7 @@ def scaled() -> Iterator[ScaledStack]:
     for k in saved:
         del os.environ[k]
     os.environ.update(stack_env(home))
+    os.environ["WAGUARD_RUNBOOKS_DIR"] = str(_runbooks_with_fleet(home, FLEET))
     stack = ScaledStack(load_settings(), say=lambda _msg: None)
     started = False
     try:
@@ -144,12 +161,13 @@ def test_run_timelines_land_in_the_shared_database_not_in_files(scaled: ScaledSt
 def test_incidents_over_two_intakes_end_contained_or_failed_safe_with_one_launcher_killed_mid_run(
     scaled: ScaledStack,
 ) -> None:
-    """Real template-abuse runs from signed alerts spread by HAProxy over both intakes, approved in
-    Slack; the launcher holding the most runs is SIGKILLed with its runs mid-storm. As the issue
+    """Real template-abuse runs from signed alerts spread by HAProxy over both intakes, on 5 WABAs of
+    5 businesses (4 incidents queued on each WABA's slot), approved in Slack; the launcher holding the
+    most runs is SIGKILLed with its runs mid-storm. As the issue
     defines a fault's outcome: every incident ends contained (run Completed, its template gone) or
     failed safe (run Failed, why printed), and no destructive Graph call was made twice. (Seen once
     under load: 19 contained, 1 failed safe; the reason was not recorded then, it is printed now.)"""
-    storm = Storm(scaled, say=lambda _m: None)
+    storm = Storm(scaled, say=lambda _m: None, fleet=FLEET)
     try:
         # Prefect finds the dead runs by their silence: up to 3 heartbeats (90 s) after the kill.
         result = asyncio.run(storm.run("launcher-killed", INCIDENTS, timeout_s=300))
@@ -158,6 +176,7 @@ def test_incidents_over_two_intakes_end_contained_or_failed_safe_with_one_launch
     print(f"\n{result.line()} ({result.total_s} s in all; {'; '.join(result.notes)})")
     assert result.unresolved == [] and result.contained + result.failed_safe == INCIDENTS, result.unresolved
     assert result.repeated == []
+    assert sorted(Counter(storm.waba_of.values()).values()) == [4] * 5, storm.waba_of
     assert result.affected > 0 and result.recovery_s is not None
     assert all(c.proc is not None and c.proc.poll() is None for c in scaled.launchers)  # restarted
 

@@ -15,6 +15,10 @@ simulator's request record: no destructive call may appear twice.
     api-replica-stopped, postgres-restarted, redis-restarted: the process stopped (and restarted).
     intake-killed     with both API replicas down, intake 1 takes the alerts (claimed, not started)
                       and is SIGKILLed; the APIs come back and intake 2's sweep starts them.
+
+Given a generated fleet (waguard.drills.fleet, listed in the stack's business registry), the incidents
+go round-robin over the demo WABA and the fleet's: each WABA still queues several runs on its slot,
+but the WABAs' runs (and their re-runs after a fault) go in parallel instead of one at a time.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from waguard.local.identities import identity_vault
 from waguard.vault.client import VaultClient
 
 if TYPE_CHECKING:
+    from waguard.drills.fleet import Fleet
     from waguard.local.processes import ChildProcess
     from waguard.local.scaled import ScaledStack
 
@@ -79,8 +84,12 @@ class StormResult:
 class Storm:
     """N incidents through the scaled stack, a fault in the middle, and what came of it."""
 
-    def __init__(self, stack: ScaledStack, say: Callable[[str], None] = print) -> None:
+    def __init__(self, stack: ScaledStack, say: Callable[[str], None] = print, fleet: Fleet | None = None
+                 ) -> None:
         self.stack, self.settings, self.urls, self.say = stack, stack.settings, stack.urls, say
+        self.fleet = fleet
+        self.wabas = [WABA, *(w for _, w in fleet.wabas())] if fleet else [WABA]
+        self.waba_of: dict[str, str] = {}  # template name -> the WABA its incident is on
         self.vault = VaultClient.from_settings(identity_vault(self.settings, "drill"))
         self.api = self.urls.prefect_api
         self.messages: dict[str, str] = {}  # incident id -> its run's last state message (why it failed)
@@ -96,9 +105,13 @@ class Storm:
         result = StormResult(fault, count)
         tag = f"{int(time.time()) % 100000:05d}"
         templates = [(f"59{tag}{i:03d}", f"phish_{tag}_{i}") for i in range(count)]
+        self.waba_of = {name: self.wabas[i % len(self.wabas)] for i, (_, name) in enumerate(templates)}
         scenario = load_scenarios(self.settings.runbooks_dir / "drills")[BASE_SCENARIO]
-        seed = {"templates": [{"id": tid, "waba_id": WABA, "name": name, "language": "en_US",
-                               "status": "APPROVED", "category": "MARKETING"} for tid, name in templates]}
+        seed = self.fleet.seed_changes() if self.fleet else {}
+        seed["templates"] = [{"id": tid, "waba_id": self.waba_of[name], "name": name, "language": "en_US",
+                              "status": "APPROVED", "category": "MARKETING"} for tid, name in templates]
+        if self.fleet:
+            await self._fleet_secrets(self.fleet)
         await reset_world(self.settings, self.urls, self.vault, scenario.model_copy(update={"seed": seed}))
         stop = asyncio.Event()
         runs: dict[str, str] = {}  # incident id -> run id
@@ -134,6 +147,18 @@ class Storm:
 
     # -- the incidents -------------------------------------------------------------------------
 
+    async def _fleet_secrets(self, fleet: Fleet) -> None:
+        """Each fleet business's app secret and token into Vault, as the operator (the drill identity
+        writes only the demo business's secrets)."""
+        from pydantic import SecretStr
+
+        root = VaultClient.from_settings(self.settings.vault)
+        try:
+            for path, value in fleet.secrets().items():
+                await root.write_secret(path, SecretStr(value))
+        finally:
+            root.close()
+
     async def _alert(self, templates: list[tuple[str, str]], url: str) -> list[str]:
         """One signed Alertmanager notification per template, concurrently; the incident ids."""
         token = (await self.vault.read_secret(self.settings.intake.alertmanager_token_path)
@@ -143,8 +168,8 @@ class Storm:
                    "User-Agent": "Alertmanager/0.25.0"}
 
         async def send(http: httpx.AsyncClient, name: str) -> str:
-            labels = {"alertname": "WabaTemplateFlagged", "severity": "warning", "waba_id": WABA,
-                      "playbook": "template-abuse", "template": name}
+            labels = {"alertname": "WabaTemplateFlagged", "severity": "warning",
+                      "waba_id": self.waba_of.get(name, WABA), "playbook": "template-abuse", "template": name}
             body = {"receiver": "intake", "status": "firing", "version": "4", "truncatedAlerts": 0,
                     "groupKey": f'{{}}:{{alertname="WabaTemplateFlagged", template="{name}"}}',
                     "groupLabels": {"alertname": "WabaTemplateFlagged", "template": name},
