@@ -86,3 +86,28 @@ async def test_same_grafana_notification_re_signed_later_is_a_replay(intake: Har
     assert (await send(intake.clock.now))["outcome"] == "duplicate"  # new signed ts, same event
     await intake.settle()
     assert len(intake.starter.starts) == 1
+
+
+async def test_a_replayed_signed_body_is_refused_before_it_is_parsed(
+        intake: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A captured Meta or Alertmanager body (its nonce is its hash) replayed over and over costs a
+    hash and a lookup each time, not a parse of up to 3 MB and the routing: replays are answered as
+    duplicates before the JSON parser sees them."""
+    from waguard.intake import app as intake_app
+
+    body = fx.meta_delivery(fx.template_change())
+    assert (await fx.post_meta(intake, body)).json()["outcome"] == "started"
+    parsed: list[bytes] = []
+    loads = intake_app.strict_json.loads
+
+    def counting(raw: bytes | str, *args: object) -> object:
+        parsed.append(raw if isinstance(raw, bytes) else raw.encode())
+        return loads(raw, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(intake_app.strict_json, "loads", counting)
+    for _ in range(3):
+        assert (await fx.post_meta(intake, body)).json()["outcome"] == "duplicate"
+    assert (await fx.post_am(intake, fx.am_notification())).json()["outcome"] == "started"
+    assert (await fx.post_am(intake, fx.am_notification())).json()["outcome"] == "duplicate"
+    assert len(parsed) == 1  # the first Alertmanager delivery only
+    assert fx.audit(intake)[-1]["outcome"] == "duplicate"

@@ -92,6 +92,14 @@ def test_nonce_is_new_once_then_a_replay_until_it_expires(store: IntakeState) ->
     assert store.remember("github:d-1", now=151, ttl_s=50)
 
 
+def test_a_nonce_said_to_be_live_is_one(store: IntakeState) -> None:
+    """`is_live` may say False for a live nonce (not known cheaply), never True for one that is not."""
+    store.remember("n", now=0, ttl_s=10)
+    assert not store.is_live("unknown", now=1) and not store.is_live("n", now=10)
+    assert store.is_live("n", now=1) is isinstance(store, IntakeStore)  # SQLite: from memory
+    assert not store.remember("n", now=1, ttl_s=10)
+
+
 def test_prune_drops_only_expired(store: IntakeState) -> None:
     store.remember("a", now=0, ttl_s=10)
     store.remember("b", now=0, ttl_s=100)

@@ -41,7 +41,7 @@ from waguard.intake.posture_gauges import PostureGauges
 from waguard.intake.routing import ROUTING_FILE, RoutingPolicy, load_routing
 from waguard.intake.slack_actions import PrefectRunDirectory, RunDirectory
 from waguard.intake.slack_clicks import SlackClicks
-from waguard.intake.sources import Inbound, Interpreted, Problem, Sources
+from waguard.intake.sources import BODY_NONCES, Inbound, Interpreted, Problem, Sources
 from waguard.intake.starter import RunStarter
 from waguard.intake.verify import Rejected, verify_token
 from waguard.playbook.policy import PLAYBOOKS, Playbook, PlaybookPolicy, load_policy
@@ -228,6 +228,9 @@ class IntakeService:
         try:
             d = await self.read(scope, receive, source, JSON_TYPES)
             d.verification = await self.verify(d, source)
+            if source in BODY_NONCES and self.store.is_live(f"{source}:{d.sha256}", now=self.clock()):
+                await self.store.group()  # answered once what it repeats is durable (it may be in this turn)
+                return self._duplicate(source, d)  # a replayed body costs no parse
             try:  # depth-checked before parsing, duplicate keys refused (strict_json)
                 payload = strict_json.loads(d.body)
             except strict_json.BadJson as err:
@@ -252,8 +255,7 @@ class IntakeService:
                 503, "unavailable", "the delivery cannot be taken now; retry", "unavailable"),
                 client=_peer(scope))
         if not fresh:
-            self._count(self.metrics.duplicates, source, "replay")
-            return 200, self.record(source, d, 200, "duplicate", {"outcome": "duplicate"})
+            return self._duplicate(source, d)
         if got.meta is not None:  # verified and first seen: a detection signal (detection/metrics.md)
             self.metrics.meta.observe(got.meta)
         self.dispatcher.launch(done)
@@ -275,6 +277,10 @@ class IntakeService:
                                 incidents=incidents if len(incidents) > 1 else None,
                                 closed=list(got.route.closes) or None,
                                 note="; ".join(got.route.notes) or None)
+
+    def _duplicate(self, source: str, d: Inbound) -> tuple[int, dict[str, Any]]:
+        self._count(self.metrics.duplicates, source, "replay")
+        return 200, self.record(source, d, 200, "duplicate", {"outcome": "duplicate"})
 
     def _dispatch(self, source: str, got: Interpreted, now: float) -> Dispatched:
         try:
@@ -348,8 +354,7 @@ def create_app(settings: Settings, vault: SecretReader, starter: RunStarter,
         routing: the routing policy (default: `<runbooks_dir>/routing.yaml`, validated now).
         registry: the Prometheus registry (default: a fresh one per app).
 
-    Raises:
-        ConfigError: the routing policy or a playbook policy is invalid.
+    Raises ConfigError when the routing policy or a playbook policy is invalid.
     """
     routing = routing or load_routing(settings.runbooks_dir / ROUTING_FILE, settings.runbooks_dir)
     policies = load_policies(settings.runbooks_dir)
@@ -360,7 +365,6 @@ def create_app(settings: Settings, vault: SecretReader, starter: RunStarter,
         async def endpoint(request: Request) -> Response:
             return await service.deliver(request, name)
         return endpoint
-
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -387,11 +391,8 @@ def create_app(settings: Settings, vault: SecretReader, starter: RunStarter,
                 "/alerts/grafana": "grafana", "/webhooks/whatsapp": "meta"}
     app = IntakeApp(webhooks={path: functools.partial(service.take, source=name)
                               for path, name in webhooks.items()}, encode=_encode, routes=[
-        Route("/alerts/alertmanager", source("alertmanager"), methods=["POST"]),
-        Route("/alerts/github", source("github"), methods=["POST"]),
-        Route("/alerts/grafana", source("grafana"), methods=["POST"]),
+        *(Route(path, source(name), methods=["POST"]) for path, name in webhooks.items()),  # a root_path
         Route("/webhooks/whatsapp", service.meta_handshake, methods=["GET"]),
-        Route("/webhooks/whatsapp", source("meta"), methods=["POST"]),
         Route("/slack/interactions", service.slack.handle, methods=["POST"]),
         *ops_routes(service, metrics=not settings.intake.metrics_listen),
     ], exception_handlers={HTTPException: http_error, Exception: http_error}, lifespan=lifespan)

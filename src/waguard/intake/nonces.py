@@ -77,6 +77,10 @@ class Nonces:
         heapq.heappush(self._expiry, (expires, key))
         return seq, earlier
 
+    def in_memory(self, key: str, *, now: float) -> bool:
+        entry = self._live.get(key)
+        return entry is not None and entry[0] > now
+
     def next_seq(self) -> int:
         self._seq += 1
         return self._seq - 1

@@ -35,6 +35,7 @@ from waguard.settings import Settings
 _GITHUB_DELIVERY = re.compile(r"[A-Za-z0-9-]{1,64}")
 _TIMESTAMP = re.compile(r"[0-9T:.+Z-]{10,40}")
 GITHUB_EVENTS = ("secret_scanning_alert", "ping")
+BODY_NONCES = frozenset({"alertmanager", "grafana", "meta"})  # whose nonce is the body's hash
 
 
 class Problem(WaguardError):

@@ -197,6 +197,10 @@ class IntakeStore:
             self.prune(now=now)
         return True
 
+    def is_live(self, key: str, *, now: float) -> bool:
+        """Whether memory holds `key` unexpired (the newest nonces; a spilled one is left to `remember`)."""
+        return self._nonces.in_memory(key, now=now)
+
     def forget(self, key: str) -> None:
         """Drop a nonce (a delivery that could not be processed may then be retried)."""
         unit = self._unit
