@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Three pytest-xdist workers: the long units (the flow tests on the session's stack, the scaled profile,
+# the drills' own stack) run side by side and the small modules fill in (tests/fixtures/workers.py).
+# A targeted `pytest tests/...` stays serial.
 test: setup lint
 	sh scripts/sysdeps.sh
-	$(PY) -m pytest
+	$(PY) -m pytest -n 3 --dist loadgroup --no-loadscope-reorder
 
 # Lint and type-check src before the tests (config in pyproject.toml: [tool.ruff], [tool.mypy]).
 lint: setup

@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.slack",
     "tests.fixtures.stack",
     "tests.fixtures.postgres",
+    "tests.fixtures.workers",
 ]
