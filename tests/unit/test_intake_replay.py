@@ -198,3 +198,21 @@ async def test_a_group_commit_moves_what_its_deliveries_pushed_past_the_memory_b
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert sorted(r[0] for r in db.execute("SELECT key FROM nonces")) == ["g0", "g1", "g2"]
         assert sorted(r[0] for r in db.execute("SELECT key FROM nonce_log")) == ["g3", "g4"]
+
+
+def test_memory_stays_bounded_however_many_nonces_spill(tmp_path: Path) -> None:
+    import tracemalloc
+
+    store = IntakeStore(tmp_path / "intake.sqlite3", nonces_in_memory=100)
+    try:
+        store.remember("warm", now=0, ttl_s=10**6)
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(10_000):  # over 2 MB of keys and expiries if anything kept them all
+            store.remember(f"meta:{n:064d}", now=0, ttl_s=10**6)
+        grown = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert grown < 700_000, grown
+        assert not store.remember("meta:" + "0" * 64, now=1, ttl_s=10**6)  # spilled, still a replay
+    finally:
+        store.close()

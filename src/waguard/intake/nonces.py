@@ -123,6 +123,9 @@ class Nonces:
         for key, _ in moved:
             del self._live[key]
         self.spilled = True
+        if len(self._expiry) > 2 * len(self._live) + SPILL_CHUNK:  # spilled and stale entries: rebuilt
+            self._expiry = [(expires, key) for key, (expires, _) in self._live.items()]
+            heapq.heapify(self._expiry)
         return moved
 
     def unspill(self, moved: list[tuple[str, Entry]]) -> None:
