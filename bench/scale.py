@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -357,16 +356,6 @@ def forks_per_run(offsets: dict[Path, int]) -> dict[str, int]:
     return counts
 
 
-def registry_dir(home: Path, fleet: Any) -> Path:
-    """runbooks/ copied with the fleet appended to the business registry."""
-    runbooks = home / "runbooks"
-    shutil.copytree(ROOT / "runbooks", runbooks)
-    registry = yaml.safe_load((runbooks / "businesses.yaml").read_text())
-    registry["businesses"] += fleet.registry_entries()
-    (runbooks / "businesses.yaml").write_text(yaml.safe_dump(registry, sort_keys=False))
-    return runbooks
-
-
 async def bench(stack: Any, fleet: Any, args: argparse.Namespace, home: Path) -> list[str]:
     from waguard.drills.scale_faults import repeated_calls
 
@@ -473,7 +462,7 @@ def main() -> int:
     for k in [k for k in os.environ if k.startswith(("WAGUARD_", "PREFECT_"))]:
         del os.environ[k]
     os.environ.update(stack_env(home))
-    os.environ["WAGUARD_RUNBOOKS_DIR"] = str(registry_dir(home, fleet))
+    os.environ["WAGUARD_RUNBOOKS_DIR"] = str(fleet.runbooks_dir(ROOT / "runbooks", home))
     os.environ["WAGUARD_LAUNCHER__LIMIT"] = str(args.cap)
     os.chdir(ROOT)
     print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "

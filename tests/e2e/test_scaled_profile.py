@@ -22,10 +22,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from tests.fixtures.stack import stack_env
-from waguard.drills.fleet import Fleet, make_fleet
+from waguard.drills.fleet import make_fleet
 from waguard.drills.scale_faults import Storm
 from waguard.local.daemons import DaemonError, postgres_bin
 from waguard.local.scaled import STATE_DSN_ENV, EventRoundTrip, ScaledStack
@@ -39,16 +38,6 @@ INCIDENTS = 20  # issue 17's CI case: 20 incidents, 2 launchers, 2 intakes, one 
 # The storm's incidents go round-robin over the demo WABA and these 4 businesses' WABAs: 4 queued on each
 # WABA's slot, the 5 WABAs in parallel (all 20 on one WABA re-ran one at a time after the kill: 125-230 s).
 FLEET = make_fleet(4, 1)
-
-
-def _runbooks_with_fleet(home: Path, fleet: Fleet) -> Path:
-    """runbooks/ copied with the fleet appended to the business registry (as bench/scale.py does)."""
-    runbooks = home / "runbooks"
-    shutil.copytree(ROOT / "runbooks", runbooks)
-    registry = yaml.safe_load((runbooks / "businesses.yaml").read_text())
-    registry["businesses"] += fleet.registry_entries()
-    (runbooks / "businesses.yaml").write_text(yaml.safe_dump(registry, sort_keys=False))
-    return runbooks
 
 
 def _require_binaries() -> None:
@@ -76,7 +65,7 @@ def scaled() -> Iterator[ScaledStack]:
     for k in saved:
         del os.environ[k]
     os.environ.update(stack_env(home))
-    os.environ["WAGUARD_RUNBOOKS_DIR"] = str(_runbooks_with_fleet(home, FLEET))
+    os.environ["WAGUARD_RUNBOOKS_DIR"] = str(FLEET.runbooks_dir(ROOT / "runbooks", home))
     stack = ScaledStack(load_settings(), say=lambda _msg: None)
     started = False
     try:

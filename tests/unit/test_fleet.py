@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from waguard.drills.fleet import make_fleet
@@ -23,11 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_fleet_registry_is_valid_beside_the_demo_business(tmp_path: Path) -> None:
     fleet = make_fleet(10, 5)
-    demo = yaml.safe_load((ROOT / "runbooks" / "businesses.yaml").read_text())
-    demo["businesses"] += fleet.registry_entries()
-    (tmp_path / "businesses.yaml").write_text(yaml.safe_dump(demo))
-    settings = Settings(_env_file=None, runbooks_dir=tmp_path)  # type: ignore[call-arg]
-    registry = load_registry(tmp_path, settings)
+    runbooks = fleet.runbooks_dir(ROOT / "runbooks", tmp_path)  # as the bench and the e2e test do
+    settings = Settings(_env_file=None, runbooks_dir=runbooks)  # type: ignore[call-arg]
+    registry = load_registry(runbooks, settings)
     assert len(registry.businesses) == 11
     index = RegistryIndex(registry)
     for business, waba in fleet.wabas():
@@ -36,7 +33,7 @@ def test_the_fleet_registry_is_valid_beside_the_demo_business(tmp_path: Path) ->
         assert index.by_phone_number(business.number_of(waba)) == found
     assert len(fleet.wabas()) == 50 and len({w for _, w in fleet.wabas()}) == 50
     assert {fleet.wabas()[0][0].index, fleet.wabas()[1][0].index} == {1, 2}  # WABA-major order
-    text = (tmp_path / "businesses.yaml").read_text()
+    text = (runbooks / "businesses.yaml").read_text()
     assert not any(value in text for value in fleet.secrets().values())
 
 

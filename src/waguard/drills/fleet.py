@@ -6,15 +6,20 @@ Its token and app secret live in Vault under `meta/fleet/b{i}/` (under the evide
 prefixes, as the registry requires). The ids are digits in their own ranges (1900…, 2900…, 3900…),
 far from the demo business's, so the demo business stays as it is beside the fleet.
 
-Pure: `make_fleet` draws the secret values; `registry_entries`, `seed_changes` and `secrets` only
-describe them. The values stay in the bench's memory and Vault, never in the registry or a log.
+`make_fleet` draws the secret values; `registry_entries`, `seed_changes` and `secrets` only describe
+them (`runbooks_dir` writes the entries into a copy of the runbooks). The values stay in the bench's
+memory and Vault, never in the registry or a log.
 """
 
 from __future__ import annotations
 
 import secrets
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 WA_SCOPES = ["whatsapp_business_management", "whatsapp_business_messaging"]
 
@@ -71,6 +76,15 @@ class Fleet:
             "business_users": {b.person_id: {"name": f"Fleet Admin {b.index}", "role": "ADMIN"}},
             "wabas": [{"waba_id": w, "phone_number_ids": [b.number_of(w)]} for w in b.wabas],
         } for b in self.businesses]  # fmt: skip
+
+    def runbooks_dir(self, runbooks: Path, home: Path) -> Path:
+        """`runbooks` copied under `home`, with this fleet appended to its business registry."""
+        copy = home / "runbooks"
+        shutil.copytree(runbooks, copy)
+        registry = yaml.safe_load((copy / "businesses.yaml").read_text())
+        registry["businesses"] += self.registry_entries()
+        (copy / "businesses.yaml").write_text(yaml.safe_dump(registry, sort_keys=False))
+        return copy
 
     def seed_changes(self) -> dict[str, list[dict[str, Any]]]:
         """What the Meta simulator's seed gains (drills.world's merge format: lists of seed items)."""
