@@ -7,7 +7,9 @@ real HTTP servers on real ports, exactly as in drills.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -44,21 +46,74 @@ class ServiceDidNotStart(WaguardError):
     """A service did not answer its health check in time."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (for tests; the stack uses fixed ports)."""
+# Ports for tests, benches and the scaled profile (the stack's own are fixed, all below this).
+PORTS_FROM = 20_000
+XDIST_SLICES = 8
+_next_port: tuple[int, Iterator[int]] | None = None  # (pid, walk): a forked child starts its own
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+def port_slice(worker: int | None) -> tuple[int, int]:
+    """The ports [low, high) handed out under pytest-xdist worker `worker` (None: all of them)."""
+    top = _ephemeral_low()
+    if worker is None:
+        return PORTS_FROM, top
+    size = (top - PORTS_FROM) // XDIST_SLICES
+    low = PORTS_FROM + (worker % XDIST_SLICES) * size
+    return low, low + size
+
+
+def _walk() -> Iterator[int]:
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    low, high = port_slice(int(name[2:]) if name[:2] == "gw" and name[2:].isdigit() else None)
+    start = random.Random(os.getpid()).randrange(low, high)  # a worker's children walk elsewhere
+    return itertools.cycle(itertools.chain(range(start, high), range(low, start)))
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (for tests, benches and the scaled profile).
+
+    Not bind(0)'s: that is an ephemeral port, and any outgoing connection on the box may take it as
+    its local port before the server binds it (seconds, for a Prefect server), which then fails to
+    start. These come from below the ephemeral range instead, each pytest-xdist worker from a slice
+    of its own, each process walking from its own point and never handing out a port twice in a row.
+    """
+    global _next_port
+    if _ephemeral_low() - PORTS_FROM < 4 * XDIST_SLICES:  # an unusual range: leave it to the kernel
+        with socket.socket() as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    if _next_port is None or _next_port[0] != os.getpid():
+        _next_port = (os.getpid(), _walk())
+    walk = _next_port[1]
+    for _ in range(_ephemeral_low() - PORTS_FROM):
+        port = next(walk)
+        if _bindable(host, port):
+            return port
+    raise StackError(f"no free port on {host} from {PORTS_FROM} to {_ephemeral_low()}")
 
 
 def ensure_port_free(service: str, host: str, port: int) -> None:
     """Raise PortInUse, naming the port and the service, if something already listens there."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            raise PortInUse(service, host, port) from None
+    if not _bindable(host, port):
+        raise PortInUse(service, host, port)
 
 
 def wait_until_ok(url: str, timeout_s: float = 30.0, *, service: str = "service",
