@@ -28,6 +28,13 @@ def test_a_free_port_is_below_the_ephemeral_range_and_never_handed_out_twice() -
     assert len(set(ports)) == len(ports)
 
 
+def test_no_port_is_handed_out_next_to_another() -> None:
+    """OpenBao's dev server also listens on its port + 1 (its cluster listener): a port handed out
+    next to it is taken by the time its server starts."""
+    ports = set(free_port() for _ in range(200))
+    assert not {p + 1 for p in ports} & ports
+
+
 def test_a_port_something_listens_on_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as held, socket.socket() as spare:
         held.bind(("127.0.0.1", 0))

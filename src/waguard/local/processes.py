@@ -73,8 +73,12 @@ def port_slice(worker: int | None) -> tuple[int, int]:
 def _walk() -> Iterator[int]:
     name = os.environ.get("PYTEST_XDIST_WORKER", "")
     low, high = port_slice(int(name[2:]) if name[:2] == "gw" and name[2:].isdigit() else None)
-    start = random.Random(os.getpid()).randrange(low, high)  # a worker's children walk elsewhere
-    return itertools.cycle(itertools.chain(range(start, high), range(low, start)))
+    # Even ports only: a server's companion on its port + 1 (OpenBao's cluster listener) never lands
+    # on a port handed to another server. In an order of this process's own (its pid), so a worker's
+    # child processes do not hand out what the worker does.
+    ports = list(range(low + low % 2, high, 2))
+    random.Random(os.getpid()).shuffle(ports)
+    return itertools.cycle(ports)
 
 
 def _bindable(host: str, port: int) -> bool:
@@ -93,7 +97,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     Not bind(0)'s: that is an ephemeral port, and any outgoing connection on the box may take it as
     its local port before the server binds it (seconds, for a Prefect server), which then fails to
     start. These come from below the ephemeral range instead, each pytest-xdist worker from a slice
-    of its own, each process walking from its own point and never handing out a port twice in a row.
+    of its own; a process hands out every even port of its slice once before it hands one out again.
     """
     global _next_port
     if _ephemeral_low() - PORTS_FROM < 4 * XDIST_SLICES:  # an unusual range: leave it to the kernel
