@@ -335,7 +335,7 @@ async def flood(
     async def prober() -> None:
         # Each valid alert is sent and timed by a process of its own: this process's event loop is
         # busy with the flood, and its delays are not the intake's.
-        span = max(seconds - 1.0, 0.0)  # spread over the flood, each sent a second before it ends at the latest
+        span = max(seconds - 1.0, 0.0)  # spread over the flood, each sent a second before its end
         for n, probe in enumerate(probes, start=1):
             await asyncio.sleep(max(0.0, start + span * n / (len(probes) + 1) - time.perf_counter()))
             if time.perf_counter() > stop - 1:
