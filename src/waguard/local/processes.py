@@ -7,6 +7,7 @@ real HTTP servers on real ports, exactly as in drills.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import random
@@ -52,6 +53,7 @@ XDIST_SLICES = 8
 _next_port: tuple[int, Iterator[int]] | None = None  # (pid, walk): a forked child starts its own
 
 
+@functools.cache  # the kernel's setting, read once per process
 def _ephemeral_low() -> int:
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
@@ -100,18 +102,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     of its own; a process hands out every even port of its slice once before it hands one out again.
     """
     global _next_port
-    if _ephemeral_low() - PORTS_FROM < 4 * XDIST_SLICES:  # an unusual range: leave it to the kernel
+    top = _ephemeral_low()
+    if top - PORTS_FROM < 4 * XDIST_SLICES:  # an unusual range: leave it to the kernel
         with socket.socket() as s:
             s.bind((host, 0))
             return int(s.getsockname()[1])
     if _next_port is None or _next_port[0] != os.getpid():
         _next_port = (os.getpid(), _walk())
     walk = _next_port[1]
-    for _ in range(_ephemeral_low() - PORTS_FROM):
+    for _ in range(top - PORTS_FROM):
         port = next(walk)
         if _bindable(host, port):
             return port
-    raise StackError(f"no free port on {host} from {PORTS_FROM} to {_ephemeral_low()}")
+    raise StackError(f"no free port on {host} from {PORTS_FROM} to {top}")
 
 
 def ensure_port_free(service: str, host: str, port: int) -> None:
